@@ -1,0 +1,411 @@
+package chord
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/chordkv/chordkv/internal/ring"
+)
+
+// Node is one member's view of the ring and the maintenance steps that keep
+// it right. All methods are safe for concurrent use; no lock is held across a
+// remote call.
+type Node struct {
+	cfg  Config
+	self Peer
+	t    Transport
+	log  *slog.Logger
+
+	mu         sync.RWMutex
+	pred       Peer   // zero when unknown or found dead
+	succs      []Peer // closest first; empty means "I am alone"
+	listFull   bool   // succs holds r entries, or wrapped round to self
+	fingers    fingerTable
+	nextFinger int
+	member     bool     // created a ring, or joined through a live member
+	seeds      []string // join addresses, kept to rejoin when every successor is dead
+}
+
+// NewNode builds a node that is not yet a member: call Create or Join.
+func NewNode(cfg Config, t Transport) *Node {
+	cfg.withDefaults()
+	self := NewPeer(cfg.Addr)
+	return &Node{
+		cfg:  cfg,
+		self: self,
+		t:    t,
+		log:  cfg.Logger.With("node", cfg.Addr, "id", self.ID.Short()),
+	}
+}
+
+// Self is this node's own Peer.
+func (n *Node) Self() Peer { return n.self }
+
+// Config returns the node's configuration, defaults filled in.
+func (n *Node) Config() Config { return n.cfg }
+
+// Create makes this node a ring of one. It owns every key until others join.
+func (n *Node) Create() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.pred, n.succs, n.listFull, n.member = Peer{}, nil, true, true
+	n.log.Info("created a new ring")
+}
+
+// Join enters the ring through the first of addrs that answers (Zave 2017,
+// "join"): it looks up its own successor s, then copies s's whole successor
+// list, so that it holds a full list taken from a live member the moment it
+// becomes a member. The predecessor stays unknown until someone notifies.
+// The node's own address is skipped, so every node may be given the same
+// seed list.
+func (n *Node) Join(ctx context.Context, addrs []string) error {
+	n.mu.Lock()
+	n.seeds = slices.Clone(addrs)
+	n.mu.Unlock()
+	var errs []error
+	for _, addr := range addrs {
+		if addr == "" || addr == n.self.Addr {
+			continue
+		}
+		if err := n.joinVia(ctx, NewPeer(addr)); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		return nil
+	}
+	if len(errs) == 0 {
+		return fmt.Errorf("%w: no join address other than %s", ErrJoinFailed, n.self.Addr)
+	}
+	return fmt.Errorf("%w: %w", ErrJoinFailed, errors.Join(errs...))
+}
+
+func (n *Node) joinVia(ctx context.Context, via Peer) error {
+	res, err := n.lookup(ctx, via, n.self.ID, false)
+	if err != nil {
+		return fmt.Errorf("join via %s: %w", via.Addr, err)
+	}
+	succ := res.Owner
+	if succ.Addr == n.self.Addr {
+		// The ring still lists an earlier incarnation of this address (we
+		// restarted before anyone noticed we were gone). Our successor is
+		// whatever follows us in the list of the node that answered.
+		succ = Peer{}
+		for i, p := range res.Successors {
+			if p.Addr == n.self.Addr && i+1 < len(res.Successors) {
+				succ = res.Successors[i+1]
+				break
+			}
+		}
+		if succ.IsZero() || succ.Addr == n.self.Addr {
+			return fmt.Errorf("join via %s: the ring knows no node but this one", via.Addr)
+		}
+	}
+	nb, err := n.getNeighbors(ctx, succ)
+	if err != nil {
+		return fmt.Errorf("join via %s: successor %s: %w", via.Addr, succ.Addr, err)
+	}
+	n.mu.Lock()
+	n.pred = Peer{}
+	n.succs, n.listFull = n.buildList(succ, nb.Successors)
+	n.member = true
+	n.mu.Unlock()
+	n.log.Info("joined", "via", via.Addr, "successor", succ.Addr, "hops", res.Hops)
+	n.notify(ctx, succ)
+	return nil
+}
+
+// buildList is Zave's reconciliation: the chosen successor followed by its
+// own list, cut to r entries. Entries stop at this node (the ring is smaller
+// than r+1 and the list has wrapped) and never repeat.
+func (n *Node) buildList(first Peer, rest []Peer) (list []Peer, full bool) {
+	r := n.cfg.Successors
+	list = make([]Peer, 0, r)
+	list = append(list, first)
+	for _, p := range rest {
+		if len(list) == r {
+			break
+		}
+		if p.Addr == n.self.Addr {
+			return list, true
+		}
+		if p.IsZero() || slices.ContainsFunc(list, func(q Peer) bool { return q.Addr == p.Addr }) {
+			continue
+		}
+		list = append(list, p)
+	}
+	return list, len(list) == r
+}
+
+// Stabilize is one round of Zave's stabilize. It asks the first live
+// successor s for its predecessor p and successor list; if p lies between
+// this node and s and answers, p becomes the successor. The list is rebuilt
+// from whichever node was chosen, and that node is notified. Dead successors
+// are skipped and so drop out of the list.
+func (n *Node) Stabilize(ctx context.Context) error {
+	n.mu.RLock()
+	succs, pred, member := slices.Clone(n.succs), n.pred, n.member
+	n.mu.RUnlock()
+	if !member {
+		return nil
+	}
+	if len(succs) == 0 {
+		// A ring of one learns its first successor from whoever notified it.
+		if pred.IsZero() || pred.Addr == n.self.Addr {
+			return nil
+		}
+		succs = []Peer{pred}
+	}
+	for _, s := range succs {
+		nb, err := n.getNeighbors(ctx, s)
+		if err != nil {
+			n.log.Debug("stabilize: successor unreachable, skipping it", "successor", s.Addr, "err", err)
+			continue
+		}
+		chosen, list := s, nb.Successors
+		if p := nb.Predecessor; !p.IsZero() && p.Addr != n.self.Addr && ring.Between(n.self.ID, p.ID, s.ID) {
+			// Adopt the closer node only if it is live: Zave's fix for
+			// the original protocol, which trusted a dead predecessor.
+			if pnb, err := n.getNeighbors(ctx, p); err == nil {
+				chosen, list = p, pnb.Successors
+			}
+		}
+		n.mu.Lock()
+		old := n.successorLocked()
+		n.succs, n.listFull = n.buildList(chosen, list)
+		n.mu.Unlock()
+		if old.Addr != chosen.Addr {
+			n.log.Info("successor changed", "from", old.Addr, "to", chosen.Addr)
+		}
+		n.notify(ctx, chosen)
+		return nil
+	}
+	return n.rejoin(ctx, succs)
+}
+
+// rejoin is the last resort when every successor is dead: the node would be
+// cut off from the ring, so it joins again through anyone it still knows.
+func (n *Node) rejoin(ctx context.Context, dead []Peer) error {
+	n.mu.RLock()
+	var candidates []Peer
+	if !n.pred.IsZero() {
+		candidates = append(candidates, n.pred)
+	}
+	candidates = append(candidates, n.fingers.distinct()...)
+	for _, a := range n.seeds {
+		candidates = append(candidates, NewPeer(a))
+	}
+	n.mu.RUnlock()
+	for _, c := range candidates {
+		if c.Addr == n.self.Addr || slices.ContainsFunc(dead, func(d Peer) bool { return d.Addr == c.Addr }) {
+			continue
+		}
+		if err := n.joinVia(ctx, c); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("stabilize %s: %w (tried %d successors, %d other peers)", n.self.Addr, ErrNoLiveSuccessor, len(dead), len(candidates))
+}
+
+func (n *Node) notify(ctx context.Context, to Peer) {
+	if to.Addr == n.self.Addr {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.CallTimeout)
+	defer cancel()
+	if err := n.t.Notify(cctx, to, n.self); err != nil {
+		n.log.Debug("notify failed", "to", to.Addr, "err", err)
+	}
+}
+
+// Rectify handles a notification from candidate, which believes it is this
+// node's predecessor (Zave 2017, "rectify", the corrected "notified"). The
+// candidate replaces the predecessor only when there is none, when it lies
+// strictly between the predecessor and this node, or when the predecessor
+// no longer answers.
+func (n *Node) Rectify(ctx context.Context, candidate Peer) {
+	if candidate.IsZero() || candidate.Addr == n.self.Addr {
+		return
+	}
+	n.mu.Lock()
+	pred := n.pred
+	if pred.IsZero() || ring.Between(pred.ID, candidate.ID, n.self.ID) {
+		n.pred = candidate
+		n.mu.Unlock()
+		n.logPredecessorChange(pred, candidate)
+		return
+	}
+	n.mu.Unlock()
+	if pred.Addr == candidate.Addr {
+		return
+	}
+	if err := n.ping(ctx, pred); err == nil {
+		return
+	}
+	n.mu.Lock()
+	replaced := n.pred.Addr == pred.Addr
+	if replaced {
+		n.pred = candidate
+	}
+	n.mu.Unlock()
+	if replaced {
+		n.logPredecessorChange(pred, candidate)
+	}
+}
+
+func (n *Node) logPredecessorChange(from, to Peer) {
+	if from.Addr != to.Addr {
+		n.log.Info("predecessor changed", "from", from.Addr, "to", to.Addr)
+	}
+}
+
+// CheckPredecessor forgets a predecessor that no longer answers, so that
+// the next live notifier can take its place.
+func (n *Node) CheckPredecessor(ctx context.Context) error {
+	n.mu.RLock()
+	pred := n.pred
+	n.mu.RUnlock()
+	if pred.IsZero() {
+		return nil
+	}
+	err := n.ping(ctx, pred)
+	if err == nil {
+		return nil
+	}
+	n.mu.Lock()
+	if n.pred.Addr == pred.Addr {
+		n.pred = Peer{}
+	}
+	n.mu.Unlock()
+	n.log.Info("predecessor failed", "predecessor", pred.Addr, "err", err)
+	return fmt.Errorf("check predecessor %s: %w", pred.Addr, err)
+}
+
+// FixFinger refreshes the next run of finger-table entries. Entry i is
+// successor(self + 2^i) (Chord paper §4.3, 0-based). One lookup answers a
+// whole run: every later start that still falls at or before the found
+// successor has that same successor. A full pass over all 160 entries thus
+// costs about log2(N) lookups instead of 160.
+func (n *Node) FixFinger(ctx context.Context) error {
+	n.mu.RLock()
+	i, succ, member := n.nextFinger, n.successorLocked(), n.member
+	n.mu.RUnlock()
+	if !member {
+		return nil
+	}
+	start := n.self.ID.AddPow2(i)
+	owner := succ
+	if !ring.BetweenRightIncl(n.self.ID, start, succ.ID) {
+		res, err := n.Lookup(ctx, start)
+		if err != nil {
+			n.mu.Lock()
+			n.nextFinger = (i + 1) % ring.Bits
+			n.mu.Unlock()
+			return fmt.Errorf("fix finger %d: %w", i, err)
+		}
+		owner = res.Owner
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	j := i
+	for j < ring.Bits && (j == i || ring.BetweenRightIncl(n.self.ID, n.self.ID.AddPow2(j), owner.ID)) {
+		n.fingers.set(j, owner)
+		j++
+	}
+	n.nextFinger = j % ring.Bits
+	return nil
+}
+
+// Leave tells the predecessor and the successor that this node is going, so
+// they splice it out at once. It is best effort: a node that cannot reach
+// them is repaired around by stabilization, as after a crash.
+func (n *Node) Leave(ctx context.Context) {
+	n.mu.Lock()
+	notice := LeaveNotice{Leaving: n.self, Predecessor: n.pred, Successors: slices.Clone(n.succs)}
+	n.member = false
+	n.mu.Unlock()
+	targets := []Peer{notice.Predecessor}
+	if len(notice.Successors) > 0 {
+		targets = append(targets, notice.Successors[0])
+	}
+	for _, to := range targets {
+		if to.IsZero() || to.Addr == n.self.Addr {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, n.cfg.CallTimeout)
+		if err := n.t.Leave(cctx, to, notice); err != nil {
+			n.log.Debug("leave notice failed", "to", to.Addr, "err", err)
+		}
+		cancel()
+	}
+	n.log.Info("left the ring")
+}
+
+// HandleLeave splices a gracefully leaving neighbour out of this node's
+// pointers.
+func (n *Node) HandleLeave(notice LeaveNotice) {
+	gone := notice.Leaving.Addr
+	if gone == "" || gone == n.self.Addr {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.pred.Addr == gone {
+		n.pred = Peer{}
+		if p := notice.Predecessor; !p.IsZero() && p.Addr != n.self.Addr {
+			n.pred = p
+		}
+	}
+	if i := slices.IndexFunc(n.succs, func(p Peer) bool { return p.Addr == gone }); i >= 0 {
+		rest := slices.Delete(slices.Clone(n.succs), i, i+1)
+		if len(rest) == 0 {
+			var next []Peer
+			for _, p := range notice.Successors {
+				if p.Addr != gone {
+					next = append(next, p)
+				}
+			}
+			if len(next) > 0 {
+				n.succs, n.listFull = n.buildList(next[0], next[1:])
+			} else {
+				n.succs = nil
+			}
+		} else {
+			n.succs = rest
+			n.listFull = false
+		}
+	}
+	n.fingers.remove(gone)
+}
+
+func (n *Node) successorLocked() Peer {
+	if len(n.succs) == 0 {
+		return n.self
+	}
+	return n.succs[0]
+}
+
+func (n *Node) ping(ctx context.Context, p Peer) error {
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.CallTimeout)
+	defer cancel()
+	return n.t.Ping(cctx, p)
+}
+
+func (n *Node) getNeighbors(ctx context.Context, p Peer) (Neighbors, error) {
+	if p.Addr == n.self.Addr {
+		return n.Neighbors(), nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.CallTimeout)
+	defer cancel()
+	return n.t.GetNeighbors(cctx, p)
+}
+
+// Neighbors answers a peer's GetNeighbors: the predecessor and successor list.
+func (n *Node) Neighbors() Neighbors {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return Neighbors{Predecessor: n.pred, Successors: slices.Clone(n.succs)}
+}
