@@ -45,7 +45,18 @@ type Config struct {
 
 const defaultShutdownTimeout = 5 * time.Second
 
+// ErrInvalidConfig marks errors caused by the operator's settings rather
+// than by the environment, so the CLI can report them as usage errors.
+var ErrInvalidConfig = errors.New("invalid config")
+
 func (c Config) validate() error {
+	if err := c.check(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+func (c Config) check() error {
 	if c.Listener == nil {
 		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 			return fmt.Errorf("listen address %q: %w", c.Addr, err)
@@ -86,11 +97,11 @@ func (c Config) advertiseAddr(bound net.Addr) (string, error) {
 		}
 	}
 	if err := transport.ValidateAddr(addr); err != nil {
-		return "", fmt.Errorf("advertise address (set --advertise): %w", err)
+		return "", fmt.Errorf("%w: advertise address (set --advertise): %w", ErrInvalidConfig, err)
 	}
 	host, _, _ := net.SplitHostPort(addr)
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		return "", fmt.Errorf("advertise address %s is not dialable by peers: set --advertise", addr)
+		return "", fmt.Errorf("%w: advertise address %s is not dialable by peers: set --advertise", ErrInvalidConfig, addr)
 	}
 	return addr, nil
 }

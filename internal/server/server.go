@@ -44,7 +44,7 @@ type daemon struct {
 // shutdown returns nil.
 func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.validate(); err != nil {
-		return fmt.Errorf("config: %w", err)
+		return err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
