@@ -74,4 +74,3 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	}
 	return nil, usageErrorf("--log-format %q: want text or json", format)
 }
-

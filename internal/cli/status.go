@@ -58,4 +58,3 @@ func newStatusCmd(opts *clientOptions) *cobra.Command {
 		},
 	}
 }
-
