@@ -1,0 +1,122 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/chordkv/chordkv/internal/chord"
+	"github.com/chordkv/chordkv/internal/ring"
+	"github.com/chordkv/chordkv/internal/store"
+)
+
+// Consistency is how many of a key's replicas must answer.
+type Consistency int
+
+const (
+	// Default lets the node decide: Quorum.
+	Default Consistency = iota
+	One
+	Quorum
+	All
+)
+
+// ParseConsistency reads one|quorum|all.
+func ParseConsistency(s string) (Consistency, error) {
+	switch s {
+	case "one":
+		return One, nil
+	case "quorum", "":
+		return Quorum, nil
+	case "all":
+		return All, nil
+	}
+	return Default, fmt.Errorf("%w: consistency must be one, quorum or all, not %q", ErrInvalidArgument, s)
+}
+
+func (c Consistency) String() string {
+	switch c {
+	case One:
+		return "one"
+	case All:
+		return "all"
+	}
+	return "quorum"
+}
+
+// required is how many of the replicas must answer: one, a majority of r,
+// or every replica there is. When the ring has fewer than r nodes the
+// requirement is capped at the replicas that exist, so a small ring (or a
+// ring of one) still serves.
+func required(c Consistency, r, available int) int {
+	var need int
+	switch c {
+	case One:
+		need = 1
+	case All:
+		need = r
+	default:
+		need = r/2 + 1
+	}
+	return max(1, min(need, available))
+}
+
+// Errors callers tell apart; transports map them to status codes.
+var (
+	ErrNotFound        = errors.New("not found")
+	ErrInvalidArgument = errors.New("invalid argument")
+	ErrUnavailable     = errors.New("unavailable")
+)
+
+// Op is a client operation.
+type Op int
+
+const (
+	OpGet Op = iota
+	OpPut
+	OpDelete
+)
+
+func (o Op) String() string { return [...]string{"get", "put", "delete"}[o] }
+
+// Request is a client operation as it travels between nodes.
+type Request struct {
+	Op          Op
+	Key, Value  []byte
+	Consistency Consistency
+}
+
+// Ring is what kv needs from chord; *chord.Node has it.
+type Ring interface {
+	Self() chord.Peer
+	Neighbors() chord.Neighbors
+	IsMember() bool
+	Owns(id ring.ID) bool
+	Lookup(ctx context.Context, id ring.ID) (chord.LookupResult, error)
+}
+
+// Local is the node's own storage; *store.Store has it.
+type Local interface {
+	Get(key []byte) (store.Entry, bool, error)
+	Apply(entries ...store.Entry) ([]bool, error)
+	BucketDigests(a, b ring.ID) ([]store.BucketDigest, error)
+	BucketEntries(bucket int, a, b ring.ID, fn func(store.Entry) bool) error
+	CollectTombstones(olderThan time.Time) (int, error)
+}
+
+// Peers carries kv's calls to other nodes. Every method honours ctx's
+// deadline. Forward must report a missing key as ErrNotFound and a refused
+// request as ErrInvalidArgument (wrapped), so that they are not retried
+// elsewhere.
+type Peers interface {
+	// Forward hands a client request to another node, which coordinates it
+	// without forwarding it again.
+	Forward(ctx context.Context, to chord.Peer, req Request) (store.Entry, error)
+	Apply(ctx context.Context, to chord.Peer, entries []store.Entry) (int, error)
+	Read(ctx context.Context, to chord.Peer, key []byte) (store.Entry, bool, error)
+	Digests(ctx context.Context, to chord.Peer, a, b ring.ID) ([]store.BucketDigest, error)
+	// Fetch calls fn with batches of the entries of the given buckets that
+	// lie in (a, b] on the peer.
+	Fetch(ctx context.Context, to chord.Peer, a, b ring.ID, buckets []int, fn func([]store.Entry) error) error
+}

@@ -1,0 +1,86 @@
+package kv
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Config holds the replication layer's knobs; each comment states the
+// trade-off it controls.
+type Config struct {
+	// Replicas is r, the copies kept of every key. More replicas survive more
+	// simultaneous crashes (an acknowledged write at consistency all survives
+	// r-1) and spread reads, at r times the storage and write traffic. It
+	// must not exceed the chord successor-list length + 1.
+	Replicas int
+
+	// MaxKeyBytes and MaxValueBytes bound a request. Larger limits let users
+	// store bigger items; they also let one request occupy a node's memory
+	// and a replica stream for longer.
+	MaxKeyBytes   int
+	MaxValueBytes int
+
+	// CallTimeout bounds each call to another node. Writes keep replicating
+	// in the background for up to this long after they are acknowledged.
+	CallTimeout time.Duration
+
+	// AntiEntropyInterval is how often a node compares its primary range with
+	// its replicas. Shorter intervals restore r replicas sooner after a crash;
+	// each round costs one digest exchange per replica even when in sync.
+	AntiEntropyInterval time.Duration
+
+	// TombstoneGrace is how long a delete's tombstone is kept before it is
+	// collected. It must exceed the longest time a replica can be down and
+	// come back with the old value; shorter graces save space but risk
+	// resurrecting deleted keys.
+	TombstoneGrace time.Duration
+
+	// JoinSyncTimeout bounds how long a new node waits to learn its
+	// predecessor and pull its range before it serves reads itself; until
+	// then it forwards reads to its successor, the range's previous owner.
+	JoinSyncTimeout time.Duration
+
+	// Logger receives hand-off and repair events; nil discards.
+	Logger *slog.Logger
+}
+
+// DefaultConfig is r = 3, 1 KiB keys, 1 MiB values.
+func DefaultConfig() Config {
+	return Config{
+		Replicas:            3,
+		MaxKeyBytes:         1 << 10,
+		MaxValueBytes:       1 << 20,
+		CallTimeout:         2 * time.Second,
+		AntiEntropyInterval: 5 * time.Second,
+		TombstoneGrace:      24 * time.Hour,
+		JoinSyncTimeout:     10 * time.Second,
+	}
+}
+
+func (c *Config) withDefaults() {
+	d := DefaultConfig()
+	if c.Replicas <= 0 {
+		c.Replicas = d.Replicas
+	}
+	if c.MaxKeyBytes <= 0 {
+		c.MaxKeyBytes = d.MaxKeyBytes
+	}
+	if c.MaxValueBytes <= 0 {
+		c.MaxValueBytes = d.MaxValueBytes
+	}
+	if c.CallTimeout <= 0 {
+		c.CallTimeout = d.CallTimeout
+	}
+	if c.AntiEntropyInterval <= 0 {
+		c.AntiEntropyInterval = d.AntiEntropyInterval
+	}
+	if c.TombstoneGrace <= 0 {
+		c.TombstoneGrace = d.TombstoneGrace
+	}
+	if c.JoinSyncTimeout <= 0 {
+		c.JoinSyncTimeout = d.JoinSyncTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}

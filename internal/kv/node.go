@@ -1,0 +1,193 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/chordkv/chordkv/internal/chord"
+	"github.com/chordkv/chordkv/internal/ring"
+	"github.com/chordkv/chordkv/internal/store"
+)
+
+// Node is one member's replication layer. It is safe for concurrent use.
+type Node struct {
+	cfg   Config
+	ring  Ring
+	local Local
+	peers Peers
+	clock *store.Clock
+	log   *slog.Logger
+	self  chord.Peer
+
+	// synced is false from a join until the node has pulled its primary
+	// range from its successor; until then reads it would coordinate go to
+	// the successor, which still has the whole range.
+	synced atomic.Bool
+	stats  counters
+}
+
+// New builds a node's replication layer. Call MarkSynced for a node that
+// created the ring, or SyncAfterJoin for one that joined.
+func New(cfg Config, r Ring, local Local, peers Peers, clock *store.Clock) *Node {
+	cfg.withDefaults()
+	self := r.Self()
+	return &Node{
+		cfg: cfg, ring: r, local: local, peers: peers, clock: clock,
+		log:  cfg.Logger.With("node", self.Addr),
+		self: self,
+	}
+}
+
+// Config returns the configuration, defaults filled in.
+func (n *Node) Config() Config { return n.cfg }
+
+// Get returns key's newest value among the replicas read. A missing or
+// deleted key is ErrNotFound. forwarded marks a request another node already
+// routed here: it is coordinated here, never forwarded again, so that nodes
+// with momentarily different ring views cannot bounce it around.
+func (n *Node) Get(ctx context.Context, key []byte, c Consistency, forwarded bool) (store.Entry, error) {
+	if err := n.checkKey(key); err != nil {
+		return store.Entry{}, err
+	}
+	req := Request{Op: OpGet, Key: key, Consistency: c}
+	if !forwarded {
+		if e, done, err := n.route(ctx, req); done {
+			return e, err
+		}
+	}
+	if !n.synced.Load() {
+		if s := n.ring.Neighbors().Successors; len(s) > 0 {
+			return n.peers.Forward(ctx, s[0], req)
+		}
+	}
+	return n.coordinateRead(ctx, key, c)
+}
+
+// Put stores value under key and returns the version it was written with.
+func (n *Node) Put(ctx context.Context, key, value []byte, c Consistency, forwarded bool) (store.Version, error) {
+	if err := n.checkKey(key); err != nil {
+		return store.Version{}, err
+	}
+	if len(value) > n.cfg.MaxValueBytes {
+		return store.Version{}, fmt.Errorf("%w: value is %d bytes, the limit is %d bytes (--max-value-bytes)", ErrInvalidArgument, len(value), n.cfg.MaxValueBytes)
+	}
+	return n.write(ctx, Request{Op: OpPut, Key: key, Value: value, Consistency: c}, forwarded)
+}
+
+// Delete writes a tombstone under key and returns its version. Deleting a
+// missing key succeeds: the tombstone still orders it after older writes.
+func (n *Node) Delete(ctx context.Context, key []byte, c Consistency, forwarded bool) (store.Version, error) {
+	if err := n.checkKey(key); err != nil {
+		return store.Version{}, err
+	}
+	return n.write(ctx, Request{Op: OpDelete, Key: key, Consistency: c}, forwarded)
+}
+
+func (n *Node) checkKey(key []byte) error {
+	if len(key) == 0 {
+		return fmt.Errorf("%w: key is empty; keys are 1 to %d bytes", ErrInvalidArgument, n.cfg.MaxKeyBytes)
+	}
+	if len(key) > n.cfg.MaxKeyBytes {
+		return fmt.Errorf("%w: key is %d bytes, the limit is %d bytes (--max-key-bytes)", ErrInvalidArgument, len(key), n.cfg.MaxKeyBytes)
+	}
+	return nil
+}
+
+func (n *Node) write(ctx context.Context, req Request, forwarded bool) (store.Version, error) {
+	if !forwarded {
+		if e, done, err := n.route(ctx, req); done {
+			return e.Version, err
+		}
+	}
+	e := store.Entry{
+		Key:       req.Key,
+		Value:     req.Value,
+		Tombstone: req.Op == OpDelete,
+		Version:   store.Version{HLC: n.clock.Now(), Node: n.self.ID},
+	}
+	if err := n.coordinateWrite(ctx, e, req.Consistency); err != nil {
+		return store.Version{}, err
+	}
+	return e.Version, nil
+}
+
+// route sends req to the key's owner unless this node is it. done is false
+// when this node should coordinate. If the owner does not answer, the next
+// replicas are tried: each holds the key and can coordinate it.
+func (n *Node) route(ctx context.Context, req Request) (e store.Entry, done bool, err error) {
+	id := ring.HashKey(req.Key)
+	if n.ring.Owns(id) {
+		return store.Entry{}, false, nil
+	}
+	res, err := n.ring.Lookup(ctx, id)
+	if err != nil {
+		return store.Entry{}, true, fmt.Errorf("%w: %s: route %s: %w", ErrUnavailable, req.Op, id.Short(), err)
+	}
+	candidates := res.Successors[:min(len(res.Successors), n.cfg.Replicas)]
+	var errs []error
+	for _, p := range candidates {
+		if p.Addr == n.self.Addr {
+			return store.Entry{}, false, nil
+		}
+		n.stats.forwarded.Add(1)
+		e, err := n.peers.Forward(ctx, p, req)
+		if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidArgument) {
+			return e, true, err
+		}
+		if ctx.Err() != nil {
+			return store.Entry{}, true, err
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", p.Addr, err))
+	}
+	return store.Entry{}, true, fmt.Errorf("%w: %s: no replica of the key answered: %w", ErrUnavailable, req.Op, errors.Join(errs...))
+}
+
+// replicas is this node followed by its first r-1 successors: the replica
+// set of every key it owns.
+func (n *Node) replicas() []chord.Peer {
+	succs := n.ring.Neighbors().Successors
+	out := make([]chord.Peer, 0, n.cfg.Replicas)
+	out = append(out, n.self)
+	for _, p := range succs {
+		if len(out) == n.cfg.Replicas {
+			break
+		}
+		if p.Addr != n.self.Addr {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ApplyLocal merges entries into this node's store, last writer wins, and
+// moves the clock past every version seen so that this node's next write of
+// the same key is newer than anything it has stored.
+func (n *Node) ApplyLocal(entries []store.Entry) (int, error) {
+	for _, e := range entries {
+		if err := n.clock.Observe(e.Version.HLC); err != nil {
+			n.log.Warn("a peer's clock is far ahead of ours", "version", e.Version, "err", err)
+		}
+	}
+	applied, err := n.local.Apply(entries...)
+	if err != nil {
+		return 0, fmt.Errorf("apply %d entries: %w", len(entries), err)
+	}
+	count := 0
+	for _, a := range applied {
+		if a {
+			count++
+		}
+	}
+	return count, nil
+}
+
+// ReadLocal is a replica's answer to a coordinator's read.
+func (n *Node) ReadLocal(key []byte) (store.Entry, bool, error) {
+	if err := n.checkKey(key); err != nil {
+		return store.Entry{}, false, err
+	}
+	return n.local.Get(key)
+}

@@ -1,0 +1,261 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/chordkv/chordkv/internal/chord"
+	"github.com/chordkv/chordkv/internal/ring"
+	"github.com/chordkv/chordkv/internal/store"
+)
+
+// digestWireBytes is what one bucket digest costs on the wire (bucket
+// number and 64-bit digest, with protobuf framing), for the in-sync cost
+// the benchmarks report.
+const digestWireBytes = 14
+
+// pushBatchBytes bounds one Apply call of a range push.
+const pushBatchBytes = 1 << 20
+
+type counters struct {
+	forwarded     atomic.Int64
+	readRepairs   atomic.Int64
+	syncRounds    atomic.Int64
+	digestBytes   atomic.Int64
+	pulled        atomic.Int64
+	pushed        atomic.Int64
+	handoffPushed atomic.Int64
+}
+
+// Stats are cumulative counters of the replication layer, for metrics and
+// benchmarks.
+type Stats struct {
+	Forwarded   int64 // requests sent on to the owner or another replica
+	ReadRepairs int64 // stale replicas repaired by reads
+	SyncRounds  int64 // range comparisons with one replica
+	DigestBytes int64 // digest bytes received in those comparisons
+	Pulled      int64 // entries received from replicas that were newer here
+	Pushed      int64 // entries sent to replicas in differing buckets
+	HandedOff   int64 // entries sent to successors when leaving
+}
+
+// Stats returns the counters so far.
+func (n *Node) Stats() Stats {
+	return Stats{
+		Forwarded:   n.stats.forwarded.Load(),
+		ReadRepairs: n.stats.readRepairs.Load(),
+		SyncRounds:  n.stats.syncRounds.Load(),
+		DigestBytes: n.stats.digestBytes.Load(),
+		Pulled:      n.stats.pulled.Load(),
+		Pushed:      n.stats.pushed.Load(),
+		HandedOff:   n.stats.handoffPushed.Load(),
+	}
+}
+
+// MarkSynced lets the node serve reads it coordinates from its own store:
+// it created the ring, or has pulled its range.
+func (n *Node) MarkSynced() { n.synced.Store(true) }
+
+// Synced reports whether the node serves the reads it coordinates itself.
+func (n *Node) Synced() bool { return n.synced.Load() }
+
+// SyncAfterJoin takes over a joining node's range before it serves reads for
+// it: it waits (up to JoinSyncTimeout) to learn its predecessor, then pulls
+// (predecessor, self] from its successor, the range's previous owner. Writes
+// are served meanwhile; they reach the successor too, which stays a replica.
+func (n *Node) SyncAfterJoin(ctx context.Context) error {
+	defer n.MarkSynced()
+	deadline := time.Now().Add(n.cfg.JoinSyncTimeout)
+	for {
+		nb := n.ring.Neighbors()
+		if !nb.Predecessor.IsZero() && len(nb.Successors) > 0 {
+			_, err := n.syncRange(ctx, nb.Successors[0], nb.Predecessor.ID, n.self.ID, false)
+			if err != nil {
+				return fmt.Errorf("sync after join: %w", err)
+			}
+			n.log.Info("took over range from successor", "successor", nb.Successors[0].Addr, "from", nb.Predecessor.Addr)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sync after join: no predecessor after %s; serving reads without a pull, anti-entropy will catch up", n.cfg.JoinSyncTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// AntiEntropy is one repair round for this node's primary range
+// (predecessor, self]: against each of its r-1 successors it compares bucket
+// digests and exchanges the entries of differing buckets both ways. After a
+// crash the node whose range grew to cover the dead node's keys re-creates
+// their missing replicas here. It returns how many replicas it compared.
+func (n *Node) AntiEntropy(ctx context.Context) (int, error) {
+	nb := n.ring.Neighbors()
+	if !n.ring.IsMember() || nb.Predecessor.IsZero() {
+		return 0, nil
+	}
+	targets := nb.Successors[:min(len(nb.Successors), n.cfg.Replicas-1)]
+	return n.syncWith(ctx, targets, nb.Predecessor.ID)
+}
+
+// HandOff is what a node does before leaving gracefully: its primary range
+// goes to its first r successors, the range's replica set once it is gone.
+// Ranges it only replicated are re-created by their owners' anti-entropy.
+func (n *Node) HandOff(ctx context.Context) (int, error) {
+	nb := n.ring.Neighbors()
+	if nb.Predecessor.IsZero() || len(nb.Successors) == 0 {
+		return 0, nil
+	}
+	before := n.stats.pushed.Load()
+	targets := nb.Successors[:min(len(nb.Successors), n.cfg.Replicas)]
+	done, err := n.syncWith(ctx, targets, nb.Predecessor.ID)
+	n.stats.handoffPushed.Add(n.stats.pushed.Load() - before)
+	return done, err
+}
+
+func (n *Node) syncWith(ctx context.Context, targets []chord.Peer, from ring.ID) (int, error) {
+	var errs []error
+	done := 0
+	for _, t := range targets {
+		if t.Addr == n.self.Addr {
+			continue
+		}
+		if _, err := n.syncRange(ctx, t, from, n.self.ID, true); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		done++
+	}
+	return done, errors.Join(errs...)
+}
+
+// syncRange makes this node and peer agree on (a, b]: digests first, then
+// the entries of differing buckets pulled from the peer and, with push, sent
+// to it. It returns the number of differing buckets.
+func (n *Node) syncRange(ctx context.Context, peer chord.Peer, a, b ring.ID, push bool) (int, error) {
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.CallTimeout)
+	theirs, err := n.peers.Digests(cctx, peer, a, b)
+	cancel()
+	if err != nil {
+		return 0, fmt.Errorf("digests from %s: %w", peer.Addr, err)
+	}
+	n.stats.syncRounds.Add(1)
+	n.stats.digestBytes.Add(int64(len(theirs) * digestWireBytes))
+	mine, err := n.local.BucketDigests(a, b)
+	if err != nil {
+		return 0, err
+	}
+	diff := differingBuckets(mine, theirs)
+	if len(diff) == 0 {
+		return 0, nil
+	}
+	// A pull can move a whole range, so it gets a deadline per bucket.
+	cctx, cancel = context.WithTimeout(ctx, n.cfg.CallTimeout*time.Duration(1+len(diff)))
+	defer cancel()
+	err = n.peers.Fetch(cctx, peer, a, b, diff, func(batch []store.Entry) error {
+		applied, err := n.ApplyLocal(batch)
+		n.stats.pulled.Add(int64(applied))
+		return err
+	})
+	if err != nil {
+		return len(diff), fmt.Errorf("pull %d buckets from %s: %w", len(diff), peer.Addr, err)
+	}
+	if push {
+		if err := n.push(cctx, peer, a, b, diff); err != nil {
+			return len(diff), err
+		}
+	}
+	n.log.Debug("repaired range", "peer", peer.Addr, "buckets", len(diff))
+	return len(diff), nil
+}
+
+func (n *Node) push(ctx context.Context, peer chord.Peer, a, b ring.ID, buckets []int) error {
+	var batch []store.Entry
+	size := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if _, err := n.peers.Apply(ctx, peer, batch); err != nil {
+			return fmt.Errorf("push %d entries to %s: %w", len(batch), peer.Addr, err)
+		}
+		n.stats.pushed.Add(int64(len(batch)))
+		batch, size = batch[:0], 0
+		return nil
+	}
+	for _, bk := range buckets {
+		var err error
+		scanErr := n.local.BucketEntries(bk, a, b, func(e store.Entry) bool {
+			batch = append(batch, e)
+			size += len(e.Key) + len(e.Value)
+			if size >= pushBatchBytes {
+				err = flush()
+			}
+			return err == nil
+		})
+		if err != nil {
+			return err
+		}
+		if scanErr != nil {
+			return scanErr
+		}
+	}
+	return flush()
+}
+
+// differingBuckets lists the buckets whose digests differ, or that only one
+// side reported.
+func differingBuckets(mine, theirs []store.BucketDigest) []int {
+	theirsByBucket := make(map[int]uint64, len(theirs))
+	for _, d := range theirs {
+		theirsByBucket[d.Bucket] = d.Digest
+	}
+	var diff []int
+	for _, d := range mine {
+		if t, ok := theirsByBucket[d.Bucket]; !ok || t != d.Digest {
+			diff = append(diff, d.Bucket)
+		}
+		delete(theirsByBucket, d.Bucket)
+	}
+	for bk := range theirsByBucket {
+		diff = append(diff, bk)
+	}
+	slices.Sort(diff) // map order must not leak into a seeded simulation
+	return diff
+}
+
+// CollectGarbage drops tombstones older than TombstoneGrace.
+func (n *Node) CollectGarbage(now time.Time) (int, error) {
+	return n.local.CollectTombstones(now.Add(-n.cfg.TombstoneGrace))
+}
+
+// Run drives anti-entropy and tombstone collection until ctx ends.
+func (n *Node) Run(ctx context.Context) {
+	ae := time.NewTicker(n.cfg.AntiEntropyInterval)
+	gc := time.NewTicker(max(n.cfg.TombstoneGrace/10, time.Minute))
+	defer ae.Stop()
+	defer gc.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ae.C:
+			if _, err := n.AntiEntropy(ctx); err != nil && ctx.Err() == nil {
+				n.log.Debug("anti-entropy round incomplete", "err", err)
+			}
+		case now := <-gc.C:
+			if k, err := n.CollectGarbage(now); err != nil {
+				n.log.Warn("tombstone collection failed", "err", err)
+			} else if k > 0 {
+				n.log.Info("collected tombstones", "count", k)
+			}
+		}
+	}
+}
