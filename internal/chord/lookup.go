@@ -46,36 +46,57 @@ func (n *Node) FindSuccessorStep(id ring.ID) Step {
 // (self, id), the one closest to id first, drawn from both the finger table
 // and the successor list. The successor list matters late in a lookup, where
 // fingers are coarse, and when fingers are stale after churn.
+//
+// It is on every lookup's path, so it keeps a small insertion-sorted top-k
+// instead of collecting and sorting every candidate.
 func (n *Node) closestPrecedingLocked(id ring.ID, k int) []Peer {
-	var buf [ring.Bits + 16]Peer
-	cands := buf[:0]
+	type ranked struct {
+		p    Peer
+		dist ring.ID // clockwise from self: larger is closer to id
+	}
+	best := make([]ranked, 0, k+1)
 	consider := func(p Peer) {
 		if p.IsZero() || !ring.Between(n.self.ID, p.ID, id) {
 			return
 		}
-		for _, q := range cands {
-			if q.Addr == p.Addr {
+		d := ring.Distance(n.self.ID, p.ID)
+		i := 0
+		for ; i < len(best); i++ {
+			if best[i].p.Addr == p.Addr {
+				return
+			}
+			if d.Cmp(best[i].dist) > 0 {
+				break
+			}
+		}
+		if i == k {
+			return
+		}
+		for _, r := range best[i:] { // a duplicate further down would be worse
+			if r.p.Addr == p.Addr {
 				return
 			}
 		}
-		cands = append(cands, p)
+		best = append(best, ranked{})
+		copy(best[i+1:], best[i:])
+		best[i] = ranked{p, d}
+		if len(best) > k {
+			best = best[:k]
+		}
 	}
-	for i := ring.Bits - 1; i >= 0; i-- {
-		if p, ok := n.fingers.get(i); ok {
+	for slot, p := range n.fingers.peers {
+		if n.fingers.refs[slot] > 0 {
 			consider(p)
 		}
 	}
 	for _, p := range n.succs {
 		consider(p)
 	}
-	// Closest to id means largest clockwise distance from self.
-	slices.SortFunc(cands, func(a, b Peer) int {
-		return ring.Distance(n.self.ID, b.ID).Cmp(ring.Distance(n.self.ID, a.ID))
-	})
-	if len(cands) > k {
-		cands = cands[:k]
+	out := make([]Peer, len(best))
+	for i, r := range best {
+		out[i] = r.p
 	}
-	return slices.Clone(cands)
+	return out
 }
 
 // Lookup finds successor(id) iteratively, starting from this node's own

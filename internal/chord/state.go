@@ -36,6 +36,14 @@ func (n *Node) State() State {
 	}
 }
 
+// IsMember reports whether the node created or joined a ring and has not
+// left it.
+func (n *Node) IsMember() bool {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.member
+}
+
 // Successor is the first successor-list entry, or this node when alone.
 func (n *Node) Successor() Peer {
 	n.mu.RLock()
