@@ -19,7 +19,7 @@ const (
 func TestCLIExitCodes(t *testing.T) {
 	c := StartCluster(t, 1, ringSuccessors)
 	live := c.Nodes[0].Addr
-	c.Eventually("single node answers status", ringDeadline, func() error {
+	c.Eventually(t, "single node answers status", ringDeadline, func() error {
 		_, err := c.Status(live)
 		return err
 	})

@@ -93,8 +93,11 @@ func childEnv() []string {
 // Cluster is a set of chordkv processes started by one test. Its cleanup
 // stops every node (SIGTERM, then SIGKILL after stopGrace) and, when the
 // test failed, prints each node's log.
+//
+// Methods that can fail the test take the testing.TB of the (sub)test that
+// calls them: FailNow must run on that test's goroutine.
 type Cluster struct {
-	t     testing.TB
+	t     testing.TB // the test that owns the cluster, for cleanup
 	bin   string
 	dir   string
 	Nodes []*Node
@@ -132,7 +135,7 @@ func StartCluster(t testing.TB, n int, successors int) *Cluster {
 	t.Helper()
 	c := NewCluster(t, n, successors)
 	for _, node := range c.Nodes {
-		node.Start()
+		node.Start(t)
 	}
 	return c
 }
@@ -162,13 +165,14 @@ func (c *Cluster) Running() []*Node {
 }
 
 // Node returns the node listening on addr.
-func (c *Cluster) Node(addr string) *Node {
+func (c *Cluster) Node(t testing.TB, addr string) *Node {
+	t.Helper()
 	for _, n := range c.Nodes {
 		if n.Addr == addr {
 			return n
 		}
 	}
-	c.t.Fatalf("no node at %s", addr)
+	t.Fatalf("no node at %s", addr)
 	return nil
 }
 
@@ -257,8 +261,7 @@ func (n *Node) Args() []string {
 
 // Start launches a new incarnation. Output of every incarnation is appended
 // to LogPath, after a header line.
-func (n *Node) Start() {
-	t := n.c.t
+func (n *Node) Start(t testing.TB) {
 	t.Helper()
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -297,10 +300,10 @@ func (n *Node) Running() bool {
 }
 
 // Kill sends SIGKILL and waits for the process to be gone.
-func (n *Node) Kill() {
-	n.c.t.Helper()
+func (n *Node) Kill(t testing.TB) {
+	t.Helper()
 	if err := n.signalAndWait(syscall.SIGKILL); err != nil {
-		n.c.t.Fatal(err)
+		t.Fatal(err)
 	}
 }
 
@@ -472,19 +475,19 @@ func (c *Cluster) Status(endpoint string) (StatusView, error) {
 // Eventually retries check every pollInterval until it returns nil, and
 // returns how long that took. It fails the test when deadline passes first
 // or when a node dies that the harness did not stop.
-func (c *Cluster) Eventually(what string, deadline time.Duration, check func() error) time.Duration {
-	c.t.Helper()
+func (c *Cluster) Eventually(t testing.TB, what string, deadline time.Duration, check func() error) time.Duration {
+	t.Helper()
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		if err := c.unexpectedExit(); err != nil {
-			c.t.Fatalf("%s: %v", what, err)
+			t.Fatalf("%s: %v", what, err)
 		}
 		err := check()
 		if err == nil {
 			return time.Since(start)
 		}
 		if time.Since(start) > deadline {
-			c.t.Fatalf("%s: still failing after %v (%d attempts); last error:\n%v", what, deadline, attempt, err)
+			t.Fatalf("%s: still failing after %v (%d attempts); last error:\n%v", what, deadline, attempt, err)
 		}
 		time.Sleep(pollInterval)
 	}

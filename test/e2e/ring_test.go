@@ -47,7 +47,7 @@ func TestRing(t *testing.T) {
 	all := c.Nodes
 
 	if !t.Run("converge", func(t *testing.T) {
-		took := c.Eventually("8 processes converge to the oracle's ring", ringDeadline,
+		took := c.Eventually(t, "8 processes converge to the oracle's ring", ringDeadline,
 			func() error { return checkConverged(c, all) })
 		logTiming(t, fmt.Sprintf("converge %d nodes", len(all)), took)
 	}) {
@@ -101,7 +101,7 @@ func TestRing(t *testing.T) {
 	order := newRingOracle(c.Addrs(), c.Successors).order()
 	var victims []*Node
 	for i := range order {
-		a, b := c.Node(order[i]), c.Node(order[(i+1)%len(order)])
+		a, b := c.Node(t, order[i]), c.Node(t, order[(i+1)%len(order)])
 		if a != all[0] && b != all[0] {
 			victims = []*Node{a, b}
 			break
@@ -118,11 +118,11 @@ func TestRing(t *testing.T) {
 			ids[v] = st.ID
 		}
 		for _, v := range victims {
-			v.Kill()
+			v.Kill(t)
 		}
 		t.Logf("killed %s and %s (neighbours on the ring)", victims[0].Addr, victims[1].Addr)
 		survivors := slices.DeleteFunc(slices.Clone(all), func(n *Node) bool { return slices.Contains(victims, n) })
-		took := c.Eventually("ring heals to the 6 survivors", ringDeadline,
+		took := c.Eventually(t, "ring heals to the 6 survivors", ringDeadline,
 			func() error { return checkConverged(c, survivors) })
 		logTiming(t, "heal after 2 kill -9", took)
 	}) {
@@ -131,9 +131,9 @@ func TestRing(t *testing.T) {
 
 	t.Run("restart on the same address", func(t *testing.T) {
 		for _, v := range victims {
-			v.Start()
+			v.Start(t)
 		}
-		took := c.Eventually("restarted nodes are back in the ring", ringDeadline,
+		took := c.Eventually(t, "restarted nodes are back in the ring", ringDeadline,
 			func() error { return checkConverged(c, all) })
 		logTiming(t, "rejoin after restart of 2 nodes", took)
 		for _, v := range victims {
@@ -153,12 +153,12 @@ func TestRing(t *testing.T) {
 // the ring without it.
 func TestSIGTERMLeavesCleanly(t *testing.T) {
 	c := StartCluster(t, 3, ringSuccessors)
-	c.Eventually("3 processes converge", ringDeadline, func() error { return checkConverged(c, c.Nodes) })
+	c.Eventually(t, "3 processes converge", ringDeadline, func() error { return checkConverged(c, c.Nodes) })
 	leaving := c.Nodes[2]
 	if err := leaving.Stop(); err != nil {
 		t.Fatalf("SIGTERM: %v", err)
 	}
-	took := c.Eventually("the 2 others close the ring", ringDeadline,
+	took := c.Eventually(t, "the 2 others close the ring", ringDeadline,
 		func() error { return checkConverged(c, c.Nodes[:2]) })
 	logTiming(t, "ring closed after SIGTERM of 1 of 3", took)
 }
