@@ -54,6 +54,12 @@ type Config struct {
 	// crashed predecessor is forgotten and a live notifier can replace it.
 	CheckPredecessorInterval time.Duration
 
+	// CheckRingInterval is how often Run asks a seed or a recently failed
+	// peer where this node's successor is (see CheckRing). It is what merges
+	// a ring split by a long partition once the network heals; each check
+	// costs one lookup, so it runs far less often than stabilize.
+	CheckRingInterval time.Duration
+
 	// Logger receives pointer changes at Info and routine failures at Debug.
 	// Nil discards.
 	Logger *slog.Logger
@@ -71,6 +77,7 @@ func LoopbackConfig(addr string) Config {
 		StabilizeInterval:        250 * time.Millisecond,
 		FixFingersInterval:       100 * time.Millisecond,
 		CheckPredecessorInterval: 250 * time.Millisecond,
+		CheckRingInterval:        5 * time.Second,
 	}
 }
 
@@ -82,6 +89,7 @@ func LANConfig(addr string) Config {
 	c.StabilizeInterval = 500 * time.Millisecond
 	c.FixFingersInterval = 250 * time.Millisecond
 	c.CheckPredecessorInterval = 500 * time.Millisecond
+	c.CheckRingInterval = 10 * time.Second
 	return c
 }
 
@@ -93,6 +101,7 @@ func WANConfig(addr string) Config {
 	c.StabilizeInterval = 2 * time.Second
 	c.FixFingersInterval = time.Second
 	c.CheckPredecessorInterval = 2 * time.Second
+	c.CheckRingInterval = 30 * time.Second
 	return c
 }
 
@@ -118,6 +127,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.CheckPredecessorInterval <= 0 {
 		c.CheckPredecessorInterval = d.CheckPredecessorInterval
+	}
+	if c.CheckRingInterval <= 0 {
+		c.CheckRingInterval = d.CheckRingInterval
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -39,7 +39,14 @@ func (n *Node) FindSuccessorStep(id ring.ID) Step {
 		}
 		return Step{Done: true, Successors: slices.Clone(list)}
 	}
-	return Step{Next: n.closestPrecedingLocked(id, n.cfg.LookupCandidates)}
+	next := n.closestPrecedingLocked(id, n.cfg.LookupCandidates)
+	// The successor always makes progress (id is past it) and stabilize keeps
+	// it live, so it goes last: a lookup whose finger candidates are all dead
+	// after a mass failure still moves forward instead of giving up.
+	if !slices.ContainsFunc(next, func(p Peer) bool { return p.Addr == succ.Addr }) {
+		next = append(next, succ)
+	}
+	return Step{Next: next}
 }
 
 // closestPrecedingLocked returns up to k distinct known nodes in
@@ -192,4 +199,5 @@ func (n *Node) suspect(p Peer) {
 	n.mu.Lock()
 	n.fingers.remove(p.Addr)
 	n.mu.Unlock()
+	n.remember(p)
 }

@@ -27,8 +27,13 @@ type Node struct {
 	fingers    fingerTable
 	nextFinger int
 	member     bool     // created a ring, or joined through a live member
-	seeds      []string // join addresses, kept to rejoin when every successor is dead
+	seeds      []string // join addresses, kept to rejoin and to check the ring
+	alumni     []Peer   // peers that recently failed a call, newest last; see CheckRing
+	nextCheck  int      // round-robin position over seeds and alumni
 }
+
+// maxAlumni bounds the failed peers remembered for CheckRing.
+const maxAlumni = 16
 
 // NewNode builds a node that is not yet a member: call Create or Join.
 func NewNode(cfg Config, t Transport) *Node {
@@ -88,34 +93,36 @@ func (n *Node) joinVia(ctx context.Context, via Peer) error {
 	if err != nil {
 		return fmt.Errorf("join via %s: %w", via.Addr, err)
 	}
-	succ := res.Owner
-	if succ.Addr == n.self.Addr {
-		// The ring still lists an earlier incarnation of this address (we
-		// restarted before anyone noticed we were gone). Our successor is
-		// whatever follows us in the list of the node that answered.
-		succ = Peer{}
-		for i, p := range res.Successors {
-			if p.Addr == n.self.Addr && i+1 < len(res.Successors) {
-				succ = res.Successors[i+1]
-				break
-			}
-		}
-		if succ.IsZero() || succ.Addr == n.self.Addr {
-			return fmt.Errorf("join via %s: the ring knows no node but this one", via.Addr)
-		}
+	// res.Successors starts at the owner. If the ring still lists an earlier
+	// incarnation of this address (we restarted before anyone noticed), our
+	// successor is what follows it; if the owner is dead, the next entry.
+	candidates := res.Successors
+	if i := slices.IndexFunc(candidates, func(p Peer) bool { return p.Addr == n.self.Addr }); i >= 0 {
+		candidates = candidates[i+1:]
 	}
-	nb, err := n.getNeighbors(ctx, succ)
-	if err != nil {
-		return fmt.Errorf("join via %s: successor %s: %w", via.Addr, succ.Addr, err)
+	var errs []error
+	for _, succ := range candidates {
+		nb, err := n.getNeighbors(ctx, succ)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n.adoptSuccessor(succ, nb.Successors)
+		n.log.Info("joined", "via", via.Addr, "successor", succ.Addr, "hops", res.Hops)
+		n.notify(ctx, succ)
+		return nil
 	}
+	return fmt.Errorf("join via %s: no live successor among %d: %w", via.Addr, len(candidates), errors.Join(errs...))
+}
+
+// adoptSuccessor makes succ the first successor, its list the rest, and the
+// node a member. The predecessor is left alone: a fresh node has none until
+// someone notifies it, and a rejoining one keeps whatever still answers.
+func (n *Node) adoptSuccessor(succ Peer, list []Peer) {
 	n.mu.Lock()
-	n.pred = Peer{}
-	n.succs, n.listFull = n.buildList(succ, nb.Successors)
+	defer n.mu.Unlock()
+	n.succs, n.listFull = n.buildList(succ, list)
 	n.member = true
-	n.mu.Unlock()
-	n.log.Info("joined", "via", via.Addr, "successor", succ.Addr, "hops", res.Hops)
-	n.notify(ctx, succ)
-	return nil
 }
 
 // buildList is Zave's reconciliation: the chosen successor followed by its
@@ -163,16 +170,10 @@ func (n *Node) Stabilize(ctx context.Context) error {
 		nb, err := n.getNeighbors(ctx, s)
 		if err != nil {
 			n.log.Debug("stabilize: successor unreachable, skipping it", "successor", s.Addr, "err", err)
+			n.remember(s)
 			continue
 		}
-		chosen, list := s, nb.Successors
-		if p := nb.Predecessor; !p.IsZero() && p.Addr != n.self.Addr && ring.Between(n.self.ID, p.ID, s.ID) {
-			// Adopt the closer node only if it is live: Zave's fix for
-			// the original protocol, which trusted a dead predecessor.
-			if pnb, err := n.getNeighbors(ctx, p); err == nil {
-				chosen, list = p, pnb.Successors
-			}
-		}
+		chosen, list := n.walkPredecessors(ctx, s, nb)
 		n.mu.Lock()
 		old := n.successorLocked()
 		n.succs, n.listFull = n.buildList(chosen, list)
@@ -186,28 +187,69 @@ func (n *Node) Stabilize(ctx context.Context) error {
 	return n.rejoin(ctx, succs)
 }
 
-// rejoin is the last resort when every successor is dead: the node would be
-// cut off from the ring, so it joins again through anyone it still knows.
+// maxPredecessorWalk bounds how far one Stabilize follows predecessor
+// pointers back from its successor.
+const maxPredecessorWalk = 32
+
+// walkPredecessors applies Zave's adoption rule repeatedly: while the
+// current candidate's predecessor p lies between this node and it, and p
+// answers, p becomes the candidate. One step is the paper's stabilize; the
+// walk is several of them back to back, so that many nodes joining between
+// the same two members (all starting with the same successor) sort
+// themselves in a few rounds rather than one position per round. A dead p
+// is never adopted.
+func (n *Node) walkPredecessors(ctx context.Context, s Peer, nb Neighbors) (Peer, []Peer) {
+	chosen, list, pred := s, nb.Successors, nb.Predecessor
+	for range maxPredecessorWalk {
+		if pred.IsZero() || pred.Addr == n.self.Addr || !ring.Between(n.self.ID, pred.ID, chosen.ID) {
+			break
+		}
+		pnb, err := n.getNeighbors(ctx, pred)
+		if err != nil {
+			n.remember(pred)
+			break
+		}
+		chosen, list, pred = pred, pnb.Successors, pnb.Predecessor
+	}
+	return chosen, list
+}
+
+// rejoin is the last resort when every successor is dead, beyond what r
+// was chosen to survive. The node first joins again through any peer it
+// still knows; failing that, it takes the nearest live peer clockwise as its
+// successor and lets later stabilizations walk back along predecessor
+// pointers to the true one, Chord's ordinary repair.
 func (n *Node) rejoin(ctx context.Context, dead []Peer) error {
 	n.mu.RLock()
-	var candidates []Peer
+	var known []Peer
 	if !n.pred.IsZero() {
-		candidates = append(candidates, n.pred)
+		known = append(known, n.pred)
 	}
-	candidates = append(candidates, n.fingers.distinct()...)
+	known = append(known, n.fingers.distinct()...)
 	for _, a := range n.seeds {
-		candidates = append(candidates, NewPeer(a))
+		known = append(known, NewPeer(a))
 	}
 	n.mu.RUnlock()
-	for _, c := range candidates {
-		if c.Addr == n.self.Addr || slices.ContainsFunc(dead, func(d Peer) bool { return d.Addr == c.Addr }) {
-			continue
-		}
+	known = slices.DeleteFunc(known, func(c Peer) bool {
+		return c.Addr == n.self.Addr || slices.ContainsFunc(dead, func(d Peer) bool { return d.Addr == c.Addr })
+	})
+	for _, c := range known {
 		if err := n.joinVia(ctx, c); err == nil {
 			return nil
 		}
 	}
-	return fmt.Errorf("stabilize %s: %w (tried %d successors, %d other peers)", n.self.Addr, ErrNoLiveSuccessor, len(dead), len(candidates))
+	slices.SortFunc(known, func(a, b Peer) int {
+		return ring.Distance(n.self.ID, a.ID).Cmp(ring.Distance(n.self.ID, b.ID))
+	})
+	for _, c := range known {
+		if nb, err := n.getNeighbors(ctx, c); err == nil {
+			n.adoptSuccessor(c, nb.Successors)
+			n.log.Warn("every successor failed; re-entered the ring at the nearest live peer", "successor", c.Addr)
+			n.notify(ctx, c)
+			return nil
+		}
+	}
+	return fmt.Errorf("stabilize %s: %w (tried %d successors, %d other peers)", n.self.Addr, ErrNoLiveSuccessor, len(dead), len(known))
 }
 
 func (n *Node) notify(ctx context.Context, to Peer) {
@@ -280,6 +322,7 @@ func (n *Node) CheckPredecessor(ctx context.Context) error {
 		n.pred = Peer{}
 	}
 	n.mu.Unlock()
+	n.remember(pred)
 	n.log.Info("predecessor failed", "predecessor", pred.Addr, "err", err)
 	return fmt.Errorf("check predecessor %s: %w", pred.Addr, err)
 }

@@ -12,9 +12,11 @@ func (n *Node) Run(ctx context.Context) {
 	stab := time.NewTicker(n.cfg.StabilizeInterval)
 	fix := time.NewTicker(n.cfg.FixFingersInterval)
 	check := time.NewTicker(n.cfg.CheckPredecessorInterval)
+	ringCheck := time.NewTicker(n.cfg.CheckRingInterval)
 	defer stab.Stop()
 	defer fix.Stop()
 	defer check.Stop()
+	defer ringCheck.Stop()
 	for {
 		var err error
 		select {
@@ -26,6 +28,8 @@ func (n *Node) Run(ctx context.Context) {
 			err = n.FixFinger(ctx)
 		case <-check.C:
 			err = n.CheckPredecessor(ctx)
+		case <-ringCheck.C:
+			err = n.CheckRing(ctx)
 		}
 		if err != nil && ctx.Err() == nil {
 			n.log.Debug("maintenance step failed", "err", err)

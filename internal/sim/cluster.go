@@ -23,6 +23,11 @@ type Cluster struct {
 	fingersChecked int
 	checkedAt      int
 	membership     int // bumped whenever a node is added, crashes or leaves
+	rounds         int
+	// RingCheckEvery makes every member run CheckRing once every that many
+	// rounds; zero never. It costs a lookup per member, so experiments that
+	// never partition leave it off.
+	RingCheckEvery int
 }
 
 // NewCluster returns an empty cluster; template supplies every node's Config
@@ -94,17 +99,23 @@ func (c *Cluster) Leave(ctx context.Context, n *chord.Node) {
 }
 
 // Round runs one maintenance round: every live member, in a seeded random
-// order, stabilizes, fixes one run of fingers and checks its predecessor.
+// order, stabilizes, fixes one run of fingers and checks its predecessor
+// (and checks the ring, every RingCheckEvery rounds).
 // It returns the number of steps that failed (expected under churn).
 func (c *Cluster) Round(ctx context.Context) int {
 	members := c.Members()
 	c.Net.Rand().Shuffle(len(members), func(i, j int) { members[i], members[j] = members[j], members[i] })
+	c.rounds++
+	checkRing := c.RingCheckEvery > 0 && c.rounds%c.RingCheckEvery == 0
 	failed := 0
 	for _, n := range members {
 		for _, step := range []func(context.Context) error{n.Stabilize, n.FixFinger, n.CheckPredecessor} {
 			if step(ctx) != nil {
 				failed++
 			}
+		}
+		if checkRing && n.CheckRing(ctx) != nil {
+			failed++
 		}
 	}
 	return failed

@@ -1,0 +1,89 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/chordkv/chordkv/internal/transport"
+	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
+)
+
+// nodeError is a failed call to one node. It names the node's address, as
+// operators need to know which endpoint is dead, and keeps the gRPC status
+// underneath for exitCode.
+type nodeError struct {
+	addr string
+	err  error
+}
+
+func (e *nodeError) Error() string {
+	if s, ok := status.FromError(e.err); ok {
+		return fmt.Sprintf("%s: %s (%s)", e.addr, s.Message(), s.Code())
+	}
+	return fmt.Sprintf("%s: %v", e.addr, e.err)
+}
+
+func (e *nodeError) Unwrap() error { return e.err }
+
+// callNode runs one Admin call against addr with the --timeout deadline.
+func callNode[T any](ctx context.Context, opts *clientOptions, addr string, call func(context.Context, pb.AdminClient) (T, error)) (T, error) {
+	var zero T
+	if err := transport.ValidateAddr(addr); err != nil {
+		return zero, usageErrorf("endpoint: %v", err)
+	}
+	cc, err := grpc.NewClient(addr, transport.DialOptions(insecure.NewCredentials())...)
+	if err != nil {
+		return zero, &nodeError{addr: addr, err: err}
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(ctx, opts.timeout)
+	defer cancel()
+	res, err := call(ctx, pb.NewAdminClient(cc))
+	if err != nil {
+		return zero, &nodeError{addr: addr, err: err}
+	}
+	return res, nil
+}
+
+// isUnreachable reports whether err means "try another node": the node is
+// down, slow, or not (yet) a ring member.
+func isUnreachable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	return false
+}
+
+// withFailover runs call against each endpoint in turn until one answers.
+// Any answer, including a refusal such as InvalidArgument, ends the search;
+// only unreachable endpoints are skipped. When none answers, the error
+// names every endpoint and exits with ExitUnavailable.
+func withFailover[T any](ctx context.Context, opts *clientOptions, call func(context.Context, pb.AdminClient) (T, error)) (T, error) {
+	var zero T
+	var failures []string
+	for _, addr := range opts.endpoints {
+		res, err := callNode(ctx, opts, addr, call)
+		if err == nil {
+			return res, nil
+		}
+		if !isUnreachable(err) {
+			return zero, err
+		}
+		failures = append(failures, err.Error())
+	}
+	if len(failures) == 0 {
+		return zero, usageErrorf("no endpoints given (--endpoints or CHORDKV_ENDPOINTS)")
+	}
+	return zero, withExitCode(ExitUnavailable, fmt.Errorf("no endpoint answered within %v: %s", opts.timeout, strings.Join(failures, "; ")))
+}
+
+func getStatus(ctx context.Context, c pb.AdminClient) (*pb.StatusResponse, error) {
+	return c.Status(ctx, &pb.StatusRequest{})
+}

@@ -1,0 +1,107 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// clientOptions are the persistent flags every client command shares.
+type clientOptions struct {
+	endpoints []string
+	timeout   time.Duration
+	output    string
+}
+
+const (
+	outputText = "text"
+	outputJSON = "json"
+)
+
+// subcommands lists every command under chordkv. Adding a command is one
+// line here.
+func subcommands(opts *clientOptions) []*cobra.Command {
+	return []*cobra.Command{
+		newServeCmd(),
+		newRingCmd(opts),
+		newLookupCmd(opts),
+		newStatusCmd(opts),
+	}
+}
+
+// Execute runs chordkv with the process's arguments and environment and
+// returns the exit code.
+func Execute() int {
+	return run(context.Background(), os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
+}
+
+// run is Execute with its inputs made explicit, for tests.
+func run(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
+	root := newRootCmd(env)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "chordkv: %v\n", err)
+	}
+	return exitCode(err)
+}
+
+func newRootCmd(env func(string) (string, bool)) *cobra.Command {
+	opts := &clientOptions{}
+	root := &cobra.Command{
+		Use:   "chordkv",
+		Short: "A key-value store on a Chord ring",
+		Long: "chordkv runs nodes of a Chord DHT (chordkv serve) and talks to a running ring.\n" +
+			"Every flag can also be set from the environment as CHORDKV_<FLAG>, e.g.\n" +
+			"CHORDKV_ENDPOINTS or CHORDKV_DATA_DIR; a flag on the command line wins.",
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		// Without Args and RunE, cobra would print help and exit 0 for an
+		// unknown command; scripts need exit 2.
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageErrorf("unknown command %q; run 'chordkv --help'", args[0])
+			}
+			return cmd.Help()
+		},
+		// A subcommand that defines its own PersistentPreRunE replaces this
+		// one and must call bindEnv itself.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := bindEnv(cmd, env); err != nil {
+				return err
+			}
+			return opts.validate()
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return withExitCode(ExitUsage, err) })
+	pf := root.PersistentFlags()
+	pf.StringSliceVar(&opts.endpoints, "endpoints", []string{"127.0.0.1:7000"}, "comma-separated node addresses to ask, in order of preference")
+	pf.DurationVar(&opts.timeout, "timeout", 3*time.Second, "how long to wait for each endpoint")
+	pf.StringVarP(&opts.output, "output", "o", outputText, "output format: text or json")
+	root.AddCommand(subcommands(opts)...)
+	return root
+}
+
+func (o *clientOptions) validate() error {
+	if o.output != outputText && o.output != outputJSON {
+		return usageErrorf("--output must be text or json, not %q", o.output)
+	}
+	if o.timeout <= 0 {
+		return usageErrorf("--timeout must be positive")
+	}
+	return nil
+}
+
+// exactArgs is cobra.ExactArgs reporting a usage error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		return withExitCode(ExitUsage, cobra.ExactArgs(n)(cmd, args))
+	}
+}

@@ -1,0 +1,60 @@
+package cli
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
+)
+
+// statusJSON is the -o json shape of `chordkv status`.
+type statusJSON struct {
+	ID          string   `json:"id"`
+	Addr        string   `json:"addr"`
+	Predecessor string   `json:"predecessor"`
+	Successors  []string `json:"successors"`
+	Fingers     []string `json:"fingers"`
+	Member      bool     `json:"member"`
+	Ready       bool     `json:"ready"`
+}
+
+func newStatusJSON(s *pb.StatusResponse) statusJSON {
+	return statusJSON{
+		ID:          s.GetId(),
+		Addr:        s.GetAddr(),
+		Predecessor: s.GetPredecessor(),
+		Successors:  nonNil(s.GetSuccessors()),
+		Fingers:     nonNil(s.GetFingers()),
+		Member:      s.GetMember(),
+		Ready:       s.GetReady(),
+	}
+}
+
+func newStatusCmd(opts *clientOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show one node's routing state",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := withFailover(cmd.Context(), opts, getStatus)
+			if err != nil {
+				return err
+			}
+			out := newStatusJSON(st)
+			if opts.output == outputJSON {
+				return writeJSON(cmd.OutOrStdout(), out)
+			}
+			return writeTable(cmd.OutOrStdout(), []string{"FIELD", "VALUE"}, [][]string{
+				{"id", out.ID},
+				{"addr", out.Addr},
+				{"predecessor", orNone(out.Predecessor)},
+				{"successors", orNone(strings.Join(out.Successors, ","))},
+				{"fingers", orNone(strings.Join(out.Fingers, ","))},
+				{"member", strconv.FormatBool(out.Member)},
+				{"ready", strconv.FormatBool(out.Ready)},
+			})
+		},
+	}
+}

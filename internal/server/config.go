@@ -1,0 +1,107 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/chordkv/chordkv/internal/transport"
+)
+
+// Config is what a daemon needs from its operator. Zero durations and counts
+// take chord.LoopbackConfig's values.
+type Config struct {
+	// Addr is the host:port to listen on.
+	Addr string
+	// Advertise is the host:port peers dial and the node's ID is hashed
+	// from. It defaults to Addr, or to the bound address when Addr's port is
+	// 0. It must stay the same across restarts for the node to keep its ID.
+	Advertise string
+	// Join lists members to join through. Empty means "create a ring unless
+	// a peer remembered from the last run answers". When Join is set, only
+	// the node advertising Join[0] may create a ring, and only after no other
+	// address answered: so nodes started together with the same list form
+	// one ring.
+	Join []string
+	// DataDir holds peers.json; it is created if missing.
+	DataDir string
+	// Successors is the successor-list length r.
+	Successors int
+	// StabilizeInterval is how often the node stabilizes.
+	StabilizeInterval time.Duration
+	// CallTimeout bounds every remote call the node makes.
+	CallTimeout time.Duration
+	// ShutdownTimeout bounds how long in-flight RPCs may finish after the
+	// node left the ring; then the server stops hard. Default 5s.
+	ShutdownTimeout time.Duration
+	// Listener, if set, is served instead of listening on Addr (tests).
+	Listener net.Listener
+	// Logger receives the daemon's and the node's logs. Nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+const defaultShutdownTimeout = 5 * time.Second
+
+// ErrInvalidConfig marks errors caused by the operator's settings rather
+// than by the environment, so the CLI can report them as usage errors.
+var ErrInvalidConfig = errors.New("invalid config")
+
+func (c Config) validate() error {
+	if err := c.check(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+func (c Config) check() error {
+	if c.Listener == nil {
+		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+			return fmt.Errorf("listen address %q: %w", c.Addr, err)
+		}
+	}
+	if c.Advertise != "" {
+		if err := transport.ValidateAddr(c.Advertise); err != nil {
+			return fmt.Errorf("advertise address: %w", err)
+		}
+	}
+	for _, a := range c.Join {
+		if err := transport.ValidateAddr(a); err != nil {
+			return fmt.Errorf("join address: %w", err)
+		}
+	}
+	if c.DataDir == "" {
+		return errors.New("data dir is required")
+	}
+	if c.Successors < 0 || c.StabilizeInterval < 0 || c.CallTimeout < 0 || c.ShutdownTimeout < 0 {
+		return errors.New("successors and durations must not be negative")
+	}
+	return nil
+}
+
+// advertiseAddr picks the address peers dial: Advertise if set, else the
+// listen address with the bound port filled in when it asked for port 0.
+func (c Config) advertiseAddr(bound net.Addr) (string, error) {
+	addr := c.Advertise
+	switch {
+	case addr != "":
+	case c.Listener != nil:
+		addr = bound.String()
+	default:
+		addr = c.Addr
+		if host, port, _ := net.SplitHostPort(c.Addr); port == "0" {
+			_, boundPort, _ := net.SplitHostPort(bound.String())
+			addr = net.JoinHostPort(host, boundPort)
+		}
+	}
+	if err := transport.ValidateAddr(addr); err != nil {
+		return "", fmt.Errorf("%w: advertise address (set --advertise): %w", ErrInvalidConfig, err)
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return "", fmt.Errorf("%w: advertise address %s is not dialable by peers: set --advertise", ErrInvalidConfig, addr)
+	}
+	return addr, nil
+}

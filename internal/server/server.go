@@ -1,0 +1,281 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/chordkv/chordkv/internal/chord"
+	"github.com/chordkv/chordkv/internal/transport"
+	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
+)
+
+// How often the daemon's side loops look at the node. Health must follow
+// readiness quickly; peers.json only needs to be roughly current.
+const (
+	healthInterval  = 100 * time.Millisecond
+	persistInterval = time.Second
+)
+
+// daemon is one running node and what serves it.
+type daemon struct {
+	cfg    Config
+	log    *slog.Logger
+	node   *chord.Node
+	client *transport.Client
+	grpc   *grpc.Server
+	health *health.Server
+
+	saved []string // successor list last written to peers.json
+}
+
+// Run serves a node until ctx ends, then leaves the ring and stops. It
+// returns an error if the node cannot start or the server fails; a clean
+// shutdown returns nil.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = defaultShutdownTimeout
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	lis := cfg.Listener
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+	}
+	d, err := newDaemon(cfg, lis.Addr())
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	return d.run(ctx, lis)
+}
+
+func newDaemon(cfg Config, bound net.Addr) (*daemon, error) {
+	advertise, err := cfg.advertiseAddr(bound)
+	if err != nil {
+		return nil, err
+	}
+	ncfg := chord.LoopbackConfig(advertise)
+	if cfg.Successors > 0 {
+		ncfg.Successors = cfg.Successors
+	}
+	if cfg.StabilizeInterval > 0 {
+		ncfg.StabilizeInterval = cfg.StabilizeInterval
+	}
+	if cfg.CallTimeout > 0 {
+		ncfg.CallTimeout = cfg.CallTimeout
+	}
+	ncfg.Logger = cfg.Logger
+	client := transport.NewClient()
+	node := chord.NewNode(ncfg, client)
+	d := &daemon{
+		cfg:    cfg,
+		log:    cfg.Logger.With("node", advertise),
+		node:   node,
+		client: client,
+		grpc:   grpc.NewServer(),
+		health: health.NewServer(),
+	}
+	transport.NewServer(node).Register(d.grpc)
+	healthpb.RegisterHealthServer(d.grpc, d.health)
+	reflection.Register(d.grpc)
+	d.setServing(false)
+	return d, nil
+}
+
+func (d *daemon) run(ctx context.Context, lis net.Listener) error {
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- d.grpc.Serve(lis) }()
+	d.log.Info("serving", "listen", lis.Addr().String(), "id", d.node.Self().ID.String())
+
+	runCtx, stopLoops := context.WithCancel(ctx)
+	var loops sync.WaitGroup
+	loops.Go(func() { d.healthLoop(runCtx) })
+	loops.Go(func() { d.persistLoop(runCtx) })
+	joined := make(chan error, 1)
+	loops.Go(func() {
+		err := d.joinOrCreate(runCtx)
+		joined <- err
+		if err == nil {
+			d.node.Run(runCtx)
+		}
+	})
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		err = fmt.Errorf("grpc server: %w", err)
+	}
+	stopLoops()
+	loops.Wait()
+	if joinErr := <-joined; joinErr == nil {
+		d.persist()
+	}
+	d.shutdown()
+	return err
+}
+
+// shutdown leaves the ring while still serving, so neighbours can reach us
+// while they splice us out, then stops serving: gracefully for a bounded
+// time, then hard.
+func (d *daemon) shutdown() {
+	leaveCtx, cancel := context.WithTimeout(context.Background(), 3*d.node.Config().CallTimeout)
+	d.node.Leave(leaveCtx)
+	cancel()
+	d.health.Shutdown()
+	done := make(chan struct{})
+	go func() {
+		d.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d.cfg.ShutdownTimeout):
+		d.log.Warn("graceful stop timed out; stopping hard", "after", d.cfg.ShutdownTimeout)
+		d.grpc.Stop()
+		<-done
+	}
+	_ = d.client.Close()
+	d.log.Info("stopped")
+}
+
+// joinOrCreate makes the node a member. It tries the peers remembered from
+// the last run and the --join addresses until one answers. A node allowed to
+// bootstrap (no --join, or it is the first --join address) creates a ring
+// after one round in which nobody answered; others keep retrying with
+// backoff until ctx ends.
+func (d *daemon) joinOrCreate(ctx context.Context) error {
+	self := d.node.Self().Addr
+	remembered, err := loadPeers(d.cfg.DataDir)
+	if err != nil {
+		d.log.Warn("ignoring remembered peers", "err", err)
+	}
+	seeds := joinCandidates(self, remembered, d.cfg.Join)
+	mayCreate := len(d.cfg.Join) == 0 || d.cfg.Join[0] == self
+	if len(seeds) == 0 {
+		d.node.Create()
+		return nil
+	}
+	wait := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := d.node.Join(ctx, seeds)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if mayCreate {
+			if len(remembered) > 0 {
+				d.log.Warn("no remembered peer answered; creating a new ring", "peers", remembered, "err", err)
+			}
+			d.node.Create()
+			return nil
+		}
+		d.log.Warn("join failed; retrying", "attempt", attempt, "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// joinCandidates lists remembered peers first (they were our neighbours, so
+// joining through them is cheapest) then --join addresses, without
+// duplicates or this node.
+func joinCandidates(self string, remembered, join []string) []string {
+	var out []string
+	for _, a := range slices.Concat(remembered, join) {
+		if a != "" && a != self && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// healthLoop reports SERVING exactly while the node is ready: a member
+// with a full successor list.
+func (d *daemon) healthLoop(ctx context.Context) {
+	t := time.NewTicker(healthInterval)
+	defer t.Stop()
+	serving := false
+	for {
+		if ready := d.node.State().Ready; ready != serving {
+			serving = ready
+			d.setServing(serving)
+			d.log.Info("health changed", "serving", serving)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (d *daemon) setServing(ok bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ok {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	for _, svc := range []string{"", pb.Chord_ServiceDesc.ServiceName, pb.Admin_ServiceDesc.ServiceName} {
+		d.health.SetServingStatus(svc, st)
+	}
+}
+
+// persistLoop rewrites peers.json whenever the successor list changed.
+func (d *daemon) persistLoop(ctx context.Context) {
+	t := time.NewTicker(persistInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.persist()
+		}
+	}
+}
+
+// persist saves the successor list if it changed since the last save. It is
+// called from one goroutine at a time: the persist loop, then shutdown.
+func (d *daemon) persist() {
+	var now []string
+	for _, p := range d.node.State().Successors {
+		now = append(now, p.Addr)
+	}
+	if len(now) == 0 {
+		return // alone or not yet joined: keep what we knew
+	}
+	if slices.Equal(d.saved, now) {
+		return
+	}
+	if err := savePeers(d.cfg.DataDir, now); err != nil {
+		d.log.Warn("cannot remember peers", "err", err)
+		return
+	}
+	d.saved = now
+}

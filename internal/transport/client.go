@@ -1,0 +1,183 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/chordkv/chordkv/internal/chord"
+	"github.com/chordkv/chordkv/internal/ring"
+	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
+)
+
+// Defaults for NewClient.
+const (
+	DefaultPoolSize = 256
+	// DefaultCallTimeout bounds a call whose context has no deadline, so no
+	// RPC ever waits forever. chord always passes a deadline of its own.
+	DefaultCallTimeout = 5 * time.Second
+)
+
+// Client implements chord.Transport over gRPC with one pooled connection per
+// peer address.
+type Client struct {
+	pool        *pool
+	callTimeout time.Duration
+}
+
+var _ chord.Transport = (*Client)(nil)
+
+type clientOptions struct {
+	poolSize    int
+	callTimeout time.Duration
+	creds       credentials.TransportCredentials
+	dialOpts    []grpc.DialOption
+}
+
+// ClientOption configures a Client.
+type ClientOption func(*clientOptions)
+
+// WithPoolSize bounds how many peer connections are kept open.
+func WithPoolSize(n int) ClientOption { return func(o *clientOptions) { o.poolSize = n } }
+
+// WithTransportCredentials secures peer connections, e.g. with TLS. The
+// default is plain text.
+func WithTransportCredentials(c credentials.TransportCredentials) ClientOption {
+	return func(o *clientOptions) { o.creds = c }
+}
+
+// WithDefaultCallTimeout bounds calls whose context has no deadline.
+func WithDefaultCallTimeout(d time.Duration) ClientOption {
+	return func(o *clientOptions) { o.callTimeout = d }
+}
+
+// WithDialOptions adds gRPC dial options, applied after the defaults.
+func WithDialOptions(opts ...grpc.DialOption) ClientOption {
+	return func(o *clientOptions) { o.dialOpts = append(o.dialOpts, opts...) }
+}
+
+// NewClient builds a Client. Connections are made lazily, on first use.
+func NewClient(opts ...ClientOption) *Client {
+	o := clientOptions{poolSize: DefaultPoolSize, callTimeout: DefaultCallTimeout, creds: insecure.NewCredentials()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.poolSize < 1 {
+		o.poolSize = 1
+	}
+	dialOpts := append(DialOptions(o.creds), o.dialOpts...)
+	dial := func(addr string) (*grpc.ClientConn, error) { return grpc.NewClient(addr, dialOpts...) }
+	return &Client{pool: newPool(o.poolSize, dial), callTimeout: o.callTimeout}
+}
+
+// DialOptions are the options every chordkv connection uses: the given
+// credentials and a short reconnect backoff. Peers restart in seconds, and
+// gRPC's default backoff (up to two minutes) would keep a restarted peer
+// unreachable long after it is back.
+func DialOptions(creds credentials.TransportCredentials) []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{
+				BaseDelay:  50 * time.Millisecond,
+				Multiplier: 1.6,
+				Jitter:     0.2,
+				MaxDelay:   time.Second,
+			},
+			MinConnectTimeout: time.Second,
+		}),
+	}
+}
+
+// Close closes every pooled connection. Calls in flight finish first.
+func (c *Client) Close() error {
+	c.pool.close()
+	return nil
+}
+
+// call runs one RPC against addr with a deadline, and drops the connection
+// when the peer was unavailable so the next call redials at once.
+func (c *Client) call(ctx context.Context, addr, method string, rpc func(context.Context, *grpc.ClientConn) error) error {
+	if err := ValidateAddr(addr); err != nil {
+		return fmt.Errorf("%s %s: %w", method, addr, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.callTimeout)
+		defer cancel()
+	}
+	pc, err := c.pool.acquire(addr)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, addr, err)
+	}
+	defer c.pool.release(pc)
+	if err := rpc(ctx, pc.cc); err != nil {
+		// A node refusing to route also answers Unavailable, over a
+		// healthy connection; only a broken connection is worth redialling.
+		if status.Code(err) == codes.Unavailable && pc.cc.GetState() != connectivity.Ready {
+			c.pool.drop(pc)
+		}
+		return fmt.Errorf("%s %s: %w", method, addr, err)
+	}
+	return nil
+}
+
+// Ping implements chord.Transport.
+func (c *Client) Ping(ctx context.Context, to chord.Peer) error {
+	return c.call(ctx, to.Addr, "ping", func(ctx context.Context, cc *grpc.ClientConn) error {
+		_, err := pb.NewChordClient(cc).Ping(ctx, &pb.PingRequest{})
+		return err
+	})
+}
+
+// GetNeighbors implements chord.Transport.
+func (c *Client) GetNeighbors(ctx context.Context, to chord.Peer) (chord.Neighbors, error) {
+	var nb chord.Neighbors
+	err := c.call(ctx, to.Addr, "get neighbors", func(ctx context.Context, cc *grpc.ClientConn) error {
+		resp, err := pb.NewChordClient(cc).GetNeighbors(ctx, &pb.GetNeighborsRequest{})
+		if err != nil {
+			return err
+		}
+		nb, err = decodeNeighbors(resp)
+		return err
+	})
+	return nb, err
+}
+
+// Notify implements chord.Transport.
+func (c *Client) Notify(ctx context.Context, to chord.Peer, candidate chord.Peer) error {
+	return c.call(ctx, to.Addr, "notify", func(ctx context.Context, cc *grpc.ClientConn) error {
+		_, err := pb.NewChordClient(cc).Notify(ctx, &pb.NotifyRequest{Candidate: encodePeer(candidate)})
+		return err
+	})
+}
+
+// FindSuccessorStep implements chord.Transport.
+func (c *Client) FindSuccessorStep(ctx context.Context, to chord.Peer, id ring.ID) (chord.Step, error) {
+	var st chord.Step
+	err := c.call(ctx, to.Addr, "find successor step", func(ctx context.Context, cc *grpc.ClientConn) error {
+		resp, err := pb.NewChordClient(cc).FindSuccessorStep(ctx, &pb.FindSuccessorStepRequest{Id: id[:]})
+		if err != nil {
+			return err
+		}
+		st, err = decodeStep(resp)
+		return err
+	})
+	return st, err
+}
+
+// Leave implements chord.Transport.
+func (c *Client) Leave(ctx context.Context, to chord.Peer, notice chord.LeaveNotice) error {
+	return c.call(ctx, to.Addr, "leave", func(ctx context.Context, cc *grpc.ClientConn) error {
+		_, err := pb.NewChordClient(cc).Leave(ctx, encodeLeave(notice))
+		return err
+	})
+}
