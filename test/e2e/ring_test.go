@@ -146,6 +146,18 @@ func TestRing(t *testing.T) {
 			}
 		}
 	})
+
+	// The node that created the ring has no --join: restarted, it must
+	// rejoin through the peers remembered in its data dir instead of
+	// creating a second ring.
+	t.Run("creator restarted without --join rejoins", func(t *testing.T) {
+		creator := all[0]
+		creator.Kill(t)
+		creator.Start(t)
+		took := c.Eventually(t, "restarted creator is back in the one ring", ringDeadline,
+			func() error { return checkConverged(c, all) })
+		logTiming(t, "rejoin after restart of the ring's creator", took)
+	})
 }
 
 // TestSIGTERMLeavesCleanly stops one node of three with SIGTERM: it must
