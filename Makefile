@@ -73,7 +73,7 @@ proto-check:
 	@if [ ! -d proto ]; then echo "proto-check: no proto/ directory, nothing to check"; exit 0; fi; \
 	rc=0; .ci/tools.sh protoc || rc=$$?; \
 	case $$rc in \
-	0) proto/gen.sh --check ;; \
+	0) proto/gen.sh --check && echo "proto-check: generated code matches proto/" ;; \
 	3) echo "WARNING: protoc is not installed, SKIPPING the proto staleness check." \
 	        "Run 'make tools' (or apt-get install protobuf-compiler) to enable it." ;; \
 	*) exit $$rc ;; \
