@@ -71,7 +71,7 @@ func (n *Node) CheckRing(ctx context.Context) error {
 		return fmt.Errorf("check ring: %s found via %s: %w", found.Addr, probe.Addr, err)
 	}
 	n.mu.Lock()
-	n.succs, n.listFull = n.buildList(found, nb.Successors)
+	n.setSuccessorsLocked(n.buildList(found, nb.Successors))
 	n.mu.Unlock()
 	n.log.Warn("found a closer successor outside this node's ring view; merging", "successor", found.Addr, "via", probe.Addr)
 	n.notify(ctx, found)

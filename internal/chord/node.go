@@ -24,6 +24,7 @@ type Node struct {
 	pred       Peer   // zero when unknown or found dead
 	succs      []Peer // closest first; empty means "I am alone"
 	listFull   bool   // succs holds r entries, or wrapped round to self
+	confirmed  bool   // a stabilize rebuilt the same full list it had; see State.Ready
 	fingers    fingerTable
 	nextFinger int
 	member     bool     // created a ring, or joined through a live member
@@ -57,7 +58,7 @@ func (n *Node) Config() Config { return n.cfg }
 func (n *Node) Create() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.pred, n.succs, n.listFull, n.member = Peer{}, nil, true, true
+	n.pred, n.succs, n.listFull, n.confirmed, n.member = Peer{}, nil, true, true, true
 	n.log.Info("created a new ring")
 }
 
@@ -115,13 +116,27 @@ func (n *Node) joinVia(ctx context.Context, via Peer) error {
 	return fmt.Errorf("join via %s: no live successor among %d: %w", via.Addr, len(candidates), errors.Join(errs...))
 }
 
+// setSuccessorsLocked installs a rebuilt successor list. A list counts as
+// confirmed once a stabilize rebuilds exactly the full list the node already
+// had: its successor agrees with it. Confirmation then sticks while the
+// list stays full, so that readiness does not flap while the ring grows.
+func (n *Node) setSuccessorsLocked(list []Peer, full bool) {
+	if full && slices.EqualFunc(list, n.succs, func(a, b Peer) bool { return a.Addr == b.Addr }) {
+		n.confirmed = true
+	}
+	if !full {
+		n.confirmed = false
+	}
+	n.succs, n.listFull = list, full
+}
+
 // adoptSuccessor makes succ the first successor, its list the rest, and the
 // node a member. The predecessor is left alone: a fresh node has none until
 // someone notifies it, and a rejoining one keeps whatever still answers.
 func (n *Node) adoptSuccessor(succ Peer, list []Peer) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.succs, n.listFull = n.buildList(succ, list)
+	n.setSuccessorsLocked(n.buildList(succ, list))
 	n.member = true
 }
 
@@ -176,7 +191,7 @@ func (n *Node) Stabilize(ctx context.Context) error {
 		chosen, list := n.walkPredecessors(ctx, s, nb)
 		n.mu.Lock()
 		old := n.successorLocked()
-		n.succs, n.listFull = n.buildList(chosen, list)
+		n.setSuccessorsLocked(n.buildList(chosen, list))
 		n.mu.Unlock()
 		if old.Addr != chosen.Addr {
 			n.log.Info("successor changed", "from", old.Addr, "to", chosen.Addr)
@@ -403,22 +418,15 @@ func (n *Node) HandleLeave(notice LeaveNotice) {
 		}
 	}
 	if i := slices.IndexFunc(n.succs, func(p Peer) bool { return p.Addr == gone }); i >= 0 {
-		rest := slices.Delete(slices.Clone(n.succs), i, i+1)
-		if len(rest) == 0 {
-			var next []Peer
-			for _, p := range notice.Successors {
-				if p.Addr != gone {
-					next = append(next, p)
-				}
-			}
+		// The list is one short until the next stabilize refills it; its
+		// readiness is left alone so that a neighbour's graceful leave does
+		// not flap health.
+		n.succs = slices.Delete(slices.Clone(n.succs), i, i+1)
+		if len(n.succs) == 0 {
+			next := slices.DeleteFunc(slices.Clone(notice.Successors), func(p Peer) bool { return p.Addr == gone })
 			if len(next) > 0 {
-				n.succs, n.listFull = n.buildList(next[0], next[1:])
-			} else {
-				n.succs = nil
+				n.setSuccessorsLocked(n.buildList(next[0], next[1:]))
 			}
-		} else {
-			n.succs = rest
-			n.listFull = false
 		}
 	}
 	n.fingers.remove(gone)

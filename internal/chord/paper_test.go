@@ -133,8 +133,15 @@ func TestZaveJoinCopiesWholeSuccessorList(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantSuccs(t, ns[2], ns[3], ns[4], ns[5])
-	if st := ns[2].State(); !st.Member || !st.Ready || !st.Predecessor.IsZero() {
-		t.Fatalf("after join: %+v, want member, ready, predecessor unknown", st)
+	if st := ns[2].State(); !st.Member || st.Ready || !st.Predecessor.IsZero() {
+		t.Fatalf("after join: %+v, want a member, not yet ready, predecessor unknown", st)
+	}
+	// Ready once a stabilize against the live successor confirms the list.
+	if err := ns[2].Stabilize(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !ns[2].State().Ready {
+		t.Fatal("not ready after its successor confirmed its list")
 	}
 	// The join notified the successor, which rectified to the newcomer.
 	if got := ns[3].Neighbors().Predecessor; got.Addr != ns[2].self.Addr {

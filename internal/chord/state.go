@@ -12,13 +12,15 @@ type State struct {
 	Self        Peer
 	Predecessor Peer
 	Successors  []Peer
-	// Fingers lists the distinct finger-table targets, in finger order.
+	// Fingers lists the distinct finger-table targets other than the node
+	// itself, in finger order.
 	Fingers []Peer
 	// Member is true once the node created a ring or joined one.
 	Member bool
-	// Ready is true for a member whose successor list is full: r entries,
-	// or the whole ring when it has fewer than r+1 members. Only then does
-	// it survive r-1 successor failures, so health checks report it.
+	// Ready is true for a member whose successor list is full (r entries,
+	// or the whole ring when it has fewer than r+1 members) and has been
+	// confirmed by a stabilize against a live successor. Only then does it
+	// survive r-1 successor failures, so health checks report it.
 	Ready bool
 }
 
@@ -30,9 +32,9 @@ func (n *Node) State() State {
 		Self:        n.self,
 		Predecessor: n.pred,
 		Successors:  slices.Clone(n.succs),
-		Fingers:     n.fingers.distinct(),
+		Fingers:     slices.DeleteFunc(n.fingers.distinct(), func(p Peer) bool { return p.Addr == n.self.Addr }),
 		Member:      n.member,
-		Ready:       n.member && n.listFull,
+		Ready:       n.member && n.listFull && n.confirmed,
 	}
 }
 

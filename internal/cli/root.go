@@ -30,6 +30,7 @@ func subcommands(opts *clientOptions) []*cobra.Command {
 		newRingCmd(opts),
 		newLookupCmd(opts),
 		newStatusCmd(opts),
+		newSimCmd(opts),
 	}
 }
 
