@@ -381,12 +381,15 @@ func (r Result) String() string {
 		strings.TrimSpace(r.Stdout), strings.TrimSpace(r.Stderr))
 }
 
-// CLI runs the binary with args, as a script would, bounded by cliDeadline.
+// CLI runs the cluster's binary with args; see runCLI.
+func (c *Cluster) CLI(args ...string) Result { return runCLI(c.bin, args...) }
+
+// runCLI runs bin with args, as a script would, bounded by cliDeadline.
 // It never fails the test: callers judge the Result.
-func (c *Cluster) CLI(args ...string) Result {
+func runCLI(bin string, args ...string) Result {
 	ctx, cancel := context.WithTimeout(context.Background(), cliDeadline)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, c.bin, args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = childEnv()
 	cmd.WaitDelay = time.Second // bound the wait for output pipes, too
 	var stdout, stderr bytes.Buffer
