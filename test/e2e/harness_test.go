@@ -153,17 +153,6 @@ func (c *Cluster) Addrs(nodes ...*Node) []string {
 	return out
 }
 
-// Running lists the nodes the harness expects to be up.
-func (c *Cluster) Running() []*Node {
-	var out []*Node
-	for _, n := range c.Nodes {
-		if n.Running() {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
 // Node returns the node listening on addr.
 func (c *Cluster) Node(t testing.TB, addr string) *Node {
 	t.Helper()
