@@ -1,0 +1,476 @@
+package store
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/chordkv/chordkv/internal/ring"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Defaults keep a node at rest small (the daemon's budget is 40 MiB RSS):
+// Pebble holds at most CacheBytes of blocks and two memtables.
+const (
+	DefaultCacheBytes    = 8 << 20
+	DefaultMemTableBytes = 4 << 20
+)
+
+// Options configures Open.
+type Options struct {
+	// Dir is the data directory of the Pebble engine, created if missing.
+	Dir string
+	// InMemory selects the in-memory engine (tests, simulations); Dir is
+	// then ignored and nothing survives Close.
+	InMemory bool
+	// CacheBytes is Pebble's block cache; 0 means DefaultCacheBytes.
+	CacheBytes int64
+	// MemTableBytes is Pebble's memtable size; 0 means DefaultMemTableBytes.
+	MemTableBytes uint64
+	// Logger receives the store's and Pebble's messages; nil means
+	// slog.Default().
+	Logger *slog.Logger
+	// Engine, when set, is used instead of opening one from the fields
+	// above (for fault injection). The Store closes it on Close.
+	Engine Engine
+
+	fs vfs.FS // tests: Pebble over a crashable in-memory file system
+}
+
+// Stats counts what the store holds. It is maintained on every write, not
+// computed by scanning, so reading it is cheap.
+type Stats struct {
+	Keys       int64 // entries whose latest write is a value
+	Tombstones int64 // entries whose latest write is a delete
+	Bytes      int64 // key and value bytes of all entries, tombstones included
+}
+
+// Store is a node's local key-value data: one latest Entry per key, merged by
+// last-writer-wins on Version. It is safe for concurrent use.
+type Store struct {
+	eng Engine
+	log *slog.Logger
+
+	// Apply's read-modify-write of a key happens under the key's stripe.
+	stripes [numStripes]sync.Mutex
+
+	acctMu  sync.Mutex // guards digest and stats
+	digest  [NumBuckets]uint64
+	stats   Stats
+	corrupt int // records skipped by the rebuild on Open
+}
+
+// numStripes spreads keys over enough locks that unrelated writes almost
+// never wait on each other, so their syncs can be grouped by the engine.
+const numStripes = 256
+
+// Open opens (or creates) the store described by o and rebuilds its digests
+// and stats with one scan of the data.
+func Open(o Options) (*Store, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "store")
+	eng := o.Engine
+	where := "engine"
+	switch {
+	case eng != nil:
+	case o.InMemory:
+		eng, where = newMemEngine(), "memory"
+	case o.Dir == "":
+		return nil, errors.New("store: open: no Dir and not InMemory")
+	default:
+		where = o.Dir
+		cfg := pebbleConfig{
+			dir:           o.Dir,
+			cacheBytes:    o.CacheBytes,
+			memTableBytes: o.MemTableBytes,
+			logger:        log,
+			fs:            o.fs,
+		}
+		if cfg.cacheBytes <= 0 {
+			cfg.cacheBytes = DefaultCacheBytes
+		}
+		if cfg.memTableBytes == 0 {
+			cfg.memTableBytes = DefaultMemTableBytes
+		}
+		pe, err := openPebble(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("store: open %s: %w", o.Dir, err)
+		}
+		eng = pe
+	}
+	s := &Store{eng: eng, log: log}
+	start := time.Now()
+	if err := s.rebuild(); err != nil {
+		_ = eng.Close()
+		return nil, fmt.Errorf("store: open %s: rebuild digests: %w", where, err)
+	}
+	st := s.Stats()
+	log.Info("store opened", "where", where, "keys", st.Keys, "tombstones", st.Tombstones,
+		"bytes", st.Bytes, "corrupt", s.corrupt, "rebuild", time.Since(start))
+	return s, nil
+}
+
+// rebuild recomputes digests and stats from the engine's contents.
+func (s *Store) rebuild() error {
+	return s.eng.Iterate(nil, nil, func(sk, v []byte) bool {
+		e, pos, err := decodeRecord(sk, v)
+		if err != nil {
+			s.corrupt++
+			s.log.Warn("skipping unreadable record", "storage_key", hex.EncodeToString(sk), "err", err)
+			return true
+		}
+		s.account(BucketOf(pos), nil, &e, sk)
+		return true
+	})
+}
+
+// Close closes the engine. The Store must not be used afterwards; calls
+// return errors wrapping ErrClosed.
+func (s *Store) Close() error {
+	if err := s.eng.Close(); err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
+
+// Get returns key's entry, tombstone or not: a tombstone tells the caller
+// the key was deleted at that version, which a read quorum needs to know.
+// ok is false when the store has never seen the key (or has collected its
+// tombstone). A record that cannot be decoded yields an error wrapping
+// ErrCorrupt; an Apply to the key repairs it.
+func (s *Store) Get(key []byte) (e Entry, ok bool, err error) {
+	if len(key) == 0 {
+		return e, false, errors.New("store: get: empty key")
+	}
+	sk := storageKey(key)
+	v, ok, err := s.eng.Get(sk)
+	if err != nil || !ok {
+		if err != nil {
+			err = fmt.Errorf("store: get %q: %w", key, err)
+		}
+		return e, false, err
+	}
+	if err := decodeValue(v, &e); err != nil {
+		return Entry{}, false, fmt.Errorf("store: get %q: %w", key, err)
+	}
+	e.Key = slices.Clone(key)
+	return e, true, nil
+}
+
+// Apply merges entries by last-writer-wins: each is written only if its
+// Version is newer than the stored one (an equal Version is the same write,
+// a no-op). All winners go to the engine in one atomic, synced batch;
+// concurrent Apply calls share fsyncs through the engine's group commit.
+// applied[i] reports whether entries[i] was written. When one call carries
+// several entries for the same key, only the newest can be applied.
+//
+// This is the only write path: client writes, replication, read repair and
+// hand-off all use it, so they all resolve conflicts the same way.
+func (s *Store) Apply(entries ...Entry) (applied []bool, err error) {
+	applied = make([]bool, len(entries))
+	if len(entries) == 0 {
+		return applied, nil
+	}
+	type pending struct {
+		idx int
+		sk  []byte
+		pos ring.ID
+	}
+	// Keep the newest entry per key (first of equals); the others lose.
+	cands := make([]pending, 0, len(entries))
+	byKey := make(map[string]int, len(entries)) // key -> index in cands
+	for i := range entries {
+		e := &entries[i]
+		if len(e.Key) == 0 {
+			return applied, fmt.Errorf("store: apply: entry %d: empty key", i)
+		}
+		if e.Tombstone && len(e.Value) > 0 {
+			return applied, fmt.Errorf("store: apply %q: tombstone carries a value", e.Key)
+		}
+		if j, dup := byKey[string(e.Key)]; dup {
+			if e.Version.After(entries[cands[j].idx].Version) {
+				cands[j].idx = i
+			}
+			continue
+		}
+		sk := storageKey(e.Key)
+		byKey[string(e.Key)] = len(cands)
+		cands = append(cands, pending{idx: i, sk: sk, pos: ring.ID(sk[:idLen])})
+	}
+
+	locks := make([]int, 0, len(cands))
+	for _, c := range cands {
+		locks = append(locks, stripeOf(c.pos))
+	}
+	unlock := s.lockStripes(locks)
+	defer unlock()
+
+	type change struct {
+		idx      int
+		sk       []byte
+		bucket   int
+		old, new *Entry
+	}
+	ops := make([]Op, 0, len(cands))
+	changes := make([]change, 0, len(cands))
+	for _, c := range cands {
+		e := &entries[c.idx]
+		old, err := s.current(c.sk)
+		if err != nil {
+			return applied, fmt.Errorf("store: apply %q: %w", e.Key, err)
+		}
+		if old != nil && !e.Version.After(old.Version) {
+			continue
+		}
+		ops = append(ops, Op{Key: c.sk, Value: encodeValue(e)})
+		changes = append(changes, change{idx: c.idx, sk: c.sk, bucket: BucketOf(c.pos), old: old, new: e})
+	}
+	if len(ops) == 0 {
+		return applied, nil
+	}
+	if err := s.eng.Write(ops, true); err != nil {
+		return applied, fmt.Errorf("store: apply %d entries: %w", len(ops), err)
+	}
+	s.acctMu.Lock()
+	for _, ch := range changes {
+		s.accountLocked(ch.bucket, ch.old, ch.new, ch.sk)
+		applied[ch.idx] = true
+	}
+	s.acctMu.Unlock()
+	return applied, nil
+}
+
+// current returns the decoded entry stored under sk, nil if absent. An
+// unreadable record counts as absent, matching rebuild, which left it out
+// of digests and stats; the write about to replace it repairs the key.
+func (s *Store) current(sk []byte) (*Entry, error) {
+	v, ok, err := s.eng.Get(sk)
+	if err != nil || !ok {
+		return nil, err
+	}
+	var e Entry
+	if err := decodeValue(v, &e); err != nil {
+		s.log.Warn("overwriting unreadable record", "storage_key", hex.EncodeToString(sk), "err", err)
+		return nil, nil
+	}
+	e.Key = sk[idLen:]
+	return &e, nil
+}
+
+// lockStripes locks the given stripes in ascending order, so that two
+// multi-key Apply calls cannot deadlock, and returns the unlock function.
+func (s *Store) lockStripes(idx []int) (unlock func()) {
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	for _, i := range idx {
+		s.stripes[i].Lock()
+	}
+	return func() {
+		for _, i := range idx {
+			s.stripes[i].Unlock()
+		}
+	}
+}
+
+// stripeOf uses the low bytes of the ring position, so that keys sharing a
+// digest bucket (the top bits) still spread over all stripes.
+func stripeOf(pos ring.ID) int { return int(pos[idLen-1]) % numStripes }
+
+// account replaces old (nil if absent) by new (nil if removed) in the
+// digests and stats.
+func (s *Store) account(bucket int, old, new *Entry, sk []byte) {
+	s.acctMu.Lock()
+	s.accountLocked(bucket, old, new, sk)
+	s.acctMu.Unlock()
+}
+
+func (s *Store) accountLocked(bucket int, old, new *Entry, sk []byte) {
+	for sign, e := range [2]*Entry{old, new} {
+		if e == nil {
+			continue
+		}
+		s.digest[bucket] ^= entryHash(sk, e)
+		d := int64(1)
+		if sign == 0 {
+			d = -1
+		}
+		if e.Tombstone {
+			s.stats.Tombstones += d
+		} else {
+			s.stats.Keys += d
+		}
+		s.stats.Bytes += d * storedSize(e)
+	}
+}
+
+// Stats returns the current counts.
+func (s *Store) Stats() Stats {
+	s.acctMu.Lock()
+	defer s.acctMu.Unlock()
+	return s.stats
+}
+
+// Scan calls fn on every entry whose ring position SHA-1(key) lies in the
+// clockwise interval (a, b], tombstones included, in ring order starting
+// just after a, until fn returns false. a == b means the whole ring. The
+// view is a consistent snapshot per contiguous range (two when the interval
+// wraps past zero). fn may call other Store methods except Close.
+func (s *Store) Scan(a, b ring.ID, fn func(Entry) bool) error {
+	if err := s.scanInterval(a, b, func(e Entry, _ ring.ID) bool { return fn(e) }); err != nil {
+		return fmt.Errorf("store: scan (%s, %s]: %w", a.Short(), b.Short(), err)
+	}
+	return nil
+}
+
+// scanInterval walks (a, b] as one or two engine ranges.
+func (s *Store) scanInterval(a, b ring.ID, fn func(Entry, ring.ID) bool) error {
+	lo, loOK := after(a) // first storage key past every key at position a
+	hi, hiOK := after(b)
+	if !hiOK {
+		hi = nil // b is the top of the ring: no upper bound
+	}
+	if a.Cmp(b) < 0 {
+		return s.scanRange(lo, hi, fn)
+	}
+	// Wraps past zero (or a == b, the whole ring): (a, max] then [0, b].
+	more := true
+	if loOK {
+		if err := s.scanRange(lo, nil, func(e Entry, pos ring.ID) bool {
+			more = fn(e, pos)
+			return more
+		}); err != nil || !more {
+			return err
+		}
+	}
+	return s.scanRange(nil, hi, fn)
+}
+
+// scanRange decodes the engine range [lo, hi), skipping corrupt records.
+func (s *Store) scanRange(lo, hi []byte, fn func(Entry, ring.ID) bool) error {
+	return s.eng.Iterate(lo, hi, func(sk, v []byte) bool {
+		e, pos, err := decodeRecord(sk, v)
+		if err != nil {
+			s.log.Warn("skipping unreadable record", "storage_key", hex.EncodeToString(sk), "err", err)
+			return true
+		}
+		return fn(e, pos)
+	})
+}
+
+// after returns id+1 as a storage-key bound: every storage key at ring
+// position id sorts below it. ok is false when id is the top of the ring.
+func after(id ring.ID) (bound []byte, ok bool) {
+	for i := len(id) - 1; i >= 0; i-- {
+		id[i]++
+		if id[i] != 0 {
+			return id[:], true
+		}
+	}
+	return nil, false
+}
+
+// CollectTombstones deletes tombstones written before olderThan (by the
+// wall-clock part of their HLC) and returns how many it removed. Callers pass
+// now minus a grace period longer than any replica can stay out of touch and
+// still come back, so a stale replica cannot resurrect a collected delete.
+// The deletes are not synced: if a crash undoes them, the next collection
+// removes the same tombstones again.
+func (s *Store) CollectTombstones(olderThan time.Time) (int, error) {
+	cutoff := HLCAt(olderThan)
+	n, err := s.removeWhere(ring.ID{}, ring.ID{}, func(e *Entry) bool {
+		return e.Tombstone && e.Version.HLC < cutoff
+	})
+	if err != nil {
+		return n, fmt.Errorf("store: collect tombstones: %w", err)
+	}
+	return n, nil
+}
+
+// Purge physically removes every entry in (a, b] (no tombstones left
+// behind), for a range this node has handed off and no longer replicates. An
+// entry rewritten while Purge runs is kept. Like CollectTombstones it does
+// not sync: data a crash brings back is merely an extra copy.
+func (s *Store) Purge(a, b ring.ID) (int, error) {
+	n, err := s.removeWhere(a, b, func(*Entry) bool { return true })
+	if err != nil {
+		return n, fmt.Errorf("store: purge (%s, %s]: %w", a.Short(), b.Short(), err)
+	}
+	return n, nil
+}
+
+// removeWhere deletes the entries of (a, b] matching pred, in chunks: the
+// scan collects candidates, then each chunk is re-read under its stripe
+// locks and only entries still at the scanned version are deleted.
+func (s *Store) removeWhere(a, b ring.ID, pred func(*Entry) bool) (int, error) {
+	const chunk = 512
+	type cand struct {
+		sk  []byte
+		pos ring.ID
+		ver Version
+	}
+	var (
+		cands   []cand
+		removed int
+		werr    error
+	)
+	flush := func() error {
+		locks := make([]int, len(cands))
+		for i, c := range cands {
+			locks[i] = stripeOf(c.pos)
+		}
+		unlock := s.lockStripes(locks)
+		defer unlock()
+		ops := make([]Op, 0, len(cands))
+		olds := make([]*Entry, 0, len(cands))
+		for _, c := range cands {
+			old, err := s.current(c.sk)
+			if err != nil {
+				return err
+			}
+			if old == nil || old.Version != c.ver {
+				continue // rewritten meanwhile: keep
+			}
+			ops = append(ops, Op{Key: c.sk, Delete: true})
+			olds = append(olds, old)
+		}
+		if len(ops) > 0 {
+			if err := s.eng.Write(ops, false); err != nil {
+				return err
+			}
+		}
+		s.acctMu.Lock()
+		for i, op := range ops {
+			s.accountLocked(BucketOf(ring.ID(op.Key[:idLen])), olds[i], nil, op.Key)
+		}
+		s.acctMu.Unlock()
+		removed += len(ops)
+		cands = cands[:0]
+		return nil
+	}
+	err := s.scanInterval(a, b, func(e Entry, pos ring.ID) bool {
+		if !pred(&e) {
+			return true
+		}
+		sk := make([]byte, 0, idLen+len(e.Key))
+		sk = append(append(sk, pos[:]...), e.Key...)
+		cands = append(cands, cand{sk: sk, pos: pos, ver: e.Version})
+		if len(cands) == chunk {
+			werr = flush()
+		}
+		return werr == nil
+	})
+	if err == nil {
+		err = werr
+	}
+	if err == nil && len(cands) > 0 {
+		err = flush()
+	}
+	return removed, err
+}
