@@ -13,7 +13,7 @@ SHELL := bash
 GO      ?= go
 BIN     := bin/chordkv
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+LDFLAGS := -s -w -X github.com/chordkv/chordkv/internal/cli.Version=$(VERSION)
 
 # staticcheck 2026.2.2; its go.mod requires Go 1.26, so it understands ours.
 STATICCHECK_VERSION := v0.8.2

@@ -230,10 +230,19 @@ func TestClientCommandsAgainstARing(t *testing.T) {
 		t.Errorf("lookup = %+v", lk)
 	}
 
-	r = runCLI("status", "--endpoints", c, "-o", "json")
+	// Readiness follows correct pointers by one stabilize (the successor
+	// has to confirm the list), so poll for it too.
 	var st statusJSON
-	if err := json.Unmarshal([]byte(r.stdout), &st); r.code != ExitOK || err != nil {
-		t.Fatalf("status: exit %d, %v: %s", r.code, err, r.stderr)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		r = runCLI("status", "--endpoints", c, "-o", "json")
+		st = statusJSON{}
+		if err := json.Unmarshal([]byte(r.stdout), &st); r.code != ExitOK || err != nil {
+			t.Fatalf("status: exit %d, %v: %s", r.code, err, r.stderr)
+		}
+		if st.Ready || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if st.Addr != c || !st.Member || !st.Ready || len(st.Successors) != 2 {
 		t.Errorf("status = %+v", st)

@@ -31,6 +31,7 @@ func subcommands(opts *clientOptions) []*cobra.Command {
 		newLookupCmd(opts),
 		newStatusCmd(opts),
 		newSimCmd(opts),
+		newVersionCmd(opts),
 	}
 }
 

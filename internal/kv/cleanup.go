@@ -65,14 +65,19 @@ func (n *Node) Cleanup(ctx context.Context) (int, error) {
 		if set == nil || !ring.BetweenRightIncl(setFrom, pos, setTo) {
 			flush()
 			res, err := n.ring.Lookup(ctx, pos)
-			if err != nil || len(res.Path) < 2 {
+			if err != nil {
 				scanErr = fmt.Errorf("cleanup: replicas of %s: %w", pos.Short(), err)
 				return false
 			}
-			// The lookup's last step came from the owner's predecessor,
-			// so every key up to the owner shares this replica set.
-			setFrom, setTo = res.Path[len(res.Path)-2].ID, res.Owner.ID
 			set = res.Successors[:min(len(res.Successors), n.cfg.Replicas)]
+			// The lookup's last step came from the owner's predecessor,
+			// so every key up to the owner shares this replica set. A
+			// lookup this node answered itself (it owns pos after all)
+			// covers pos alone; the set includes this node, so it keeps it.
+			setFrom, setTo = pos, pos
+			if len(res.Path) >= 2 {
+				setFrom, setTo = res.Path[len(res.Path)-2].ID, res.Owner.ID
+			}
 		}
 		batch = append(batch, e)
 		if len(batch) == 256 {
