@@ -19,7 +19,7 @@ import (
 // than one.
 func TestRequired(t *testing.T) {
 	tests := []struct {
-		c               Consistency
+		c              Consistency
 		r, avail, want int
 	}{
 		{One, 3, 3, 1},
@@ -260,7 +260,9 @@ func TestLimits(t *testing.T) {
 	}
 }
 
-func contains(s, sub string) bool { return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0) }
+func contains(s, sub string) bool {
+	return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0)
+}
 
 func indexOf(s, sub string) int {
 	for i := 0; i+len(sub) <= len(s); i++ {
