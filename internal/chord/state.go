@@ -84,10 +84,13 @@ func (n *Node) StateSize() int {
 
 // Owns reports whether id falls in (predecessor, self]: this node is its
 // owner as far as this node knows. With no known predecessor it claims
-// nothing but its own ID.
+// nothing but its own ID, unless it is alone; a non-member owns nothing.
 func (n *Node) Owns(id ring.ID) bool {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
+	if !n.member {
+		return false // not joined yet, or left: owns nothing
+	}
 	if n.pred.IsZero() {
 		return id == n.self.ID || len(n.succs) == 0
 	}

@@ -89,24 +89,30 @@ func (n *Node) coordinateWrite(ctx context.Context, e store.Entry, c Consistency
 
 // coordinateRead reads the consistency level's count of replicas and returns
 // the newest entry among them; a missing key or a tombstone is ErrNotFound.
-// Replicas found stale, including those that answer after the client has
-// its reply, are repaired with the newest entry.
+// The coordinator's own replica is always one of them: it is the owner, and
+// since replica sets are runs of successors the owner held a replica before
+// any crash made it owner. Without that, right after two of three replicas
+// crash, two fresh replicas could answer "not found" first. Replicas found
+// stale, including those that answer after the client has its reply, are
+// repaired with the newest entry.
 func (n *Node) coordinateRead(ctx context.Context, key []byte, c Consistency) (store.Entry, error) {
 	reps := n.replicas()
-	got, err := n.gather(ctx, OpGet, reps, required(c, n.cfg.Replicas, len(reps)), func(ctx context.Context, p chord.Peer) answer {
-		var a answer
-		a.peer = p
-		if p.Addr == n.self.Addr {
-			a.entry, a.found, a.err = n.local.Get(key)
-		} else {
-			a.entry, a.found, a.err = n.peers.Read(ctx, p, key)
-		}
-		return a
-	}, n.readRepair)
-	if err != nil {
-		return store.Entry{}, err
+	local := answer{peer: n.self}
+	local.entry, local.found, local.err = n.local.Get(key)
+	if local.err != nil {
+		return store.Entry{}, fmt.Errorf("get: local replica: %w", local.err)
 	}
-	newest, found := newestOf(got)
+	others := reps[1:]
+	need := required(c, n.cfg.Replicas, len(reps)) - 1
+	got, err := n.gather(ctx, OpGet, others, need, func(ctx context.Context, p chord.Peer) answer {
+		a := answer{peer: p}
+		a.entry, a.found, a.err = n.peers.Read(ctx, p, key)
+		return a
+	}, func(all []answer) { n.readRepair(append(all, local)) })
+	if err != nil {
+		return store.Entry{}, fmt.Errorf("%w (counting replicas besides the coordinator)", err)
+	}
+	newest, found := newestOf(append(got, local))
 	if !found || newest.Tombstone {
 		return store.Entry{}, ErrNotFound
 	}

@@ -18,8 +18,11 @@ import (
 // the benchmarks report.
 const digestWireBytes = 14
 
-// pushBatchBytes bounds one Apply call of a range push.
-const pushBatchBytes = 1 << 20
+// A range push sends at most this many entries or bytes per Apply call.
+const (
+	pushBatchBytes   = 1 << 20
+	pushBatchEntries = 512
+)
 
 type counters struct {
 	forwarded     atomic.Int64
@@ -195,7 +198,7 @@ func (n *Node) push(ctx context.Context, peer chord.Peer, a, b ring.ID, buckets 
 		scanErr := n.local.BucketEntries(bk, a, b, func(e store.Entry) bool {
 			batch = append(batch, e)
 			size += len(e.Key) + len(e.Value)
-			if size >= pushBatchBytes {
+			if size >= pushBatchBytes || len(batch) >= pushBatchEntries {
 				err = flush()
 			}
 			return err == nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,7 @@ type KVNode struct {
 type KVCluster struct {
 	*Cluster
 	kvcfg  kv.Config
+	mu     sync.RWMutex // guards byAddr: replication reads it from background goroutines
 	byAddr map[string]*KVNode
 	// ticks drives every node's hybrid logical clock from one virtual time,
 	// so that versions are reproducible for a seed.
@@ -52,12 +54,18 @@ func (c *KVCluster) attach(n *chord.Node) (*KVNode, error) {
 	addr := n.Self().Addr
 	k := &KVNode{Chord: n, Store: st}
 	k.KV = kv.New(c.kvcfg, n, st, kvEndpoint{c: c, from: addr}, store.NewClock(c.now))
+	c.mu.Lock()
 	c.byAddr[addr] = k
+	c.mu.Unlock()
 	return k, nil
 }
 
-// KV returns the node on addr.
-func (c *KVCluster) KV(addr string) *KVNode { return c.byAddr[addr] }
+// KV returns the node on addr, or nil.
+func (c *KVCluster) KV(addr string) *KVNode {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.byAddr[addr]
+}
 
 // CreateKV starts the ring with its first node.
 func (c *KVCluster) CreateKV() (*KVNode, error) {
@@ -104,7 +112,7 @@ func (c *KVCluster) RepairRound(ctx context.Context) {
 	members := c.Members()
 	c.Net.Rand().Shuffle(len(members), func(i, j int) { members[i], members[j] = members[j], members[i] })
 	for _, n := range members {
-		k := c.byAddr[n.Self().Addr].KV
+		k := c.KV(n.Self().Addr).KV
 		_, _ = k.AntiEntropy(ctx)
 		_, _ = k.Cleanup(ctx)
 	}
@@ -128,7 +136,7 @@ func (e kvEndpoint) target(ctx context.Context, to chord.Peer) (*KVNode, error) 
 	if _, err := e.c.Net.deliver(ctx, e.from, to.Addr); err != nil {
 		return nil, err
 	}
-	k := e.c.byAddr[to.Addr]
+	k := e.c.KV(to.Addr)
 	if k == nil {
 		return nil, fmt.Errorf("%s: no kv layer: %w", to.Addr, ErrUnreachable)
 	}

@@ -65,7 +65,13 @@ func newKVCluster(t *testing.T, seed uint64, nodes int) *KVCluster {
 
 func (c *KVCluster) waitIdle(t *testing.T) {
 	t.Helper()
+	c.mu.RLock()
+	nodes := make([]*KVNode, 0, len(c.byAddr))
 	for _, k := range c.byAddr {
+		nodes = append(nodes, k)
+	}
+	c.mu.RUnlock()
+	for _, k := range nodes {
 		if err := k.KV.WaitIdle(ctx); err != nil {
 			t.Fatal(err)
 		}
