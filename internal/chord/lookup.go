@@ -128,6 +128,16 @@ type lookupFrame struct {
 
 func (n *Node) lookup(ctx context.Context, start Peer, id ring.ID, useSelf bool) (LookupResult, error) {
 	res := LookupResult{}
+	if useSelf && start.Addr == n.self.Addr && n.Owns(id) {
+		// The id is in (predecessor, self]: this node is the owner. Routing
+		// would only go round to the predecessor and back. Rectify keeps the
+		// predecessor current: a newcomer notifies its successor as it joins.
+		nb := n.Neighbors()
+		res.Owner = n.self
+		res.Successors = append([]Peer{n.self}, nb.Successors...)
+		res.Path = []Peer{n.self}
+		return res, nil
+	}
 	step, err := n.step(ctx, start, id, useSelf)
 	if err != nil {
 		return res, fmt.Errorf("lookup %s: first hop %s: %w", id.Short(), start.Addr, err)

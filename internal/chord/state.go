@@ -1,6 +1,8 @@
 package chord
 
 import (
+	"context"
+	"fmt"
 	"slices"
 
 	"github.com/chordkv/chordkv/internal/ring"
@@ -90,4 +92,39 @@ func (n *Node) Owns(id ring.ID) bool {
 		return id == n.self.ID || len(n.succs) == 0
 	}
 	return ring.BetweenRightIncl(n.pred.ID, id, n.self.ID)
+}
+
+// Predecessors walks predecessor pointers back from this node and returns
+// up to k of them, nearest first. It stops early, without error, when the
+// walk comes back round to this node: the ring has at most k other members.
+// The replication layer uses it to learn the range it replicates, which
+// starts at its r-th predecessor.
+func (n *Node) Predecessors(ctx context.Context, k int) ([]Peer, error) {
+	var out []Peer
+	at := n.Neighbors().Predecessor
+	for len(out) < k {
+		if at.IsZero() {
+			return out, fmt.Errorf("predecessors of %s: %s's predecessor is unknown", n.self.Addr, lastOr(out, n.self).Addr)
+		}
+		if at.Addr == n.self.Addr || slices.ContainsFunc(out, func(p Peer) bool { return p.Addr == at.Addr }) {
+			return out, nil
+		}
+		out = append(out, at)
+		if len(out) == k {
+			break
+		}
+		nb, err := n.getNeighbors(ctx, at)
+		if err != nil {
+			return out, fmt.Errorf("predecessors of %s: %w", n.self.Addr, err)
+		}
+		at = nb.Predecessor
+	}
+	return out, nil
+}
+
+func lastOr(ps []Peer, def Peer) Peer {
+	if len(ps) == 0 {
+		return def
+	}
+	return ps[len(ps)-1]
 }

@@ -125,9 +125,9 @@ func TestJSONShapes(t *testing.T) {
 			`{"nodes":[{"id":"ab","addr":"a:1","predecessor":"b:2","successors":["b:2"]}]}`},
 		{"lookup", lookupJSON{Key: "k", ID: "ab", Owner: "a:1", Hops: 2, Path: []string{"b:2", "a:1"}},
 			`{"key":"k","id":"ab","owner":"a:1","hops":2,"path":["b:2","a:1"]}`},
-		{"get", getJSON{Key: "k", Value: []byte{0, 0xff}, Version: versionJSON{HLC: 7, Node: "ab"}},
+		{"get", getJSON{Key: "k", Value: []byte{0, 0xff}, Version: kvVersionJSON{HLC: 7, Node: "ab"}},
 			`{"key":"k","value":"AP8=","version":{"hlc":7,"node":"ab"}}`},
-		{"put and del", writeResultJSON{Key: "k", Version: versionJSON{HLC: 7, Node: "ab"}},
+		{"put and del", writeResultJSON{Key: "k", Version: kvVersionJSON{HLC: 7, Node: "ab"}},
 			`{"key":"k","version":{"hlc":7,"node":"ab"}}`},
 		{"status", statusJSON{ID: "ab", Addr: "a:1", Predecessor: "", Successors: []string{}, Fingers: []string{}, Member: true, Ready: false},
 			`{"id":"ab","addr":"a:1","predecessor":"","successors":[],"fingers":[],"member":true,"ready":false}`},
@@ -238,8 +238,8 @@ func TestClientCommandsAgainstARing(t *testing.T) {
 		t.Errorf("lookup = %+v", lk)
 	}
 
-	// A settled ring shape precedes readiness by up to one stabilize (the
-	// list must be confirmed), so poll for it.
+	// Readiness follows correct pointers by one stabilize (the successor
+	// has to confirm the list), so poll for it too.
 	var st statusJSON
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		r = runCLI("status", "--endpoints", c, "-o", "json")

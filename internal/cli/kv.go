@@ -14,9 +14,9 @@ import (
 	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
 )
 
-// versionJSON is how -o json shows a write's version: the hybrid logical
+// kvVersionJSON is how -o json shows a write's version: the hybrid logical
 // clock timestamp and the 40-hex-digit ID of the node that coordinated it.
-type versionJSON struct {
+type kvVersionJSON struct {
 	HLC  uint64 `json:"hlc"`
 	Node string `json:"node"`
 }
@@ -24,23 +24,23 @@ type versionJSON struct {
 // getJSON is the -o json shape of `chordkv get`. Value is base64, as
 // encoding/json writes []byte, so binary values survive.
 type getJSON struct {
-	Key     string      `json:"key"`
-	Value   []byte      `json:"value"`
-	Version versionJSON `json:"version"`
+	Key     string        `json:"key"`
+	Value   []byte        `json:"value"`
+	Version kvVersionJSON `json:"version"`
 }
 
 // writeResultJSON is the -o json shape of `chordkv put` and `chordkv del`.
 type writeResultJSON struct {
-	Key     string      `json:"key"`
-	Version versionJSON `json:"version"`
+	Key     string        `json:"key"`
+	Version kvVersionJSON `json:"version"`
 }
 
-func decodeVersionJSON(m *pb.Version) (versionJSON, error) {
+func decodeVersionJSON(m *pb.Version) (kvVersionJSON, error) {
 	v, err := transport.DecodeVersion(m)
 	if err != nil {
-		return versionJSON{}, fmt.Errorf("node answered with a bad version: %w", err)
+		return kvVersionJSON{}, fmt.Errorf("node answered with a bad version: %w", err)
 	}
-	return versionJSON{HLC: v.HLC, Node: v.Node.String()}, nil
+	return kvVersionJSON{HLC: v.HLC, Node: v.Node.String()}, nil
 }
 
 // kvFlags are the flags the key commands share beyond the client flags.

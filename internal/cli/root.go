@@ -34,6 +34,7 @@ func subcommands(opts *clientOptions) []*cobra.Command {
 		newLookupCmd(opts),
 		newStatusCmd(opts),
 		newSimCmd(opts),
+		newVersionCmd(opts),
 	}
 }
 

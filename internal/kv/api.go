@@ -94,6 +94,7 @@ type Ring interface {
 	IsMember() bool
 	Owns(id ring.ID) bool
 	Lookup(ctx context.Context, id ring.ID) (chord.LookupResult, error)
+	Predecessors(ctx context.Context, k int) ([]chord.Peer, error)
 }
 
 // Local is the node's own storage; *store.Store has it.
@@ -103,6 +104,8 @@ type Local interface {
 	BucketDigests(a, b ring.ID) ([]store.BucketDigest, error)
 	BucketEntries(bucket int, a, b ring.ID, fn func(store.Entry) bool) error
 	CollectTombstones(olderThan time.Time) (int, error)
+	Scan(a, b ring.ID, fn func(store.Entry) bool) error
+	RemoveIf(a, b ring.ID, remove func(store.Entry) bool) (int, error)
 }
 
 // Peers carries kv's calls to other nodes. Every method honours ctx's

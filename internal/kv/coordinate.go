@@ -51,7 +51,9 @@ func (n *Node) gather(ctx context.Context, op Op, reps []chord.Peer, need int,
 		}
 	}
 	early := slices.Clone(got)
+	n.background.Add(1)
 	go func() {
+		defer n.background.Add(-1)
 		defer cancel()
 		all := early
 		for range len(reps) - len(early) {

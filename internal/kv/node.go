@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/chordkv/chordkv/internal/chord"
 	"github.com/chordkv/chordkv/internal/ring"
@@ -27,6 +28,25 @@ type Node struct {
 	// the successor, which still has the whole range.
 	synced atomic.Bool
 	stats  counters
+	// background counts replication still in flight after a client got its
+	// answer, and read repairs; see WaitIdle. A counter rather than a
+	// WaitGroup, because requests keep arriving while a shutdown waits.
+	background atomic.Int64
+}
+
+// WaitIdle waits until replication calls that outlived their request, and
+// read repairs, have finished (each is bounded by CallTimeout), or ctx ends.
+// A node shutting down calls it so that a write acknowledged at quorum still
+// reaches its last replica.
+func (n *Node) WaitIdle(ctx context.Context) error {
+	for n.background.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %d background replications: %w", n.background.Load(), ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // New builds a node's replication layer. Call MarkSynced for a node that

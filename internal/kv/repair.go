@@ -250,6 +250,9 @@ func (n *Node) Run(ctx context.Context) {
 			if _, err := n.AntiEntropy(ctx); err != nil && ctx.Err() == nil {
 				n.log.Debug("anti-entropy round incomplete", "err", err)
 			}
+			if _, err := n.Cleanup(ctx); err != nil && ctx.Err() == nil {
+				n.log.Debug("cleanup round incomplete", "err", err)
+			}
 		case now := <-gc.C:
 			if k, err := n.CollectGarbage(now); err != nil {
 				n.log.Warn("tombstone collection failed", "err", err)

@@ -45,7 +45,8 @@ type Config struct {
 	// kv.DefaultConfig's (24h).
 	TombstoneGrace time.Duration
 	// HandOffTimeout bounds the range hand-off on a graceful stop, before
-	// the node leaves the ring. Default 15s.
+	// the node leaves the ring. Default 5s, so that hand-off, leave and a
+	// graceful stop fit the 10s a container runtime waits after SIGTERM.
 	HandOffTimeout time.Duration
 	// StabilizeInterval is how often the node stabilizes.
 	StabilizeInterval time.Duration
@@ -63,7 +64,7 @@ type Config struct {
 
 const (
 	defaultShutdownTimeout = 5 * time.Second
-	defaultHandOffTimeout  = 15 * time.Second
+	defaultHandOffTimeout  = 5 * time.Second
 )
 
 // ErrInvalidConfig marks errors caused by the operator's settings rather

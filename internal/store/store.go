@@ -405,6 +405,18 @@ func (s *Store) Purge(a, b ring.ID) (int, error) {
 	return n, nil
 }
 
+// RemoveIf physically removes the entries of (a, b] for which remove
+// returns true, unless they are rewritten meanwhile. The replication layer
+// uses it to drop copies of keys it has handed to their replicas, naming
+// exactly the versions it handed over.
+func (s *Store) RemoveIf(a, b ring.ID, remove func(Entry) bool) (int, error) {
+	n, err := s.removeWhere(a, b, func(e *Entry) bool { return remove(*e) })
+	if err != nil {
+		return n, fmt.Errorf("store: remove (%s, %s]: %w", a.Short(), b.Short(), err)
+	}
+	return n, nil
+}
+
 // removeWhere deletes the entries of (a, b] matching pred, in chunks: the
 // scan collects candidates, then each chunk is re-read under its stripe
 // locks and only entries still at the scanned version are deleted.

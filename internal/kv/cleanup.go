@@ -1,0 +1,110 @@
+package kv
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/chordkv/chordkv/internal/chord"
+	"github.com/chordkv/chordkv/internal/ring"
+	"github.com/chordkv/chordkv/internal/store"
+)
+
+// Cleanup hands off and drops the entries this node holds but no longer
+// replicates. After a join shifts ranges, the node that fell out of a key's
+// replica set still has a copy; left there it wastes space and, once the
+// replicas collect a delete's tombstone, could bring the deleted key back if
+// ranges shift again. A node replicates (P_r, self], where P_r is its r-th
+// predecessor; every entry outside is pushed to its key's current replica
+// set (found by lookup) and removed here only once all of them stored it,
+// and only at the version pushed. Entries whose replica set, by lookup,
+// still includes this node are kept whatever the predecessor walk said.
+func (n *Node) Cleanup(ctx context.Context) (int, error) {
+	r := n.cfg.Replicas
+	preds, err := n.ring.Predecessors(ctx, r)
+	if err != nil {
+		return 0, fmt.Errorf("cleanup: %w", err)
+	}
+	if len(preds) < r {
+		return 0, nil // a ring of at most r nodes: everyone replicates everything
+	}
+	foreignFrom, foreignTo := n.self.ID, preds[r-1].ID // (self, P_r]
+
+	var (
+		batch   []store.Entry
+		set     []chord.Peer // replica set for the keys in (setFrom, setTo]
+		setFrom ring.ID
+		setTo   ring.ID
+		handed  = map[string]store.Version{}
+		errs    []error
+	)
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		defer func() { batch = batch[:0] }()
+		if slices.ContainsFunc(set, func(p chord.Peer) bool { return p.Addr == n.self.Addr }) {
+			return
+		}
+		for _, p := range set {
+			cctx, cancel := context.WithTimeout(ctx, n.cfg.CallTimeout)
+			_, err := n.peers.Apply(cctx, p, batch)
+			cancel()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("hand %d entries to %s: %w", len(batch), p.Addr, err))
+				return
+			}
+		}
+		for _, e := range batch {
+			handed[string(e.Key)] = e.Version
+		}
+	}
+	var scanErr error
+	err = n.local.Scan(foreignFrom, foreignTo, func(e store.Entry) bool {
+		pos := ring.HashKey(e.Key)
+		if set == nil || !ring.BetweenRightIncl(setFrom, pos, setTo) {
+			flush()
+			res, err := n.ring.Lookup(ctx, pos)
+			if err != nil {
+				scanErr = fmt.Errorf("cleanup: replicas of %s: %w", pos.Short(), err)
+				return false
+			}
+			set = res.Successors[:min(len(res.Successors), n.cfg.Replicas)]
+			// The lookup's last step came from the owner's predecessor,
+			// so every key up to the owner shares this replica set. A
+			// lookup this node answered itself (it owns pos after all)
+			// covers pos alone; the set includes this node, so it keeps it.
+			setFrom, setTo = pos, pos
+			if len(res.Path) >= 2 {
+				setFrom, setTo = res.Path[len(res.Path)-2].ID, res.Owner.ID
+			}
+		}
+		batch = append(batch, e)
+		if len(batch) == 256 {
+			flush()
+		}
+		return ctx.Err() == nil
+	})
+	flush()
+	if err == nil {
+		err = scanErr
+	}
+	if err != nil {
+		errs = append(errs, err)
+	}
+	removed := 0
+	if len(handed) > 0 {
+		removed, err = n.local.RemoveIf(foreignFrom, foreignTo, func(e store.Entry) bool {
+			v, ok := handed[string(e.Key)]
+			return ok && v == e.Version
+		})
+		if err != nil {
+			errs = append(errs, err)
+		}
+		n.log.Debug("dropped entries handed to their replicas", "count", removed)
+	}
+	if len(errs) > 0 {
+		return removed, fmt.Errorf("cleanup: %v", errs)
+	}
+	return removed, nil
+}

@@ -1,0 +1,274 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chordkv/chordkv/internal/chord"
+	"github.com/chordkv/chordkv/internal/ring"
+	"github.com/chordkv/chordkv/internal/store"
+)
+
+// Quorum arithmetic: W and R default to a majority of r; "all" is every
+// replica there is; nothing ever needs more replicas than exist or fewer
+// than one.
+func TestRequired(t *testing.T) {
+	tests := []struct {
+		c              Consistency
+		r, avail, want int
+	}{
+		{One, 3, 3, 1},
+		{Quorum, 3, 3, 2},
+		{Default, 3, 3, 2},
+		{All, 3, 3, 3},
+		{Quorum, 5, 5, 3},
+		{Quorum, 4, 4, 3},
+		{All, 3, 2, 2},    // a ring of two
+		{Quorum, 3, 1, 1}, // a ring of one
+		{One, 1, 1, 1},
+	}
+	for _, tt := range tests {
+		if got := required(tt.c, tt.r, tt.avail); got != tt.want {
+			t.Errorf("required(%v, r=%d, avail=%d) = %d, want %d", tt.c, tt.r, tt.avail, got, tt.want)
+		}
+	}
+	// W + R > r at quorum, for every r: a quorum read sees a quorum write.
+	for r := 1; r <= 9; r++ {
+		if w := required(Quorum, r, r); 2*w <= r {
+			t.Errorf("r=%d: quorum %d does not intersect itself", r, w)
+		}
+	}
+}
+
+func TestParseConsistency(t *testing.T) {
+	for in, want := range map[string]Consistency{"one": One, "quorum": Quorum, "": Quorum, "all": All} {
+		if got, err := ParseConsistency(in); err != nil || got != want {
+			t.Errorf("ParseConsistency(%q) = %v, %v", in, got, err)
+		}
+	}
+	if _, err := ParseConsistency("most"); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("bad level: %v", err)
+	}
+}
+
+// Digest comparison: only buckets whose digests differ, or that one side
+// lacks, are exchanged; in-sync replicas exchange nothing.
+func TestDifferingBuckets(t *testing.T) {
+	d := func(pairs ...int) []store.BucketDigest {
+		var out []store.BucketDigest
+		for i := 0; i < len(pairs); i += 2 {
+			out = append(out, store.BucketDigest{Bucket: pairs[i], Digest: uint64(pairs[i+1])})
+		}
+		return out
+	}
+	tests := []struct {
+		name        string
+		mine, their []store.BucketDigest
+		want        []int
+	}{
+		{"in sync", d(1, 10, 2, 20), d(1, 10, 2, 20), nil},
+		{"one differs", d(1, 10, 2, 20), d(1, 10, 2, 21), []int{2}},
+		{"only theirs", d(1, 10), d(1, 10, 7, 1), []int{7}},
+		{"only mine", d(1, 10, 5, 3), d(1, 10), []int{5}},
+		{"all differ", d(1, 1, 2, 2), d(1, 9, 2, 9), []int{1, 2}},
+	}
+	for _, tt := range tests {
+		if got := differingBuckets(tt.mine, tt.their); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// fakeRing makes this node the owner of everything with fixed successors.
+type fakeRing struct {
+	self  chord.Peer
+	succs []chord.Peer
+}
+
+func (f fakeRing) Self() chord.Peer           { return f.self }
+func (f fakeRing) Neighbors() chord.Neighbors { return chord.Neighbors{Successors: f.succs} }
+func (f fakeRing) IsMember() bool             { return true }
+func (f fakeRing) Owns(ring.ID) bool          { return true }
+func (f fakeRing) Lookup(context.Context, ring.ID) (chord.LookupResult, error) {
+	return chord.LookupResult{}, errors.New("unused")
+}
+func (f fakeRing) Predecessors(context.Context, int) ([]chord.Peer, error) { return nil, nil }
+
+// fakePeers holds replicas' stores in memory; dead replicas fail every call.
+type fakePeers struct {
+	mu     sync.Mutex
+	stores map[string]*store.Store
+	dead   map[string]bool
+}
+
+func (f *fakePeers) get(p chord.Peer) (*store.Store, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.dead[p.Addr] {
+		return nil, fmt.Errorf("%s: %w", p.Addr, ErrUnavailable)
+	}
+	return f.stores[p.Addr], nil
+}
+func (f *fakePeers) Forward(context.Context, chord.Peer, Request) (store.Entry, error) {
+	return store.Entry{}, errors.New("unused")
+}
+func (f *fakePeers) Apply(_ context.Context, p chord.Peer, es []store.Entry) (int, error) {
+	s, err := f.get(p)
+	if err != nil {
+		return 0, err
+	}
+	_, err = s.Apply(es...)
+	return len(es), err
+}
+func (f *fakePeers) Read(_ context.Context, p chord.Peer, key []byte) (store.Entry, bool, error) {
+	s, err := f.get(p)
+	if err != nil {
+		return store.Entry{}, false, err
+	}
+	return s.Get(key)
+}
+func (f *fakePeers) Digests(context.Context, chord.Peer, ring.ID, ring.ID) ([]store.BucketDigest, error) {
+	return nil, errors.New("unused")
+}
+func (f *fakePeers) Fetch(context.Context, chord.Peer, ring.ID, ring.ID, []int, func([]store.Entry) error) error {
+	return errors.New("unused")
+}
+
+func newTestNode(t *testing.T) (*Node, *fakePeers, []chord.Peer) {
+	t.Helper()
+	open := func() *store.Store {
+		s, err := store.Open(store.Options{InMemory: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	self := chord.NewPeer("a:1")
+	others := []chord.Peer{chord.NewPeer("b:1"), chord.NewPeer("c:1")}
+	peers := &fakePeers{stores: map[string]*store.Store{}, dead: map[string]bool{}}
+	for _, p := range others {
+		peers.stores[p.Addr] = open()
+	}
+	cfg := DefaultConfig()
+	cfg.CallTimeout = time.Second
+	n := New(cfg, fakeRing{self: self, succs: others}, open(), peers, store.NewClock(time.Now))
+	n.MarkSynced()
+	return n, peers, others
+}
+
+var ctx = context.Background()
+
+func TestWriteQuorum(t *testing.T) {
+	n, peers, others := newTestNode(t)
+	key := []byte("k")
+	// One replica down: quorum (2 of 3) still writes, all does not.
+	peers.dead[others[0].Addr] = true
+	if _, err := n.Put(ctx, key, []byte("v1"), Quorum, false); err != nil {
+		t.Fatalf("quorum with one replica down: %v", err)
+	}
+	if _, err := n.Put(ctx, key, []byte("v2"), All, false); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("all with one replica down: %v, want ErrUnavailable", err)
+	}
+	// Two down: quorum fails with a message naming the count.
+	peers.dead[others[1].Addr] = true
+	_, err := n.Put(ctx, key, []byte("v3"), Quorum, false)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("quorum with two replicas down: %v", err)
+	}
+	if _, err := n.Put(ctx, key, []byte("v4"), One, false); err != nil {
+		t.Fatalf("one with two replicas down: %v", err)
+	}
+	if err := n.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Reads return the newest version among the replicas they read and repair
+// the stale ones, tombstones included.
+func TestReadReturnsNewestAndRepairs(t *testing.T) {
+	n, peers, others := newTestNode(t)
+	key := []byte("k")
+	peers.dead[others[1].Addr] = true
+	v1, err := n.Put(ctx, key, []byte("old"), Quorum, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// others[1] missed v1; now it comes back and others[0] goes down after
+	// a newer write reaches it and us only.
+	peers.dead[others[1].Addr] = false
+	newer := store.Entry{Key: key, Value: []byte("new"), Version: store.Version{HLC: v1.HLC + 1, Node: others[0].ID}}
+	if _, err := peers.stores[others[0].Addr].Apply(newer); err != nil {
+		t.Fatal(err)
+	}
+	e, err := n.Get(ctx, key, All, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(e.Value) != "new" {
+		t.Fatalf("read %q, want the newest, %q", e.Value, "new")
+	}
+	if err := n.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*store.Store{peers.stores[others[1].Addr]} {
+		got, ok, _ := s.Get(key)
+		if !ok || got.Version != newer.Version {
+			t.Fatalf("stale replica not repaired: %+v", got)
+		}
+	}
+	if got, _, _ := n.local.Get(key); got.Version != newer.Version {
+		t.Fatalf("local replica not repaired: %+v", got.Version)
+	}
+	// A delete is a tombstone: reads say not found, and it stays that way.
+	if _, err := n.Delete(ctx, key, Quorum, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Get(ctx, key, Quorum, false); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after delete: %v, want ErrNotFound", err)
+	}
+	if _, err := n.Get(ctx, []byte("never-written"), One, false); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing key: %v", err)
+	}
+}
+
+func TestLimits(t *testing.T) {
+	n, _, _ := newTestNode(t)
+	big := make([]byte, n.cfg.MaxValueBytes+1)
+	tests := []struct {
+		name       string
+		key, value []byte
+		wantInMsg  string
+	}{
+		{"empty key", nil, []byte("v"), "key is empty"},
+		{"key too long", make([]byte, n.cfg.MaxKeyBytes+1), []byte("v"), "limit is 1024 bytes"},
+		{"value too long", []byte("k"), big, "limit is 1048576 bytes"},
+	}
+	for _, tt := range tests {
+		_, err := n.Put(ctx, tt.key, tt.value, Quorum, false)
+		if !errors.Is(err, ErrInvalidArgument) || !contains(err.Error(), tt.wantInMsg) {
+			t.Errorf("%s: %v, want InvalidArgument naming %q", tt.name, err, tt.wantInMsg)
+		}
+	}
+	if _, err := n.Put(ctx, make([]byte, n.cfg.MaxKeyBytes), make([]byte, n.cfg.MaxValueBytes), Quorum, false); err != nil {
+		t.Errorf("largest allowed item refused: %v", err)
+	}
+}
+
+func contains(s, sub string) bool {
+	return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0)
+}
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
