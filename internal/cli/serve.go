@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -64,6 +65,7 @@ func newServeCmd() *cobra.Command {
 	f.IntVar(&o.cfg.MaxKeyBytes, "max-key-bytes", k.MaxKeyBytes, "largest key accepted, in bytes")
 	f.IntVar(&o.cfg.MaxValueBytes, "max-value-bytes", k.MaxValueBytes, "largest value accepted, in bytes")
 	f.DurationVar(&o.cfg.AntiEntropyInterval, "anti-entropy-interval", k.AntiEntropyInterval, "how often to compare this node's range with its replicas and repair differences")
+	f.DurationVar(&o.cfg.HandOffTimeout, "handoff-timeout", 5*time.Second, "on SIGTERM, how long to spend handing this node's range to its successors before leaving")
 	f.DurationVar(&o.cfg.TombstoneGrace, "tombstone-grace", k.TombstoneGrace, "how long deletes are remembered; must exceed the longest time a replica stays down")
 	f.DurationVar(&o.cfg.StabilizeInterval, "stabilize-interval", d.StabilizeInterval, "how often to stabilize")
 	f.DurationVar(&o.cfg.CallTimeout, "call-timeout", d.CallTimeout, "deadline of every call to a peer")
@@ -86,6 +88,8 @@ func (o *serveOptions) checkKV() error {
 		return usageErrorf("--anti-entropy-interval must be positive")
 	case o.cfg.TombstoneGrace <= 0:
 		return usageErrorf("--tombstone-grace must be positive")
+	case o.cfg.HandOffTimeout <= 0:
+		return usageErrorf("--handoff-timeout must be positive")
 	}
 	return nil
 }
