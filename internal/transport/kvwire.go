@@ -113,14 +113,6 @@ func decodeEntry(m *pb.Entry) (store.Entry, error) {
 	return e, nil
 }
 
-func encodeEntries(es []store.Entry) []*pb.Entry {
-	out := make([]*pb.Entry, len(es))
-	for i, e := range es {
-		out[i] = encodeEntry(e)
-	}
-	return out
-}
-
 func decodeEntries(ms []*pb.Entry) ([]store.Entry, error) {
 	out := make([]store.Entry, len(ms))
 	for i, m := range ms {
