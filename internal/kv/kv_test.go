@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -106,6 +107,12 @@ type fakePeers struct {
 	dead   map[string]bool
 }
 
+func (f *fakePeers) setDead(p chord.Peer, dead bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dead[p.Addr] = dead
+}
+
 func (f *fakePeers) get(p chord.Peer) (*store.Store, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -142,7 +149,7 @@ func (f *fakePeers) Fetch(context.Context, chord.Peer, ring.ID, ring.ID, []int, 
 func newTestNode(t *testing.T) (*Node, *fakePeers, []chord.Peer) {
 	t.Helper()
 	open := func() *store.Store {
-		s, err := store.Open(store.Options{InMemory: true})
+		s, err := store.Open(store.Options{InMemory: true, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -168,7 +175,7 @@ func TestWriteQuorum(t *testing.T) {
 	n, peers, others := newTestNode(t)
 	key := []byte("k")
 	// One replica down: quorum (2 of 3) still writes, all does not.
-	peers.dead[others[0].Addr] = true
+	peers.setDead(others[0], true)
 	if _, err := n.Put(ctx, key, []byte("v1"), Quorum, false); err != nil {
 		t.Fatalf("quorum with one replica down: %v", err)
 	}
@@ -176,7 +183,7 @@ func TestWriteQuorum(t *testing.T) {
 		t.Fatalf("all with one replica down: %v, want ErrUnavailable", err)
 	}
 	// Two down: quorum fails with a message naming the count.
-	peers.dead[others[1].Addr] = true
+	peers.setDead(others[1], true)
 	_, err := n.Put(ctx, key, []byte("v3"), Quorum, false)
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("quorum with two replicas down: %v", err)
@@ -194,14 +201,14 @@ func TestWriteQuorum(t *testing.T) {
 func TestReadReturnsNewestAndRepairs(t *testing.T) {
 	n, peers, others := newTestNode(t)
 	key := []byte("k")
-	peers.dead[others[1].Addr] = true
+	peers.setDead(others[1], true)
 	v1, err := n.Put(ctx, key, []byte("old"), Quorum, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// others[1] missed v1; now it comes back and others[0] goes down after
 	// a newer write reaches it and us only.
-	peers.dead[others[1].Addr] = false
+	peers.setDead(others[1], false)
 	newer := store.Entry{Key: key, Value: []byte("new"), Version: store.Version{HLC: v1.HLC + 1, Node: others[0].ID}}
 	if _, err := peers.stores[others[0].Addr].Apply(newer); err != nil {
 		t.Fatal(err)
