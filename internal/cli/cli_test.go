@@ -125,6 +125,10 @@ func TestJSONShapes(t *testing.T) {
 			`{"nodes":[{"id":"ab","addr":"a:1","predecessor":"b:2","successors":["b:2"]}]}`},
 		{"lookup", lookupJSON{Key: "k", ID: "ab", Owner: "a:1", Hops: 2, Path: []string{"b:2", "a:1"}},
 			`{"key":"k","id":"ab","owner":"a:1","hops":2,"path":["b:2","a:1"]}`},
+		{"get", getJSON{Key: "k", Value: []byte{0, 0xff}, Version: kvVersionJSON{HLC: 7, Node: "ab"}},
+			`{"key":"k","value":"AP8=","version":{"hlc":7,"node":"ab"}}`},
+		{"put and del", writeResultJSON{Key: "k", Version: kvVersionJSON{HLC: 7, Node: "ab"}},
+			`{"key":"k","version":{"hlc":7,"node":"ab"}}`},
 		{"status", statusJSON{ID: "ab", Addr: "a:1", Predecessor: "", Successors: []string{}, Fingers: []string{}, Member: true, Ready: false},
 			`{"id":"ab","addr":"a:1","predecessor":"","successors":[],"fingers":[],"member":true,"ready":false}`},
 	}
@@ -178,8 +182,12 @@ type result struct {
 }
 
 func runCLI(args ...string) result {
+	return runCLIWithInput(nil, args...)
+}
+
+func runCLIWithInput(stdin []byte, args ...string) result {
 	var out, errb bytes.Buffer
-	code := run(context.Background(), args, envMap(nil), &out, &errb)
+	code := run(context.Background(), args, envMap(nil), bytes.NewReader(stdin), &out, &errb)
 	return result{code, out.String(), errb.String()}
 }
 

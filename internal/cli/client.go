@@ -33,23 +33,37 @@ func (e *nodeError) Unwrap() error { return e.err }
 
 // callNode runs one Admin call against addr with the --timeout deadline.
 func callNode[T any](ctx context.Context, opts *clientOptions, addr string, call func(context.Context, pb.AdminClient) (T, error)) (T, error) {
+	return dialAndCall(ctx, opts, addr, pb.NewAdminClient, call)
+}
+
+// dialAndCall connects to addr, builds the service client with newClient
+// and runs one call with the --timeout deadline. Messages may be as large
+// as maxClientMessageBytes both ways, so a node's value limit, not the
+// client, decides how large a value may be.
+func dialAndCall[C, T any](ctx context.Context, opts *clientOptions, addr string, newClient func(grpc.ClientConnInterface) C, call func(context.Context, C) (T, error)) (T, error) {
 	var zero T
 	if err := transport.ValidateAddr(addr); err != nil {
 		return zero, usageErrorf("endpoint: %v", err)
 	}
-	cc, err := grpc.NewClient(addr, transport.DialOptions(insecure.NewCredentials())...)
+	dialOpts := append(transport.DialOptions(insecure.NewCredentials()), transport.MessageSizeOptions(maxClientMessageBytes))
+	cc, err := grpc.NewClient(addr, dialOpts...)
 	if err != nil {
 		return zero, &nodeError{addr: addr, err: err}
 	}
 	defer cc.Close()
 	ctx, cancel := context.WithTimeout(ctx, opts.timeout)
 	defer cancel()
-	res, err := call(ctx, pb.NewAdminClient(cc))
+	res, err := call(ctx, newClient(cc))
 	if err != nil {
 		return zero, &nodeError{addr: addr, err: err}
 	}
 	return res, nil
 }
+
+// maxClientMessageBytes bounds what the CLI sends or accepts in one
+// message: far above any sensible --max-value-bytes, below what would
+// exhaust a small machine.
+const maxClientMessageBytes = 256 << 20
 
 // isUnreachable reports whether err means "try another node": the node is
 // down, slow, or not (yet) a ring member.
@@ -61,15 +75,21 @@ func isUnreachable(err error) bool {
 	return false
 }
 
-// withFailover runs call against each endpoint in turn until one answers.
-// Any answer, including a refusal such as InvalidArgument, ends the search;
-// only unreachable endpoints are skipped. When none answers, the error
-// names every endpoint and exits with ExitUnavailable.
+// withFailover runs an Admin call against each endpoint in turn until one
+// answers; see failover.
 func withFailover[T any](ctx context.Context, opts *clientOptions, call func(context.Context, pb.AdminClient) (T, error)) (T, error) {
+	return failover(ctx, opts, pb.NewAdminClient, call)
+}
+
+// failover runs call against each endpoint in turn until one answers.
+// Any answer, including a refusal such as InvalidArgument or NotFound, ends
+// the search; only unreachable endpoints are skipped. When none answers,
+// the error names every endpoint and exits with ExitUnavailable.
+func failover[C, T any](ctx context.Context, opts *clientOptions, newClient func(grpc.ClientConnInterface) C, call func(context.Context, C) (T, error)) (T, error) {
 	var zero T
 	var failures []string
 	for _, addr := range opts.endpoints {
-		res, err := callNode(ctx, opts, addr, call)
+		res, err := dialAndCall(ctx, opts, addr, newClient, call)
 		if err == nil {
 			return res, nil
 		}

@@ -21,9 +21,10 @@ type lookupJSON struct {
 
 func newLookupCmd(opts *clientOptions) *cobra.Command {
 	return &cobra.Command{
-		Use:   "lookup KEY",
-		Short: "Find the node that owns KEY and the route to it",
-		Args:  exactArgs(1),
+		Use:     "lookup KEY",
+		Short:   "Find the node that owns KEY and the route to it",
+		Example: "  chordkv lookup greeting --endpoints 127.0.0.1:7000,127.0.0.1:7001",
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key := args[0]
 			res, err := withFailover(cmd.Context(), opts, func(ctx context.Context, c pb.AdminClient) (*pb.LookupResponse, error) {

@@ -29,9 +29,10 @@ type ringNodeJSON struct {
 
 func newRingCmd(opts *clientOptions) *cobra.Command {
 	return &cobra.Command{
-		Use:   "ring",
-		Short: "List every ring member in ring order, walking successor pointers",
-		Args:  exactArgs(0),
+		Use:     "ring",
+		Short:   "List every ring member in ring order, walking successor pointers",
+		Example: "  chordkv ring --endpoints 127.0.0.1:7000\n  chordkv ring -o json",
+		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			nodes, err := walkRing(cmd.Context(), opts)
 			if err != nil {

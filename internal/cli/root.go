@@ -27,6 +27,9 @@ const (
 func subcommands(opts *clientOptions) []*cobra.Command {
 	return []*cobra.Command{
 		newServeCmd(),
+		newPutCmd(opts),
+		newGetCmd(opts),
+		newDelCmd(opts),
 		newRingCmd(opts),
 		newLookupCmd(opts),
 		newStatusCmd(opts),
@@ -38,13 +41,14 @@ func subcommands(opts *clientOptions) []*cobra.Command {
 // Execute runs chordkv with the process's arguments and environment and
 // returns the exit code.
 func Execute() int {
-	return run(context.Background(), os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
+	return run(context.Background(), os.Args[1:], os.LookupEnv, os.Stdin, os.Stdout, os.Stderr)
 }
 
 // run is Execute with its inputs made explicit, for tests.
-func run(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, env func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) int {
 	root := newRootCmd(env)
 	root.SetArgs(args)
+	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)

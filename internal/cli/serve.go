@@ -7,10 +7,12 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/chordkv/chordkv/internal/chord"
+	"github.com/chordkv/chordkv/internal/kv"
 	"github.com/chordkv/chordkv/internal/server"
 )
 
@@ -23,11 +25,14 @@ type serveOptions struct {
 func newServeCmd() *cobra.Command {
 	o := &serveOptions{}
 	d := chord.LoopbackConfig("")
+	k := kv.DefaultConfig()
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run a chordkv node",
 		Long: "Run a chordkv node: join the ring through --join (or the peers remembered in\n" +
 			"--data-dir), or create a new ring. SIGINT or SIGTERM makes it leave the ring and stop.",
+		Example: "  chordkv serve --addr 127.0.0.1:7000 --data-dir /var/lib/chordkv/n1\n" +
+			"  chordkv serve --addr 127.0.0.1:7001 --data-dir /var/lib/chordkv/n2 --join 127.0.0.1:7000 --replicas 3",
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := newLogger(cmd.ErrOrStderr(), o.logFormat, o.logLevel)
@@ -36,6 +41,9 @@ func newServeCmd() *cobra.Command {
 			}
 			if o.cfg.DataDir == "" {
 				return usageErrorf("--data-dir is required")
+			}
+			if err := o.checkKV(); err != nil {
+				return err
 			}
 			o.cfg.Logger = logger
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -52,12 +60,38 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&o.cfg.Advertise, "advertise", "", "host:port peers dial; the node's ID is its hash (default --addr)")
 	f.StringSliceVar(&o.cfg.Join, "join", nil, "comma-separated members to join through; the first may bootstrap the ring")
 	f.StringVar(&o.cfg.DataDir, "data-dir", "", "directory for the node's data (required)")
-	f.IntVar(&o.cfg.Successors, "successors", d.Successors, "successor-list length r")
+	f.IntVar(&o.cfg.Successors, "successors", d.Successors, "successor-list length; must be at least --replicas - 1")
+	f.IntVar(&o.cfg.Replicas, "replicas", k.Replicas, "copies kept of every key: its owner and the owner's next replicas-1 successors")
+	f.IntVar(&o.cfg.MaxKeyBytes, "max-key-bytes", k.MaxKeyBytes, "largest key accepted, in bytes")
+	f.IntVar(&o.cfg.MaxValueBytes, "max-value-bytes", k.MaxValueBytes, "largest value accepted, in bytes")
+	f.DurationVar(&o.cfg.AntiEntropyInterval, "anti-entropy-interval", k.AntiEntropyInterval, "how often to compare this node's range with its replicas and repair differences")
+	f.DurationVar(&o.cfg.HandOffTimeout, "handoff-timeout", 5*time.Second, "on SIGTERM, how long to spend handing this node's range to its successors before leaving")
+	f.DurationVar(&o.cfg.TombstoneGrace, "tombstone-grace", k.TombstoneGrace, "how long deletes are remembered; must exceed the longest time a replica stays down")
 	f.DurationVar(&o.cfg.StabilizeInterval, "stabilize-interval", d.StabilizeInterval, "how often to stabilize")
 	f.DurationVar(&o.cfg.CallTimeout, "call-timeout", d.CallTimeout, "deadline of every call to a peer")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
+}
+
+// checkKV refuses replication settings that would otherwise silently fall
+// back to defaults (the server treats zero as "default").
+func (o *serveOptions) checkKV() error {
+	switch {
+	case o.cfg.Replicas < 1:
+		return usageErrorf("--replicas must be at least 1, not %d", o.cfg.Replicas)
+	case o.cfg.MaxKeyBytes < 1:
+		return usageErrorf("--max-key-bytes must be at least 1, not %d", o.cfg.MaxKeyBytes)
+	case o.cfg.MaxValueBytes < 1:
+		return usageErrorf("--max-value-bytes must be at least 1, not %d", o.cfg.MaxValueBytes)
+	case o.cfg.AntiEntropyInterval <= 0:
+		return usageErrorf("--anti-entropy-interval must be positive")
+	case o.cfg.TombstoneGrace <= 0:
+		return usageErrorf("--tombstone-grace must be positive")
+	case o.cfg.HandOffTimeout <= 0:
+		return usageErrorf("--handoff-timeout must be positive")
+	}
+	return nil
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {

@@ -34,9 +34,10 @@ func newStatusJSON(s *pb.StatusResponse) statusJSON {
 
 func newStatusCmd(opts *clientOptions) *cobra.Command {
 	return &cobra.Command{
-		Use:   "status",
-		Short: "Show one node's routing state",
-		Args:  exactArgs(0),
+		Use:     "status",
+		Short:   "Show one node's routing state",
+		Example: "  chordkv status --endpoints 127.0.0.1:7001 -o json",
+		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, err := withFailover(cmd.Context(), opts, getStatus)
 			if err != nil {

@@ -25,10 +25,29 @@ type Config struct {
 	// address answered: so nodes started together with the same list form
 	// one ring.
 	Join []string
-	// DataDir holds peers.json; it is created if missing.
+	// DataDir holds peers.json and the store (under data/); it is created
+	// if missing.
 	DataDir string
-	// Successors is the successor-list length r.
+	// Successors is the successor-list length.
 	Successors int
+	// Replicas is r, the copies kept of every key: the owner and its next
+	// r-1 successors, so it may not exceed Successors+1. Zero means
+	// kv.DefaultConfig's.
+	Replicas int
+	// MaxKeyBytes and MaxValueBytes bound client requests; zero means
+	// kv.DefaultConfig's (1 KiB, 1 MiB).
+	MaxKeyBytes   int
+	MaxValueBytes int
+	// AntiEntropyInterval is how often the node compares its primary range
+	// with its replicas; zero means kv.DefaultConfig's.
+	AntiEntropyInterval time.Duration
+	// TombstoneGrace is how long deletes are remembered; zero means
+	// kv.DefaultConfig's (24h).
+	TombstoneGrace time.Duration
+	// HandOffTimeout bounds the range hand-off on a graceful stop, before
+	// the node leaves the ring. Default 5s, so that hand-off, leave and a
+	// graceful stop fit the 10s a container runtime waits after SIGTERM.
+	HandOffTimeout time.Duration
 	// StabilizeInterval is how often the node stabilizes.
 	StabilizeInterval time.Duration
 	// CallTimeout bounds every remote call the node makes.
@@ -43,7 +62,10 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-const defaultShutdownTimeout = 5 * time.Second
+const (
+	defaultShutdownTimeout = 5 * time.Second
+	defaultHandOffTimeout  = 5 * time.Second
+)
 
 // ErrInvalidConfig marks errors caused by the operator's settings rather
 // than by the environment, so the CLI can report them as usage errors.
@@ -77,6 +99,21 @@ func (c Config) check() error {
 	}
 	if c.Successors < 0 || c.StabilizeInterval < 0 || c.CallTimeout < 0 || c.ShutdownTimeout < 0 {
 		return errors.New("successors and durations must not be negative")
+	}
+	if c.Replicas < 0 || c.MaxKeyBytes < 0 || c.MaxValueBytes < 0 || c.AntiEntropyInterval < 0 ||
+		c.TombstoneGrace < 0 || c.HandOffTimeout < 0 {
+		return errors.New("replicas, size limits and durations must not be negative")
+	}
+	return nil
+}
+
+// checkReplicas refuses a replication factor the successor list cannot
+// carry: a key's replicas are its owner and the owner's next r-1
+// successors, so a node must know that many successors.
+func checkReplicas(replicas, successors int) error {
+	if replicas > successors+1 {
+		return fmt.Errorf("%w: --replicas %d needs --successors of at least %d (it is %d): a key's replicas are its owner and the owner's successors",
+			ErrInvalidConfig, replicas, replicas-1, successors)
 	}
 	return nil
 }

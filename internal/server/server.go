@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -16,6 +17,8 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/chordkv/chordkv/internal/chord"
+	"github.com/chordkv/chordkv/internal/kv"
+	"github.com/chordkv/chordkv/internal/store"
 	"github.com/chordkv/chordkv/internal/transport"
 	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
 )
@@ -27,11 +30,16 @@ const (
 	persistInterval = time.Second
 )
 
+// storeDir is where, under --data-dir, the node keeps its key-value data.
+const storeDir = "data"
+
 // daemon is one running node and what serves it.
 type daemon struct {
 	cfg    Config
 	log    *slog.Logger
 	node   *chord.Node
+	kv     *kv.Node
+	store  *store.Store
 	client *transport.Client
 	grpc   *grpc.Server
 	health *health.Server
@@ -51,6 +59,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = defaultShutdownTimeout
+	}
+	if cfg.HandOffTimeout <= 0 {
+		cfg.HandOffTimeout = defaultHandOffTimeout
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -86,21 +97,59 @@ func newDaemon(cfg Config, bound net.Addr) (*daemon, error) {
 		ncfg.CallTimeout = cfg.CallTimeout
 	}
 	ncfg.Logger = cfg.Logger
-	client := transport.NewClient()
+	kcfg := kvConfig(cfg)
+	if err := checkReplicas(kcfg.Replicas, ncfg.Successors); err != nil {
+		return nil, err
+	}
+
+	st, err := store.Open(store.Options{Dir: filepath.Join(cfg.DataDir, storeDir), Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	// Every message must fit a maximal value plus a replica batch, both
+	// ways, between peers and from clients.
+	maxMsg := transport.MaxMessageBytes(kcfg.MaxKeyBytes, kcfg.MaxValueBytes)
+	client := transport.NewClient(transport.WithMaxMessageBytes(maxMsg))
 	node := chord.NewNode(ncfg, client)
 	d := &daemon{
 		cfg:    cfg,
 		log:    cfg.Logger.With("node", advertise),
 		node:   node,
+		kv:     kv.New(kcfg, node, st, client, store.NewClock(time.Now)),
+		store:  st,
 		client: client,
-		grpc:   grpc.NewServer(),
+		grpc:   grpc.NewServer(grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(maxMsg)),
 		health: health.NewServer(),
 	}
-	transport.NewServer(node).Register(d.grpc)
+	transport.NewServer(node, transport.WithMaxKeyBytes(kcfg.MaxKeyBytes)).Register(d.grpc)
+	transport.NewKVServer(d.kv, st, node).Register(d.grpc)
 	healthpb.RegisterHealthServer(d.grpc, d.health)
 	reflection.Register(d.grpc)
 	d.setServing(false)
 	return d, nil
+}
+
+// kvConfig is the replication layer's configuration: the operator's
+// settings over kv's defaults.
+func kvConfig(cfg Config) kv.Config {
+	k := kv.DefaultConfig()
+	k.Logger = cfg.Logger
+	if cfg.Replicas > 0 {
+		k.Replicas = cfg.Replicas
+	}
+	if cfg.MaxKeyBytes > 0 {
+		k.MaxKeyBytes = cfg.MaxKeyBytes
+	}
+	if cfg.MaxValueBytes > 0 {
+		k.MaxValueBytes = cfg.MaxValueBytes
+	}
+	if cfg.AntiEntropyInterval > 0 {
+		k.AntiEntropyInterval = cfg.AntiEntropyInterval
+	}
+	if cfg.TombstoneGrace > 0 {
+		k.TombstoneGrace = cfg.TombstoneGrace
+	}
+	return k
 }
 
 func (d *daemon) run(ctx context.Context, lis net.Listener) error {
@@ -114,11 +163,25 @@ func (d *daemon) run(ctx context.Context, lis net.Listener) error {
 	loops.Go(func() { d.persistLoop(runCtx) })
 	joined := make(chan error, 1)
 	loops.Go(func() {
-		err := d.joinOrCreate(runCtx)
+		created, err := d.joinOrCreate(runCtx)
 		joined <- err
-		if err == nil {
-			d.node.Run(runCtx)
+		if err != nil {
+			return
 		}
+		if created {
+			// A new ring's only member holds all there is of it.
+			d.kv.MarkSynced()
+		} else {
+			// Until the range is pulled from the successor, reads the node
+			// would coordinate go to the successor; health waits for it.
+			loops.Go(func() {
+				if err := d.kv.SyncAfterJoin(runCtx); err != nil && runCtx.Err() == nil {
+					d.log.Warn("range sync after join incomplete", "err", err)
+				}
+			})
+		}
+		loops.Go(func() { d.kv.Run(runCtx) })
+		d.node.Run(runCtx)
 	})
 
 	var err error
@@ -129,16 +192,34 @@ func (d *daemon) run(ctx context.Context, lis net.Listener) error {
 	}
 	stopLoops()
 	loops.Wait()
-	if joinErr := <-joined; joinErr == nil {
+	joinErr := <-joined
+	if joinErr == nil {
 		d.persist()
+		d.handOff()
 	}
 	d.shutdown()
 	return err
 }
 
+// handOff gives the node's primary range to the successors that own it once
+// the node is gone, while the node is still a member and serving, so a
+// SIGTERM never costs a replica. It is bounded: a node that cannot finish
+// in time leaves the rest to its successors' anti-entropy.
+func (d *daemon) handOff() {
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.HandOffTimeout)
+	defer cancel()
+	start := time.Now()
+	n, err := d.kv.HandOff(ctx)
+	if err != nil {
+		d.log.Warn("hand-off incomplete", "replicas", n, "err", err, "took", time.Since(start))
+		return
+	}
+	d.log.Info("handed off range", "replicas", n, "entries", d.kv.Stats().HandedOff, "took", time.Since(start))
+}
+
 // shutdown leaves the ring while still serving, so neighbours can reach us
-// while they splice us out, then stops serving: gracefully for a bounded
-// time, then hard.
+// while they splice us out, then stops serving (gracefully for a bounded
+// time, then hard) and closes the store once nothing can use it.
 func (d *daemon) shutdown() {
 	leaveCtx, cancel := context.WithTimeout(context.Background(), 3*d.node.Config().CallTimeout)
 	d.node.Leave(leaveCtx)
@@ -157,6 +238,9 @@ func (d *daemon) shutdown() {
 		<-done
 	}
 	_ = d.client.Close()
+	if err := d.store.Close(); err != nil {
+		d.log.Error("closing the store", "err", err)
+	}
 	d.log.Info("stopped")
 }
 
@@ -164,8 +248,8 @@ func (d *daemon) shutdown() {
 // the last run and the --join addresses until one answers. A node allowed to
 // bootstrap (no --join, or it is the first --join address) creates a ring
 // after one round in which nobody answered; others keep retrying with
-// backoff until ctx ends.
-func (d *daemon) joinOrCreate(ctx context.Context) error {
+// backoff until ctx ends. created reports that the node made a new ring.
+func (d *daemon) joinOrCreate(ctx context.Context) (created bool, err error) {
 	self := d.node.Self().Addr
 	remembered, err := loadPeers(d.cfg.DataDir)
 	if err != nil {
@@ -175,28 +259,28 @@ func (d *daemon) joinOrCreate(ctx context.Context) error {
 	mayCreate := len(d.cfg.Join) == 0 || d.cfg.Join[0] == self
 	if len(seeds) == 0 {
 		d.node.Create()
-		return nil
+		return true, nil
 	}
 	wait := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := d.node.Join(ctx, seeds)
 		if err == nil {
-			return nil
+			return false, nil
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return false, ctx.Err()
 		}
 		if mayCreate {
 			if len(remembered) > 0 {
 				d.log.Warn("no remembered peer answered; creating a new ring", "peers", remembered, "err", err)
 			}
 			d.node.Create()
-			return nil
+			return true, nil
 		}
 		d.log.Warn("join failed; retrying", "attempt", attempt, "in", wait, "err", err)
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 5*time.Second)
@@ -217,13 +301,13 @@ func joinCandidates(self string, remembered, join []string) []string {
 }
 
 // healthLoop reports SERVING exactly while the node is ready: a member
-// with a full successor list.
+// with a full successor list whose kv layer has taken over its range.
 func (d *daemon) healthLoop(ctx context.Context) {
 	t := time.NewTicker(healthInterval)
 	defer t.Stop()
 	serving := false
 	for {
-		if ready := d.node.State().Ready; ready != serving {
+		if ready := d.node.State().Ready && d.kv.Synced(); ready != serving {
 			serving = ready
 			d.setServing(serving)
 			d.log.Info("health changed", "serving", serving)
@@ -241,7 +325,8 @@ func (d *daemon) setServing(ok bool) {
 	if ok {
 		st = healthpb.HealthCheckResponse_SERVING
 	}
-	for _, svc := range []string{"", pb.Chord_ServiceDesc.ServiceName, pb.Admin_ServiceDesc.ServiceName} {
+	for _, svc := range []string{"", pb.Chord_ServiceDesc.ServiceName, pb.Admin_ServiceDesc.ServiceName,
+		pb.KV_ServiceDesc.ServiceName, pb.Replica_ServiceDesc.ServiceName} {
 		d.health.SetServingStatus(svc, st)
 	}
 }

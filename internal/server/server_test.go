@@ -2,11 +2,14 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -206,4 +209,62 @@ func TestRestartedNodeRejoinsFromRememberedPeers(t *testing.T) {
 		sb, _ := status(t, b2.addr)
 		return sa != nil && sb != nil && slices.Contains(sa.GetSuccessors(), b2.addr) && slices.Contains(sb.GetSuccessors(), a.addr)
 	})
+}
+
+func TestReplicasMustFitTheSuccessorList(t *testing.T) {
+	err := Run(context.Background(), Config{
+		Addr: "127.0.0.1:0", DataDir: t.TempDir(), Successors: 3, Replicas: 5,
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "--replicas 5") {
+		t.Fatalf("Run = %v, want an invalid config naming --replicas", err)
+	}
+}
+
+// TestKeysSurviveAGracefulStop writes through one node, reads through
+// another, then stops the owner of most keys' ranges with a graceful
+// shutdown: its hand-off must leave every key readable at consistency all
+// from the two remaining nodes.
+func TestKeysSurviveAGracefulStop(t *testing.T) {
+	a := startNode(t, nil, "")
+	b := startNode(t, []string{a.addr}, "")
+	c := startNode(t, []string{a.addr, b.addr}, "")
+	waitFor(t, "three serving nodes", func() bool {
+		for _, n := range []*testNode{a, b, c} {
+			if st, h := status(t, n.addr); st == nil || len(st.GetSuccessors()) != 2 || h != healthpb.HealthCheckResponse_SERVING {
+				return false
+			}
+		}
+		return true
+	})
+	kvc := func(addr string) pb.KVClient {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		return pb.NewKVClient(cc)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const keys = 60
+	for i := range keys {
+		k := fmt.Appendf(nil, "key-%d", i)
+		if _, err := kvc(a.addr).Put(ctx, &pb.PutRequest{Key: k, Value: k}); err != nil {
+			t.Fatalf("put %s: %v", k, err)
+		}
+	}
+	if _, err := kvc(b.addr).Put(ctx, &pb.PutRequest{Key: make([]byte, 1025)}); !strings.Contains(fmt.Sprint(err), "--max-key-bytes") {
+		t.Errorf("oversized key: %v", err)
+	}
+	c.shutdown(t)
+	for i := range keys {
+		k := fmt.Appendf(nil, "key-%d", i)
+		for _, n := range []*testNode{a, b} {
+			resp, err := kvc(n.addr).Get(ctx, &pb.GetRequest{Key: k, Consistency: pb.Consistency_CONSISTENCY_ALL})
+			if err != nil || string(resp.GetValue()) != string(k) {
+				t.Fatalf("get %s via %s after a graceful stop: %q, %v", k, n.addr, resp.GetValue(), err)
+			}
+		}
+	}
 }

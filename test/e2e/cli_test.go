@@ -107,7 +107,7 @@ func TestSimCLI(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"sim", "-o", "json"}, tc.args...)
-			first, second := runCLI(bin, args...), runCLI(bin, args...)
+			first, second := runCLI(bin, nil, args...), runCLI(bin, nil, args...)
 			if first.Code != exitOK || second.Code != exitOK {
 				t.Fatalf("want exit 0:\n%v\n%v", first, second)
 			}
@@ -129,7 +129,7 @@ func TestSimCLI(t *testing.T) {
 		{"sim", "--fail", "1.5"},
 		{"sim", "--nodes", "ten"},
 	} {
-		if r := runCLI(bin, args...); r.Code != exitUsage {
+		if r := runCLI(bin, nil, args...); r.Code != exitUsage {
 			t.Errorf("want exit %d (usage): %v", exitUsage, r)
 		}
 	}

@@ -103,6 +103,8 @@ type Cluster struct {
 	Nodes []*Node
 	// Successors is passed as --successors to every node (0: the default).
 	Successors int
+	// ExtraArgs are appended to every node's serve arguments.
+	ExtraArgs []string
 }
 
 // NewCluster prepares n nodes on free ports without starting them. Node 0
@@ -245,7 +247,7 @@ func (n *Node) Args() []string {
 	if n.c.Successors > 0 {
 		args = append(args, "--successors", fmt.Sprint(n.c.Successors))
 	}
-	return args
+	return append(args, n.c.ExtraArgs...)
 }
 
 // Start launches a new incarnation. Output of every incarnation is appended
@@ -371,15 +373,24 @@ func (r Result) String() string {
 }
 
 // CLI runs the cluster's binary with args; see runCLI.
-func (c *Cluster) CLI(args ...string) Result { return runCLI(c.bin, args...) }
+func (c *Cluster) CLI(args ...string) Result { return runCLI(c.bin, nil, args...) }
 
-// runCLI runs bin with args, as a script would, bounded by cliDeadline.
-// It never fails the test: callers judge the Result.
-func runCLI(bin string, args ...string) Result {
+// CLIWithInput is CLI with stdin as the process's standard input.
+func (c *Cluster) CLIWithInput(stdin []byte, args ...string) Result {
+	return runCLI(c.bin, stdin, args...)
+}
+
+// runCLI runs bin with args and standard input stdin (none when nil), as a
+// script would, bounded by cliDeadline. It never fails the test: callers
+// judge the Result.
+func runCLI(bin string, stdin []byte, args ...string) Result {
 	ctx, cancel := context.WithTimeout(context.Background(), cliDeadline)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = childEnv()
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
 	cmd.WaitDelay = time.Second // bound the wait for output pipes, too
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -1,0 +1,267 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/chordkv/chordkv/internal/kv"
+	"github.com/chordkv/chordkv/internal/ring"
+	"github.com/chordkv/chordkv/internal/store"
+	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
+)
+
+// ForwardedHeader is the gRPC metadata key a node sets on a KV request it
+// routes to another node. The receiver coordinates such a request itself
+// instead of routing it again, so nodes whose ring views momentarily differ
+// cannot bounce a request between them.
+const ForwardedHeader = "chordkv-forwarded"
+
+// DefaultKVDeadline bounds a KV request whose caller set no deadline.
+const DefaultKVDeadline = 10 * time.Second
+
+// KVNode is what the KV and Replica services need from the replication
+// layer; *kv.Node has it.
+type KVNode interface {
+	Get(ctx context.Context, key []byte, c kv.Consistency, forwarded bool) (store.Entry, error)
+	Put(ctx context.Context, key, value []byte, c kv.Consistency, forwarded bool) (store.Version, error)
+	Delete(ctx context.Context, key []byte, c kv.Consistency, forwarded bool) (store.Version, error)
+	ApplyLocal(entries []store.Entry) (int, error)
+	ReadLocal(key []byte) (store.Entry, bool, error)
+}
+
+// RangeReader is what the Replica service reads ranges from; *store.Store
+// has it.
+type RangeReader interface {
+	BucketDigests(a, b ring.ID) ([]store.BucketDigest, error)
+	BucketEntries(bucket int, a, b ring.ID, fn func(store.Entry) bool) error
+}
+
+// Membership tells whether the node is a ring member; *chord.Node has it.
+type Membership interface {
+	IsMember() bool
+}
+
+// KVServer answers the KV (client) and Replica (peer) services for one node.
+type KVServer struct {
+	pb.UnimplementedKVServer
+	pb.UnimplementedReplicaServer
+
+	node   KVNode
+	ranges RangeReader
+	ring   Membership
+}
+
+// NewKVServer builds the KV and Replica services over a node's replication
+// layer, its store and its ring membership.
+func NewKVServer(node KVNode, ranges RangeReader, ring Membership) *KVServer {
+	return &KVServer{node: node, ranges: ranges, ring: ring}
+}
+
+// Register adds the KV and Replica services to r.
+func (s *KVServer) Register(r grpc.ServiceRegistrar) {
+	pb.RegisterKVServer(r, s)
+	pb.RegisterReplicaServer(r, s)
+}
+
+// clientRequest prepares a KV request: it refuses it while the node is not a
+// ring member (before it joined, it would claim every key for itself; after
+// it left, it no longer replicates anything), reads the forwarded header and
+// bounds the request.
+func (s *KVServer) clientRequest(ctx context.Context, c pb.Consistency) (context.Context, context.CancelFunc, kv.Consistency, bool, error) {
+	cons, err := decodeConsistency(c)
+	if err != nil {
+		return nil, nil, 0, false, invalidArgument(err)
+	}
+	if !s.ring.IsMember() {
+		return nil, nil, 0, false, status.Error(codes.Unavailable, errNotMember.Error())
+	}
+	cancel := context.CancelFunc(func() {})
+	if _, ok := ctx.Deadline(); !ok {
+		ctx, cancel = context.WithTimeout(ctx, DefaultKVDeadline)
+	}
+	return ctx, cancel, cons, isForwarded(ctx), nil
+}
+
+func isForwarded(ctx context.Context) bool {
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, v := range md.Get(ForwardedHeader) {
+		if v == "1" {
+			return true
+		}
+	}
+	return false
+}
+
+// Get implements pb.KVServer.
+func (s *KVServer) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse, error) {
+	ctx, cancel, cons, fwd, err := s.clientRequest(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	e, err := s.node.Get(ctx, req.GetKey(), cons, fwd)
+	if err != nil {
+		return nil, kvStatus(err)
+	}
+	return &pb.GetResponse{Value: e.Value, Version: EncodeVersion(e.Version)}, nil
+}
+
+// Put implements pb.KVServer.
+func (s *KVServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, error) {
+	ctx, cancel, cons, fwd, err := s.clientRequest(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	v, err := s.node.Put(ctx, req.GetKey(), req.GetValue(), cons, fwd)
+	if err != nil {
+		return nil, kvStatus(err)
+	}
+	return &pb.PutResponse{Version: EncodeVersion(v)}, nil
+}
+
+// Delete implements pb.KVServer.
+func (s *KVServer) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.DeleteResponse, error) {
+	ctx, cancel, cons, fwd, err := s.clientRequest(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	v, err := s.node.Delete(ctx, req.GetKey(), cons, fwd)
+	if err != nil {
+		return nil, kvStatus(err)
+	}
+	return &pb.DeleteResponse{Version: EncodeVersion(v)}, nil
+}
+
+// Apply implements pb.ReplicaServer. Replica calls are served whether or not
+// the node is a member yet: they only merge into or read the local store,
+// and last-writer-wins makes a late or repeated Apply harmless.
+func (s *KVServer) Apply(_ context.Context, req *pb.ApplyRequest) (*pb.ApplyResponse, error) {
+	entries, err := decodeEntries(req.GetEntries())
+	if err != nil {
+		return nil, invalidArgument(err)
+	}
+	n, err := s.node.ApplyLocal(entries)
+	if err != nil {
+		return nil, kvStatus(err)
+	}
+	return &pb.ApplyResponse{Applied: uint32(n)}, nil
+}
+
+// Read implements pb.ReplicaServer.
+func (s *KVServer) Read(_ context.Context, req *pb.ReadRequest) (*pb.ReadResponse, error) {
+	if len(req.GetKey()) == 0 {
+		return nil, invalidArgument(errors.New("key is empty"))
+	}
+	e, found, err := s.node.ReadLocal(req.GetKey())
+	if err != nil {
+		return nil, kvStatus(err)
+	}
+	if !found {
+		return &pb.ReadResponse{}, nil
+	}
+	return &pb.ReadResponse{Found: true, Entry: encodeEntry(e)}, nil
+}
+
+// Digests implements pb.ReplicaServer.
+func (s *KVServer) Digests(_ context.Context, req *pb.DigestsRequest) (*pb.DigestsResponse, error) {
+	a, b, err := decodeRange(req.GetFrom(), req.GetTo())
+	if err != nil {
+		return nil, invalidArgument(err)
+	}
+	ds, err := s.ranges.BucketDigests(a, b)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return &pb.DigestsResponse{Digests: encodeDigests(ds)}, nil
+}
+
+// Fetch implements pb.ReplicaServer: the entries of the requested buckets
+// inside (from, to], in chunks of at most fetchChunkEntries entries and about
+// fetchChunkBytes bytes, so neither side holds a whole range in memory.
+func (s *KVServer) Fetch(req *pb.FetchRequest, stream grpc.ServerStreamingServer[pb.FetchResponse]) error {
+	a, b, err := decodeRange(req.GetFrom(), req.GetTo())
+	if err != nil {
+		return invalidArgument(err)
+	}
+	buckets, err := decodeBuckets(req.GetBuckets())
+	if err != nil {
+		return invalidArgument(err)
+	}
+	ctx := stream.Context()
+	ch := newChunker(func(batch []*pb.Entry) error {
+		if err := stream.Send(&pb.FetchResponse{Entries: batch}); err != nil {
+			return fmt.Errorf("send %d entries: %w", len(batch), err)
+		}
+		return nil
+	})
+	for _, bk := range buckets {
+		var sendErr error
+		err := s.ranges.BucketEntries(bk, a, b, func(e store.Entry) bool {
+			if sendErr = ctx.Err(); sendErr == nil {
+				sendErr = ch.add(encodeEntry(e))
+			}
+			return sendErr == nil
+		})
+		if sendErr != nil {
+			return toStatus(sendErr)
+		}
+		if err != nil {
+			return status.Error(codes.Internal, err.Error())
+		}
+	}
+	return toStatus(ch.flush())
+}
+
+// chunker groups entries into batches of bounded count and size.
+type chunker struct {
+	send  func([]*pb.Entry) error
+	batch []*pb.Entry
+	size  int
+}
+
+func newChunker(send func([]*pb.Entry) error) *chunker { return &chunker{send: send} }
+
+func (c *chunker) add(e *pb.Entry) error {
+	c.batch = append(c.batch, e)
+	c.size += proto.Size(e)
+	if len(c.batch) >= fetchChunkEntries || c.size >= fetchChunkBytes {
+		return c.flush()
+	}
+	return nil
+}
+
+func (c *chunker) flush() error {
+	if len(c.batch) == 0 {
+		return nil
+	}
+	err := c.send(c.batch)
+	c.batch, c.size = nil, 0
+	return err
+}
+
+// kvStatus maps a replication-layer error to the status a client acts on:
+// NotFound and InvalidArgument are answers (do not retry elsewhere),
+// Unavailable and DeadlineExceeded mean "try again or another node".
+func kvStatus(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, kv.ErrNotFound):
+		return status.Error(codes.NotFound, "key not found")
+	case errors.Is(err, kv.ErrInvalidArgument):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, kv.ErrUnavailable):
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	return toStatus(err)
+}
