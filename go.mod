@@ -2,7 +2,10 @@ module github.com/chordkv/chordkv
 
 go 1.26.8
 
-require github.com/cockroachdb/pebble/v2 v2.1.7
+require (
+	github.com/cockroachdb/pebble/v2 v2.1.7
+	github.com/google/btree v1.1.3
+)
 
 require (
 	github.com/DataDog/zstd v1.5.7 // indirect
