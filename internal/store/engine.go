@@ -3,9 +3,9 @@ package store
 import (
 	"bytes"
 	"errors"
-	"slices"
 	"sync"
-	"sync/atomic"
+
+	"github.com/google/btree"
 )
 
 // Engine is the ordered byte-key store underneath a Store. The Store owns the
@@ -40,77 +40,75 @@ type Op struct {
 // ErrClosed is returned by operations on a closed Store or Engine.
 var ErrClosed = errors.New("store: closed")
 
-// memEngine keeps the data in a sorted slice that is replaced, never
-// modified, on every write: reads and iterations work on an immutable
-// snapshot without locks, writes cost O(n). It is meant for tests and small
-// simulations, where obviously correct beats fast.
+// memEngine keeps the data in a copy-on-write B-tree. An iteration clones
+// the tree (O(1); later writes copy the nodes they touch) and walks the
+// clone without holding the lock, so it sees a point-in-time view and its
+// callback may call back into the store. It is meant for tests and
+// simulations: nothing is durable, and sync is ignored.
 type memEngine struct {
-	mu     sync.Mutex // serialises writers
-	data   atomic.Pointer[[]memKV]
-	closed atomic.Bool
+	mu     sync.Mutex
+	tree   *btree.BTreeG[memKV]
+	closed bool
 }
 
 type memKV struct{ key, value []byte }
 
-func newMemEngine() *memEngine {
-	m := &memEngine{}
-	m.data.Store(&[]memKV{})
-	return m
-}
+func lessKV(a, b memKV) bool { return bytes.Compare(a.key, b.key) < 0 }
 
-func cmpKV(a memKV, k []byte) int { return bytes.Compare(a.key, k) }
+func newMemEngine() *memEngine { return &memEngine{tree: btree.NewG(32, lessKV)} }
 
 func (m *memEngine) Get(key []byte) ([]byte, bool, error) {
-	if m.closed.Load() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
 		return nil, false, ErrClosed
 	}
-	data := *m.data.Load()
-	i, ok := slices.BinarySearchFunc(data, key, cmpKV)
+	kv, ok := m.tree.Get(memKV{key: key})
 	if !ok {
 		return nil, false, nil
 	}
-	return bytes.Clone(data[i].value), true, nil
+	return bytes.Clone(kv.value), true, nil
 }
 
 func (m *memEngine) Write(ops []Op, _ bool) error {
+	// Copy before locking, so the lock covers only the tree edits.
+	kvs := make([]memKV, len(ops))
+	for i, op := range ops {
+		kvs[i] = memKV{bytes.Clone(op.Key), bytes.Clone(op.Value)}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed.Load() {
+	if m.closed {
 		return ErrClosed
 	}
-	data := slices.Clone(*m.data.Load())
-	for _, op := range ops {
-		i, ok := slices.BinarySearchFunc(data, op.Key, cmpKV)
-		switch {
-		case op.Delete && ok:
-			data = slices.Delete(data, i, i+1)
-		case op.Delete:
-		case ok:
-			data[i].value = bytes.Clone(op.Value)
-		default:
-			data = slices.Insert(data, i, memKV{bytes.Clone(op.Key), bytes.Clone(op.Value)})
+	for i, op := range ops {
+		if op.Delete {
+			m.tree.Delete(kvs[i])
+		} else {
+			m.tree.ReplaceOrInsert(kvs[i])
 		}
 	}
-	m.data.Store(&data)
 	return nil
 }
 
 func (m *memEngine) Iterate(lower, upper []byte, fn func(key, value []byte) bool) error {
-	if m.closed.Load() {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
 		return ErrClosed
 	}
-	data := *m.data.Load()
-	i := 0
-	if lower != nil {
-		i, _ = slices.BinarySearchFunc(data, lower, cmpKV)
-	}
-	for ; i < len(data); i++ {
-		if upper != nil && bytes.Compare(data[i].key, upper) >= 0 {
-			break
-		}
-		if !fn(data[i].key, data[i].value) {
-			break
-		}
+	view := m.tree.Clone()
+	m.mu.Unlock()
+	visit := func(kv memKV) bool { return fn(kv.key, kv.value) }
+	switch {
+	case lower == nil && upper == nil:
+		view.Ascend(visit)
+	case lower == nil:
+		view.AscendLessThan(memKV{key: upper}, visit)
+	case upper == nil:
+		view.AscendGreaterOrEqual(memKV{key: lower}, visit)
+	case bytes.Compare(lower, upper) < 0:
+		view.AscendRange(memKV{key: lower}, memKV{key: upper}, visit)
 	}
 	return nil
 }
@@ -118,9 +116,10 @@ func (m *memEngine) Iterate(lower, upper []byte, fn func(key, value []byte) bool
 func (m *memEngine) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed.Swap(true) {
+	if m.closed {
 		return ErrClosed
 	}
-	m.data.Store(&[]memKV{})
+	m.closed = true
+	m.tree = nil
 	return nil
 }

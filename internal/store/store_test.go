@@ -616,3 +616,55 @@ func TestCorruptRecordIsSkippedAndRepaired(t *testing.T) {
 	}
 	checkAccounting(t, s)
 }
+
+// TestScanDuringWrites runs scans, digests and collections against
+// concurrent writers, for the race detector and to check that a scan never
+// returns an entry twice or out of ring order.
+func TestScanDuringWrites(t *testing.T) {
+	forEngines(t, func(t *testing.T, s *Store) {
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					select {
+					case <-done:
+						return
+					default:
+					}
+					e := put(fmt.Sprintf("k%d", (i*7+w)%300), uint64(i), byte(w), "v")
+					if i%3 == 0 {
+						e = del(string(e.Key), uint64(i), byte(w))
+					}
+					if _, err := s.Apply(e); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		for range 50 {
+			var prev []byte
+			err := s.Scan(ring.ID{}, ring.ID{}, func(e Entry) bool {
+				sk := storageKey(e.Key)
+				if prev != nil && bytes.Compare(prev, sk) >= 0 {
+					t.Errorf("scan out of order: %x then %x", prev, sk)
+				}
+				prev = sk
+				return true
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.BucketDigests(pos([]byte("a")), pos([]byte("b"))); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.CollectTombstones(time.UnixMilli(0).Add(time.Millisecond)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		close(done)
+		wg.Wait()
+		checkAccounting(t, s)
+	})
+}
