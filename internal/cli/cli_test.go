@@ -130,7 +130,7 @@ func TestJSONShapes(t *testing.T) {
 		{"put and del", writeResultJSON{Key: "k", Version: kvVersionJSON{HLC: 7, Node: "ab"}},
 			`{"key":"k","version":{"hlc":7,"node":"ab"}}`},
 		{"status", statusJSON{ID: "ab", Addr: "a:1", Predecessor: "", Successors: []string{}, Fingers: []string{}, Member: true, Ready: false},
-			`{"id":"ab","addr":"a:1","predecessor":"","successors":[],"fingers":[],"member":true,"ready":false}`},
+			`{"id":"ab","addr":"a:1","predecessor":"","successors":[],"fingers":[],"member":true,"ready":false,"stored_keys":0,"stored_tombstones":0,"stored_bytes":0}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -18,6 +18,10 @@ type statusJSON struct {
 	Fingers     []string `json:"fingers"`
 	Member      bool     `json:"member"`
 	Ready       bool     `json:"ready"`
+	// What the node stores, all replica roles together.
+	StoredKeys       uint64 `json:"stored_keys"`
+	StoredTombstones uint64 `json:"stored_tombstones"`
+	StoredBytes      uint64 `json:"stored_bytes"`
 }
 
 func newStatusJSON(s *pb.StatusResponse) statusJSON {
@@ -29,6 +33,10 @@ func newStatusJSON(s *pb.StatusResponse) statusJSON {
 		Fingers:     nonNil(s.GetFingers()),
 		Member:      s.GetMember(),
 		Ready:       s.GetReady(),
+
+		StoredKeys:       s.GetStoredKeys(),
+		StoredTombstones: s.GetStoredTombstones(),
+		StoredBytes:      s.GetStoredBytes(),
 	}
 }
 
@@ -55,6 +63,9 @@ func newStatusCmd(opts *clientOptions) *cobra.Command {
 				{"fingers", orNone(strings.Join(out.Fingers, ","))},
 				{"member", strconv.FormatBool(out.Member)},
 				{"ready", strconv.FormatBool(out.Ready)},
+				{"stored keys", strconv.FormatUint(out.StoredKeys, 10)},
+				{"stored tombstones", strconv.FormatUint(out.StoredTombstones, 10)},
+				{"stored bytes", strconv.FormatUint(out.StoredBytes, 10)},
 			})
 		},
 	}

@@ -121,7 +121,11 @@ func newDaemon(cfg Config, bound net.Addr) (*daemon, error) {
 		grpc:   grpc.NewServer(grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(maxMsg)),
 		health: health.NewServer(),
 	}
-	transport.NewServer(node, transport.WithMaxKeyBytes(kcfg.MaxKeyBytes)).Register(d.grpc)
+	storeStats := func() transport.StoreStats {
+		ss := st.Stats()
+		return transport.StoreStats{Keys: ss.Keys, Tombstones: ss.Tombstones, Bytes: ss.Bytes}
+	}
+	transport.NewServer(node, transport.WithMaxKeyBytes(kcfg.MaxKeyBytes), transport.WithStoreStats(storeStats)).Register(d.grpc)
 	transport.NewKVServer(d.kv, st, node).Register(d.grpc)
 	healthpb.RegisterHealthServer(d.grpc, d.health)
 	reflection.Register(d.grpc)

@@ -37,10 +37,19 @@ type Server struct {
 
 	node        Node
 	maxKeyBytes int
+	storeStats  func() StoreStats // nil: nothing reported
 }
 
 // ServerOption configures a Server.
 type ServerOption func(*Server)
+
+// StoreStats is what Admin.Status reports of the node's store.
+type StoreStats struct{ Keys, Tombstones, Bytes int64 }
+
+// WithStoreStats makes Admin.Status report what the node stores.
+func WithStoreStats(stats func() StoreStats) ServerOption {
+	return func(s *Server) { s.storeStats = stats }
+}
 
 // WithMaxKeyBytes sets the largest key Admin.Lookup accepts.
 func WithMaxKeyBytes(n int) ServerOption { return func(s *Server) { s.maxKeyBytes = n } }
@@ -132,7 +141,7 @@ func (s *Server) Leave(_ context.Context, req *pb.LeaveNotice) (*pb.LeaveRespons
 // Status implements pb.AdminServer.
 func (s *Server) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse, error) {
 	st := s.node.State()
-	return &pb.StatusResponse{
+	resp := &pb.StatusResponse{
 		Id:          st.Self.ID.String(),
 		Addr:        st.Self.Addr,
 		Predecessor: st.Predecessor.Addr,
@@ -140,7 +149,12 @@ func (s *Server) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse,
 		Fingers:     peerAddrs(st.Fingers),
 		Member:      st.Member,
 		Ready:       st.Ready,
-	}, nil
+	}
+	if s.storeStats != nil {
+		ss := s.storeStats()
+		resp.StoredKeys, resp.StoredTombstones, resp.StoredBytes = uint64(max(ss.Keys, 0)), uint64(max(ss.Tombstones, 0)), uint64(max(ss.Bytes, 0))
+	}
+	return resp, nil
 }
 
 // Lookup implements pb.AdminServer.

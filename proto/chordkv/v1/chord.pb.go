@@ -594,9 +594,15 @@ type StatusResponse struct {
 	// member is true once the node created or joined a ring.
 	Member bool `protobuf:"varint,6,opt,name=member,proto3" json:"member,omitempty"`
 	// ready is true for a member whose successor list is full.
-	Ready         bool `protobuf:"varint,7,opt,name=ready,proto3" json:"ready,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Ready bool `protobuf:"varint,7,opt,name=ready,proto3" json:"ready,omitempty"`
+	// What the node's store holds, all roles together: keys whose latest write
+	// is a value, keys whose latest write is a delete, and the key and value
+	// bytes of both.
+	StoredKeys       uint64 `protobuf:"varint,8,opt,name=stored_keys,json=storedKeys,proto3" json:"stored_keys,omitempty"`
+	StoredTombstones uint64 `protobuf:"varint,9,opt,name=stored_tombstones,json=storedTombstones,proto3" json:"stored_tombstones,omitempty"`
+	StoredBytes      uint64 `protobuf:"varint,10,opt,name=stored_bytes,json=storedBytes,proto3" json:"stored_bytes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -676,6 +682,27 @@ func (x *StatusResponse) GetReady() bool {
 		return x.Ready
 	}
 	return false
+}
+
+func (x *StatusResponse) GetStoredKeys() uint64 {
+	if x != nil {
+		return x.StoredKeys
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetStoredTombstones() uint64 {
+	if x != nil {
+		return x.StoredTombstones
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetStoredBytes() uint64 {
+	if x != nil {
+		return x.StoredBytes
+	}
+	return 0
 }
 
 type LookupRequest struct {
@@ -839,7 +866,7 @@ const file_chordkv_v1_chord_proto_rawDesc = "" +
 	"successors\x18\x03 \x03(\v2\x10.chordkv.v1.PeerR\n" +
 	"successors\"\x0f\n" +
 	"\rLeaveResponse\"\x0f\n" +
-	"\rStatusRequest\"\xbe\x01\n" +
+	"\rStatusRequest\"\xaf\x02\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12 \n" +
@@ -849,7 +876,12 @@ const file_chordkv_v1_chord_proto_rawDesc = "" +
 	"successors\x12\x18\n" +
 	"\afingers\x18\x05 \x03(\tR\afingers\x12\x16\n" +
 	"\x06member\x18\x06 \x01(\bR\x06member\x12\x14\n" +
-	"\x05ready\x18\a \x01(\bR\x05ready\"!\n" +
+	"\x05ready\x18\a \x01(\bR\x05ready\x12\x1f\n" +
+	"\vstored_keys\x18\b \x01(\x04R\n" +
+	"storedKeys\x12+\n" +
+	"\x11stored_tombstones\x18\t \x01(\x04R\x10storedTombstones\x12!\n" +
+	"\fstored_bytes\x18\n" +
+	" \x01(\x04R\vstoredBytes\"!\n" +
 	"\rLookupRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\"v\n" +
 	"\x0eLookupResponse\x12\x14\n" +
