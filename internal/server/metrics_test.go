@@ -94,7 +94,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Fatalf("delete: %v", err)
 	}
 	_, _ = kvc.Get(ctx, &pb.GetRequest{Key: []byte("key-0")}) // NotFound
-	_, _ = kvc.Put(ctx, &pb.PutRequest{Key: nil})              // InvalidArgument
+	_, _ = kvc.Put(ctx, &pb.PutRequest{Key: nil})             // InvalidArgument
 
 	var text []byte
 	var fams map[string]*dto.MetricFamily
