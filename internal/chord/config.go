@@ -63,6 +63,10 @@ type Config struct {
 	// Logger receives pointer changes at Info and routine failures at Debug.
 	// Nil discards.
 	Logger *slog.Logger
+
+	// Observer hears about every lookup and stabilize round, for metrics.
+	// Nil ignores them.
+	Observer Observer
 }
 
 // LoopbackConfig suits nodes on one machine: round trips are microseconds,
@@ -133,5 +137,8 @@ func (c *Config) withDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
 	}
 }

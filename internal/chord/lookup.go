@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/chordkv/chordkv/internal/ring"
 )
@@ -126,7 +127,19 @@ type lookupFrame struct {
 	pathN int
 }
 
+// lookup reports every lookup, successful or not, to the observer.
 func (n *Node) lookup(ctx context.Context, start Peer, id ring.ID, useSelf bool) (LookupResult, error) {
+	began := time.Now()
+	res, err := n.route(ctx, start, id, useSelf)
+	hops := res.Hops
+	if err != nil {
+		hops = max(len(res.Path)-1, 0) // the hops made before it gave up
+	}
+	n.cfg.Observer.LookupDone(hops, time.Since(began), err)
+	return res, err
+}
+
+func (n *Node) route(ctx context.Context, start Peer, id ring.ID, useSelf bool) (LookupResult, error) {
 	res := LookupResult{}
 	if useSelf && start.Addr == n.self.Addr && n.Owns(id) {
 		// The id is in (predecessor, self]: this node is the owner. Routing

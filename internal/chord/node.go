@@ -174,6 +174,12 @@ func (n *Node) Stabilize(ctx context.Context) error {
 	if !member {
 		return nil
 	}
+	err := n.stabilize(ctx, succs, pred)
+	n.cfg.Observer.StabilizeDone(err)
+	return err
+}
+
+func (n *Node) stabilize(ctx context.Context, succs []Peer, pred Peer) error {
 	if len(succs) == 0 {
 		// A ring of one learns its first successor from whoever notified it.
 		if pred.IsZero() || pred.Addr == n.self.Addr {

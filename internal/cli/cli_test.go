@@ -324,3 +324,30 @@ func TestClientCommandErrors(t *testing.T) {
 		})
 	}
 }
+
+// Every command, the generated completion commands included, shows an
+// example in its --help.
+func TestEveryCommandHasAnExample(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.Name() != "help" && c.Example == "" {
+			t.Errorf("%q has no example", c.CommandPath())
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	root := newRootCmd(envMap(nil))
+	root.SetOut(io.Discard)
+	initCompletion(root)
+	walk(root)
+}
+
+func TestCompletionScripts(t *testing.T) {
+	for shell, marker := range map[string]string{"bash": "bash completion", "zsh": "#compdef chordkv", "fish": "fish completion"} {
+		r := runCLI("completion", shell)
+		if r.code != ExitOK || !strings.Contains(r.stdout, marker) {
+			t.Errorf("completion %s: exit %d, stdout starts %.80q, stderr %q", shell, r.code, r.stdout, r.stderr)
+		}
+	}
+}

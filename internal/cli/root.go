@@ -51,6 +51,7 @@ func run(ctx context.Context, args []string, env func(string) (string, bool), st
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	initCompletion(root)
 	err := root.ExecuteContext(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "chordkv: %v\n", err)
@@ -66,6 +67,9 @@ func newRootCmd(env func(string) (string, bool)) *cobra.Command {
 		Long: "chordkv runs nodes of a Chord DHT (chordkv serve) and talks to a running ring.\n" +
 			"Every flag can also be set from the environment as CHORDKV_<FLAG>, e.g.\n" +
 			"CHORDKV_ENDPOINTS or CHORDKV_DATA_DIR; a flag on the command line wins.",
+		Example: "  chordkv serve --addr 127.0.0.1:7000 --data-dir /tmp/n1 --metrics-addr 127.0.0.1:9100\n" +
+			"  chordkv put greeting hello && chordkv get greeting\n" +
+			"  source <(chordkv completion bash)",
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		// Without Args and RunE, cobra would print help and exit 0 for an
@@ -93,6 +97,35 @@ func newRootCmd(env func(string) (string, bool)) *cobra.Command {
 	pf.StringVarP(&opts.output, "output", "o", outputText, "output format: text or json")
 	root.AddCommand(subcommands(opts)...)
 	return root
+}
+
+// completionExamples show how to load each shell's completion script.
+var completionExamples = map[string]string{
+	"bash": "  source <(chordkv completion bash)\n" +
+		"  chordkv completion bash > /etc/bash_completion.d/chordkv",
+	"zsh": "  chordkv completion zsh > \"${fpath[1]}/_chordkv\"",
+	"fish": "  chordkv completion fish | source\n" +
+		"  chordkv completion fish > ~/.config/fish/completions/chordkv.fish",
+	"powershell": "  chordkv completion powershell | Out-String | Invoke-Expression",
+}
+
+// initCompletion adds cobra's built-in "completion" command now rather than
+// when it runs, so that it can be given examples like every other command.
+// Cobra fixes the command's output writer when it creates it: call this
+// after SetOut.
+func initCompletion(root *cobra.Command) {
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() != "completion" {
+			continue
+		}
+		c.Example = "  source <(chordkv completion bash)\n" +
+			"  chordkv completion zsh > \"${fpath[1]}/_chordkv\"\n" +
+			"  chordkv completion fish | source"
+		for _, sh := range c.Commands() {
+			sh.Example = completionExamples[sh.Name()]
+		}
+	}
 }
 
 func (o *clientOptions) validate() error {

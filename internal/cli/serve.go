@@ -32,7 +32,8 @@ func newServeCmd() *cobra.Command {
 		Long: "Run a chordkv node: join the ring through --join (or the peers remembered in\n" +
 			"--data-dir), or create a new ring. SIGINT or SIGTERM makes it leave the ring and stop.",
 		Example: "  chordkv serve --addr 127.0.0.1:7000 --data-dir /var/lib/chordkv/n1\n" +
-			"  chordkv serve --addr 127.0.0.1:7001 --data-dir /var/lib/chordkv/n2 --join 127.0.0.1:7000 --replicas 3",
+			"  chordkv serve --addr 127.0.0.1:7001 --data-dir /var/lib/chordkv/n2 --join 127.0.0.1:7000 --replicas 3\n" +
+			"  chordkv serve --addr 0.0.0.0:7000 --advertise n1:7000 --data-dir /data --metrics-addr :9100 --pprof",
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := newLogger(cmd.ErrOrStderr(), o.logFormat, o.logLevel)
@@ -46,6 +47,7 @@ func newServeCmd() *cobra.Command {
 				return err
 			}
 			o.cfg.Logger = logger
+			o.cfg.Version = version()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			err = server.Run(ctx, o.cfg)
@@ -69,6 +71,8 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&o.cfg.TombstoneGrace, "tombstone-grace", k.TombstoneGrace, "how long deletes are remembered; must exceed the longest time a replica stays down")
 	f.DurationVar(&o.cfg.StabilizeInterval, "stabilize-interval", d.StabilizeInterval, "how often to stabilize")
 	f.DurationVar(&o.cfg.CallTimeout, "call-timeout", d.CallTimeout, "deadline of every call to a peer")
+	f.StringVar(&o.cfg.MetricsAddr, "metrics-addr", "", "host:port serving Prometheus metrics on /metrics (default off)")
+	f.BoolVar(&o.cfg.Pprof, "pprof", false, "also serve Go's pprof profiles under /debug/pprof/ on --metrics-addr")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd

@@ -54,6 +54,7 @@ func (n *Node) Cleanup(ctx context.Context) (int, error) {
 				errs = append(errs, fmt.Errorf("hand %d entries to %s: %w", len(batch), p.Addr, err))
 				return
 			}
+			n.cfg.Observer.EntriesHandedOff(DirectionOut, len(batch))
 		}
 		for _, e := range batch {
 			handed[string(e.Key)] = e.Version

@@ -42,6 +42,10 @@ type Config struct {
 
 	// Logger receives hand-off and repair events; nil discards.
 	Logger *slog.Logger
+
+	// Observer hears about entries moved by hand-off, anti-entropy and
+	// cleanup, for metrics. Nil ignores them.
+	Observer Observer
 }
 
 // DefaultConfig is r = 3, 1 KiB keys, 1 MiB values.
@@ -82,5 +86,8 @@ func (c *Config) withDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
 	}
 }

@@ -165,6 +165,9 @@ func (n *Node) syncRange(ctx context.Context, peer chord.Peer, a, b ring.ID, pus
 	err = n.peers.Fetch(cctx, peer, a, b, diff, func(batch []store.Entry) error {
 		applied, err := n.ApplyLocal(batch)
 		n.stats.pulled.Add(int64(applied))
+		if applied > 0 {
+			n.cfg.Observer.EntriesHandedOff(DirectionIn, applied)
+		}
 		return err
 	})
 	if err != nil {
@@ -190,6 +193,7 @@ func (n *Node) push(ctx context.Context, peer chord.Peer, a, b ring.ID, buckets 
 			return fmt.Errorf("push %d entries to %s: %w", len(batch), peer.Addr, err)
 		}
 		n.stats.pushed.Add(int64(len(batch)))
+		n.cfg.Observer.EntriesHandedOff(DirectionOut, len(batch))
 		batch, size = batch[:0], 0
 		return nil
 	}

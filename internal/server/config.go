@@ -57,6 +57,18 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Listener, if set, is served instead of listening on Addr (tests).
 	Listener net.Listener
+	// MetricsAddr is the host:port serving Prometheus metrics on /metrics.
+	// Empty turns metrics off (no instrumentation either).
+	MetricsAddr string
+	// MetricsListener, if set, serves metrics instead of listening on
+	// MetricsAddr (tests).
+	MetricsListener net.Listener
+	// Pprof also serves net/http/pprof under /debug/pprof/ on the metrics
+	// address. Profiles expose internals and cost CPU while taken, so it is
+	// off by default and needs metrics on.
+	Pprof bool
+	// Version labels chordkv_node_info.
+	Version string
 	// Logger receives the daemon's and the node's logs. Nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -96,6 +108,14 @@ func (c Config) check() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("data dir is required")
+	}
+	if c.MetricsAddr != "" && c.MetricsListener == nil {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return fmt.Errorf("metrics address %q: %w", c.MetricsAddr, err)
+		}
+	}
+	if c.Pprof && !c.metricsOn() {
+		return errors.New("--pprof is served on the metrics address: set --metrics-addr too")
 	}
 	if c.Successors < 0 || c.StabilizeInterval < 0 || c.CallTimeout < 0 || c.ShutdownTimeout < 0 {
 		return errors.New("successors and durations must not be negative")
@@ -142,3 +162,5 @@ func (c Config) advertiseAddr(bound net.Addr) (string, error) {
 	}
 	return addr, nil
 }
+
+func (c Config) metricsOn() bool { return c.MetricsAddr != "" || c.MetricsListener != nil }

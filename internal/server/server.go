@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/chordkv/chordkv/internal/chord"
 	"github.com/chordkv/chordkv/internal/kv"
+	"github.com/chordkv/chordkv/internal/metrics"
 	"github.com/chordkv/chordkv/internal/store"
 	"github.com/chordkv/chordkv/internal/transport"
 	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
@@ -43,6 +46,10 @@ type daemon struct {
 	client *transport.Client
 	grpc   *grpc.Server
 	health *health.Server
+	// metrics and metricsHTTP are nil when metrics are off.
+	metrics     *metrics.Metrics
+	metricsHTTP *http.Server
+	metricsLis  net.Listener
 
 	saved []string // successor list last written to peers.json
 }
@@ -73,11 +80,23 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("listen: %w", err)
 		}
 	}
+	mlis := cfg.MetricsListener
+	if mlis == nil && cfg.MetricsAddr != "" {
+		var err error
+		if mlis, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			lis.Close()
+			return fmt.Errorf("metrics listen: %w", err)
+		}
+	}
 	d, err := newDaemon(cfg, lis.Addr())
 	if err != nil {
 		lis.Close()
+		if mlis != nil {
+			mlis.Close()
+		}
 		return err
 	}
+	d.metricsLis = mlis
 	return d.run(ctx, lis)
 }
 
@@ -98,6 +117,14 @@ func newDaemon(cfg Config, bound net.Addr) (*daemon, error) {
 	}
 	ncfg.Logger = cfg.Logger
 	kcfg := kvConfig(cfg)
+	var m *metrics.Metrics
+	var grpcOpts []grpc.ServerOption
+	if cfg.metricsOn() {
+		m = metrics.New(cfg.Logger)
+		ncfg.Observer = m
+		kcfg.Observer = m
+		grpcOpts = m.ServerOptions()
+	}
 	if err := checkReplicas(kcfg.Replicas, ncfg.Successors); err != nil {
 		return nil, err
 	}
@@ -118,8 +145,10 @@ func newDaemon(cfg Config, bound net.Addr) (*daemon, error) {
 		kv:     kv.New(kcfg, node, st, client, store.NewClock(time.Now)),
 		store:  st,
 		client: client,
-		grpc:   grpc.NewServer(grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(maxMsg)),
-		health: health.NewServer(),
+		grpc: grpc.NewServer(append(grpcOpts,
+			grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(maxMsg))...),
+		health:  health.NewServer(),
+		metrics: m,
 	}
 	storeStats := func() transport.StoreStats {
 		ss := st.Stats()
@@ -129,6 +158,13 @@ func newDaemon(cfg Config, bound net.Addr) (*daemon, error) {
 	transport.NewKVServer(d.kv, st, node).Register(d.grpc)
 	healthpb.RegisterHealthServer(d.grpc, d.health)
 	reflection.Register(d.grpc)
+	if m != nil {
+		m.InitializeGRPC(d.grpc)
+		if err := m.WatchNode(node, st, cfg.Version); err != nil {
+			_ = st.Close()
+			return nil, err
+		}
+	}
 	d.setServing(false)
 	return d, nil
 }
@@ -157,9 +193,25 @@ func kvConfig(cfg Config) kv.Config {
 }
 
 func (d *daemon) run(ctx context.Context, lis net.Listener) error {
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- d.grpc.Serve(lis) }()
+	serveErr := make(chan error, 2)
+	go func() {
+		if err := d.grpc.Serve(lis); err != nil {
+			serveErr <- fmt.Errorf("grpc server: %w", err)
+		}
+	}()
 	d.log.Info("serving", "listen", lis.Addr().String(), "id", d.node.Self().ID.String())
+	if d.metricsLis != nil {
+		d.metricsHTTP = &http.Server{
+			Handler:           d.metrics.Handler(d.cfg.Pprof),
+			ReadHeaderTimeout: 5 * time.Second,
+		}
+		go func() {
+			if err := d.metricsHTTP.Serve(d.metricsLis); !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("metrics: %w", err)
+			}
+		}()
+		d.log.Info("serving metrics", "listen", d.metricsLis.Addr().String(), "path", metrics.Path, "pprof", d.cfg.Pprof)
+	}
 
 	runCtx, stopLoops := context.WithCancel(ctx)
 	var loops sync.WaitGroup
@@ -192,7 +244,6 @@ func (d *daemon) run(ctx context.Context, lis net.Listener) error {
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:
-		err = fmt.Errorf("grpc server: %w", err)
 	}
 	stopLoops()
 	loops.Wait()
@@ -240,6 +291,16 @@ func (d *daemon) shutdown() {
 		d.log.Warn("graceful stop timed out; stopping hard", "after", d.cfg.ShutdownTimeout)
 		d.grpc.Stop()
 		<-done
+	}
+	// Metrics stop with the store: a scrape reads it. They are served up to
+	// here so that the hand-off and leave show in a last scrape.
+	if d.metricsHTTP != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if err := d.metricsHTTP.Shutdown(ctx); err != nil {
+			d.log.Warn("stopping the metrics server", "err", err)
+			_ = d.metricsHTTP.Close()
+		}
+		cancel()
 	}
 	_ = d.client.Close()
 	if err := d.store.Close(); err != nil {

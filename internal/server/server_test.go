@@ -91,6 +91,12 @@ type testNode struct {
 
 func startNode(t *testing.T, join []string, dir string) *testNode {
 	t.Helper()
+	return startNodeWith(t, join, dir, func(*Config) {})
+}
+
+// startNodeWith is startNode with the config adjusted by tweak.
+func startNodeWith(t *testing.T, join []string, dir string, tweak func(*Config)) *testNode {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -105,6 +111,7 @@ func startNode(t *testing.T, join []string, dir string) *testNode {
 		StabilizeInterval: 50 * time.Millisecond, CallTimeout: 300 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
+	tweak(&cfg)
 	go func() { n.done <- Run(ctx, cfg) }()
 	t.Cleanup(func() { n.shutdown(t) })
 	return n

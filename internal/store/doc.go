@@ -15,7 +15,9 @@
 //   - BucketDigests and BucketEntries support anti-entropy.
 //   - CollectTombstones drops deletes older than a grace period; Purge drops
 //     a range handed off to another node.
-//   - Stats gives the key, tombstone and byte counts behind the metrics.
+//   - Stats gives the key, tombstone and byte counts behind the metrics;
+//     CountKeys counts the keys of a ring interval (a node's primary range)
+//     from per-bucket counts, scanning at most two buckets.
 //
 // # Versions
 //

@@ -58,8 +58,9 @@ type Store struct {
 	// Apply's read-modify-write of a key happens under the key's stripe.
 	stripes [numStripes]sync.Mutex
 
-	acctMu  sync.Mutex // guards digest and stats
+	acctMu  sync.Mutex // guards digest, live and stats
 	digest  [NumBuckets]uint64
+	live    [NumBuckets]int64 // per bucket, entries whose latest write is a value; see CountKeys
 	stats   Stats
 	corrupt int // records skipped by the rebuild on Open
 }
@@ -305,6 +306,7 @@ func (s *Store) accountLocked(bucket int, old, new *Entry, sk []byte) {
 			s.stats.Tombstones += d
 		} else {
 			s.stats.Keys += d
+			s.live[bucket] += d
 		}
 		s.stats.Bytes += d * storedSize(e)
 	}
