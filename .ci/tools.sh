@@ -2,7 +2,8 @@
 # tools.sh — checks for and installs the tools chordkv's build and tests need.
 #
 #   .ci/tools.sh check     fail unless go, gofmt and git are on PATH; report protoc
-#   .ci/tools.sh install   install what is missing (protoc, via apt-get)
+#   .ci/tools.sh install   install what is missing (protoc, and prometheus with
+#                          promtool for the metrics tests, via apt-get)
 #   .ci/tools.sh protoc    make protoc available for the proto staleness check:
 #                          exit 0 when it is (installing it with apt-get as root),
 #                          1 when it is missing and CI=true, 3 when it is missing
@@ -54,12 +55,15 @@ cmd_check() {
 }
 
 cmd_install() {
-	if have protoc; then
-		log "protoc present: $(protoc --version)"
-	else
-		apt_install protobuf-compiler
-		log "installed $(protoc --version)"
+	local want=()
+	have protoc || want+=(protobuf-compiler)
+	# prometheus and promtool: a real Prometheus scrapes a ring in the e2e
+	# tests, and promtool checks the /metrics output.
+	{ have prometheus && have promtool; } || want+=(prometheus)
+	if [ ${#want[@]} -gt 0 ]; then
+		apt_install "${want[@]}"
 	fi
+	log "$(protoc --version); $(prometheus --version 2>&1 | head -n1)"
 }
 
 cmd_protoc() {

@@ -219,6 +219,9 @@ type Node struct {
 	DataDir string
 	LogPath string
 	Join    []string
+	// ExtraArgs are appended to this node's serve arguments, after the
+	// cluster's.
+	ExtraArgs []string
 
 	mu   sync.Mutex
 	proc *process // current or last incarnation; nil before the first Start
@@ -245,7 +248,8 @@ func (n *Node) Args() []string {
 	if n.c.Successors > 0 {
 		args = append(args, "--successors", fmt.Sprint(n.c.Successors))
 	}
-	return append(args, n.c.ExtraArgs...)
+	args = append(args, n.c.ExtraArgs...)
+	return append(args, n.ExtraArgs...)
 }
 
 // Start launches a new incarnation. Output of every incarnation is appended
