@@ -457,6 +457,7 @@ type StatusView struct {
 	Predecessor string   `json:"predecessor"`
 	Successors  []string `json:"successors"`
 	Ready       bool     `json:"ready"`
+	StoredKeys  int64    `json:"stored_keys"`
 }
 
 // Ring walks the ring from endpoint.
