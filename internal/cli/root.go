@@ -33,6 +33,7 @@ func subcommands(opts *clientOptions) []*cobra.Command {
 		newRingCmd(opts),
 		newLookupCmd(opts),
 		newStatusCmd(opts),
+		newHealthCmd(opts),
 		newSimCmd(opts),
 		newVersionCmd(opts),
 	}
