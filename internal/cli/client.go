@@ -20,13 +20,14 @@ import (
 type nodeError struct {
 	addr string
 	err  error
+	hint string // appended to the message, e.g. about TLS
 }
 
 func (e *nodeError) Error() string {
 	if s, ok := status.FromError(e.err); ok {
-		return fmt.Sprintf("%s: %s (%s)", e.addr, s.Message(), s.Code())
+		return fmt.Sprintf("%s: %s (%s)%s", e.addr, s.Message(), s.Code(), e.hint)
 	}
-	return fmt.Sprintf("%s: %v", e.addr, e.err)
+	return fmt.Sprintf("%s: %v%s", e.addr, e.err, e.hint)
 }
 
 func (e *nodeError) Unwrap() error { return e.err }
@@ -45,7 +46,11 @@ func dialAndCall[C, T any](ctx context.Context, opts *clientOptions, addr string
 	if err := transport.ValidateAddr(addr); err != nil {
 		return zero, usageErrorf("endpoint: %v", err)
 	}
-	dialOpts := append(transport.DialOptions(insecure.NewCredentials()), transport.MessageSizeOptions(maxClientMessageBytes))
+	creds := opts.creds
+	if creds == nil {
+		creds = insecure.NewCredentials() // commands run without the root's validate, in tests
+	}
+	dialOpts := append(transport.DialOptions(creds), transport.MessageSizeOptions(maxClientMessageBytes))
 	cc, err := grpc.NewClient(addr, dialOpts...)
 	if err != nil {
 		return zero, &nodeError{addr: addr, err: err}
@@ -55,7 +60,7 @@ func dialAndCall[C, T any](ctx context.Context, opts *clientOptions, addr string
 	defer cancel()
 	res, err := call(ctx, newClient(cc))
 	if err != nil {
-		return zero, &nodeError{addr: addr, err: err}
+		return zero, &nodeError{addr: addr, err: err, hint: tlsHint(err, opts.tls.Enabled())}
 	}
 	return res, nil
 }
@@ -106,4 +111,21 @@ func failover[C, T any](ctx context.Context, opts *clientOptions, newClient func
 
 func getStatus(ctx context.Context, c pb.AdminClient) (*pb.StatusResponse, error) {
 	return c.Status(ctx, &pb.StatusRequest{})
+}
+
+// tlsHint explains a failed TLS handshake, which gRPC reports as a bare
+// Unavailable that reads like a dead node. tlsOn says whether this client
+// used TLS at all.
+func tlsHint(err error, tlsOn bool) string {
+	if status.Code(err) != codes.Unavailable {
+		return ""
+	}
+	msg := status.Convert(err).Message()
+	switch {
+	case strings.Contains(msg, "tls:") || strings.Contains(msg, "x509:") || strings.Contains(msg, "handshake"):
+		return "; TLS handshake failed: check --tls-ca, --tls-cert and --tls-key against the node's certificates"
+	case !tlsOn && !strings.Contains(msg, "connection refused"):
+		return "; if the node serves TLS, pass --tls-ca (and --tls-cert and --tls-key when it requires client certificates)"
+	}
+	return ""
 }

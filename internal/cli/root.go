@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/chordkv/chordkv/internal/transport"
 )
 
 // clientOptions are the persistent flags every client command shares.
@@ -15,6 +18,10 @@ type clientOptions struct {
 	endpoints []string
 	timeout   time.Duration
 	output    string
+	// tls holds --tls-cert, --tls-key and --tls-ca; serve reads them too.
+	tls transport.TLSFiles
+	// creds are built from tls by validate, once per run.
+	creds credentials.TransportCredentials
 }
 
 const (
@@ -26,7 +33,7 @@ const (
 // line here.
 func subcommands(opts *clientOptions) []*cobra.Command {
 	return []*cobra.Command{
-		newServeCmd(),
+		newServeCmd(opts),
 		newPutCmd(opts),
 		newGetCmd(opts),
 		newDelCmd(opts),
@@ -96,6 +103,9 @@ func newRootCmd(env func(string) (string, bool)) *cobra.Command {
 	pf.StringSliceVar(&opts.endpoints, "endpoints", []string{"127.0.0.1:7000"}, "comma-separated node addresses to ask, in order of preference")
 	pf.DurationVar(&opts.timeout, "timeout", 3*time.Second, "how long to wait for each endpoint")
 	pf.StringVarP(&opts.output, "output", "o", outputText, "output format: text or json")
+	pf.StringVar(&opts.tls.Cert, "tls-cert", "", "PEM certificate to present (a client certificate; on serve, the node's); needs --tls-key")
+	pf.StringVar(&opts.tls.Key, "tls-key", "", "PEM private key of --tls-cert")
+	pf.StringVar(&opts.tls.CA, "tls-ca", "", "PEM CA bundle to verify the other side with; on serve it also requires client certificates (mutual TLS)")
 	root.AddCommand(subcommands(opts)...)
 	return root
 }
@@ -136,6 +146,11 @@ func (o *clientOptions) validate() error {
 	if o.timeout <= 0 {
 		return usageErrorf("--timeout must be positive")
 	}
+	creds, err := o.tls.ClientCredentials()
+	if err != nil {
+		return usageErrorf("%w", err)
+	}
+	o.creds = creds
 	return nil
 }
 

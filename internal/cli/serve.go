@@ -22,7 +22,7 @@ type serveOptions struct {
 	logLevel  string
 }
 
-func newServeCmd() *cobra.Command {
+func newServeCmd(client *clientOptions) *cobra.Command {
 	o := &serveOptions{}
 	d := chord.LoopbackConfig("")
 	k := kv.DefaultConfig()
@@ -30,10 +30,15 @@ func newServeCmd() *cobra.Command {
 		Use:   "serve",
 		Short: "Run a chordkv node",
 		Long: "Run a chordkv node: join the ring through --join (or the peers remembered in\n" +
-			"--data-dir), or create a new ring. SIGINT or SIGTERM makes it leave the ring and stop.",
+			"--data-dir), or create a new ring. SIGINT or SIGTERM makes it leave the ring and stop.\n" +
+			"With --tls-cert and --tls-key it serves TLS and calls peers over TLS with the same\n" +
+			"certificate; --tls-ca also requires every caller, peer or client, to present a certificate\n" +
+			"the CA signed. Certificates must name the advertised host (IP or DNS SAN). Files are\n" +
+			"read at start only.",
 		Example: "  chordkv serve --addr 127.0.0.1:7000 --data-dir /var/lib/chordkv/n1\n" +
 			"  chordkv serve --addr 127.0.0.1:7001 --data-dir /var/lib/chordkv/n2 --join 127.0.0.1:7000 --replicas 3\n" +
-			"  chordkv serve --addr 0.0.0.0:7000 --advertise n1:7000 --data-dir /data --metrics-addr :9100 --pprof",
+			"  chordkv serve --addr 0.0.0.0:7000 --advertise n1:7000 --data-dir /data --metrics-addr :9100 --pprof\n" +
+			"  chordkv serve --addr 10.0.0.1:7000 --data-dir /data --tls-cert node.crt --tls-key node.key --tls-ca ca.crt",
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := newLogger(cmd.ErrOrStderr(), o.logFormat, o.logLevel)
@@ -47,6 +52,7 @@ func newServeCmd() *cobra.Command {
 				return err
 			}
 			o.cfg.Logger = logger
+			o.cfg.TLS = client.tls
 			o.cfg.Version = version()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

@@ -55,6 +55,11 @@ type Config struct {
 	// ShutdownTimeout bounds how long in-flight RPCs may finish after the
 	// node left the ring; then the server stops hard. Default 5s.
 	ShutdownTimeout time.Duration
+	// TLS, when any file is set, serves gRPC over TLS and makes the node's
+	// own calls to peers over TLS with the same certificate; with a CA,
+	// callers must present a certificate it signed (mutual TLS). Zero means
+	// plain text. Files are read once, at start: there is no reload.
+	TLS transport.TLSFiles
 	// Listener, if set, is served instead of listening on Addr (tests).
 	Listener net.Listener
 	// MetricsAddr is the host:port serving Prometheus metrics on /metrics.

@@ -128,6 +128,11 @@ func newDaemon(cfg Config, bound net.Addr) (*daemon, error) {
 	if err := checkReplicas(kcfg.Replicas, ncfg.Successors); err != nil {
 		return nil, err
 	}
+	sec, err := loadSecurity(cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	grpcOpts = append(grpcOpts, sec.server...)
 
 	st, err := store.Open(store.Options{Dir: filepath.Join(cfg.DataDir, storeDir), Logger: cfg.Logger})
 	if err != nil {
@@ -136,7 +141,7 @@ func newDaemon(cfg Config, bound net.Addr) (*daemon, error) {
 	// Every message must fit a maximal value plus a replica batch, both
 	// ways, between peers and from clients.
 	maxMsg := transport.MaxMessageBytes(kcfg.MaxKeyBytes, kcfg.MaxValueBytes)
-	client := transport.NewClient(transport.WithMaxMessageBytes(maxMsg))
+	client := transport.NewClient(append(sec.client, transport.WithMaxMessageBytes(maxMsg))...)
 	node := chord.NewNode(ncfg, client)
 	d := &daemon{
 		cfg:    cfg,
@@ -166,6 +171,7 @@ func newDaemon(cfg Config, bound net.Addr) (*daemon, error) {
 		}
 	}
 	d.setServing(false)
+	warnIfExposedPlaintext(d.log, cfg.TLS, bound, advertise)
 	return d, nil
 }
 
@@ -199,7 +205,8 @@ func (d *daemon) run(ctx context.Context, lis net.Listener) error {
 			serveErr <- fmt.Errorf("grpc server: %w", err)
 		}
 	}()
-	d.log.Info("serving", "listen", lis.Addr().String(), "id", d.node.Self().ID.String())
+	d.log.Info("serving", "listen", lis.Addr().String(), "id", d.node.Self().ID.String(),
+		"tls", d.cfg.TLS.Enabled(), "mutual_tls", d.cfg.TLS.CA != "")
 	if d.metricsLis != nil {
 		d.metricsHTTP = &http.Server{
 			Handler:           d.metrics.Handler(d.cfg.Pprof),
