@@ -115,17 +115,23 @@ func getStatus(ctx context.Context, c pb.AdminClient) (*pb.StatusResponse, error
 
 // tlsHint explains a failed TLS handshake, which gRPC reports as a bare
 // Unavailable that reads like a dead node. tlsOn says whether this client
-// used TLS at all.
+// used TLS at all. Under TLS 1.3 a server rejects a client certificate only
+// after the client's side of the handshake is done, so the client may see
+// nothing but a reset connection: any failure short of "connection
+// refused" gets the hint.
 func tlsHint(err error, tlsOn bool) string {
 	if status.Code(err) != codes.Unavailable {
 		return ""
 	}
 	msg := status.Convert(err).Message()
+	const check = "check --tls-ca, --tls-cert and --tls-key against the node's certificates"
 	switch {
 	case strings.Contains(msg, "tls:") || strings.Contains(msg, "x509:") || strings.Contains(msg, "handshake"):
-		return "; TLS handshake failed: check --tls-ca, --tls-cert and --tls-key against the node's certificates"
-	case !tlsOn && !strings.Contains(msg, "connection refused"):
-		return "; if the node serves TLS, pass --tls-ca (and --tls-cert and --tls-key when it requires client certificates)"
+		return "; TLS handshake failed: " + check
+	case strings.Contains(msg, "connection refused"):
+		return ""
+	case tlsOn:
+		return "; the node may have refused this client's certificate: " + check
 	}
-	return ""
+	return "; if the node serves TLS, pass --tls-ca (and --tls-cert and --tls-key when it requires client certificates)"
 }
