@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -102,6 +103,9 @@ type Cluster struct {
 	Successors int
 	// ExtraArgs are appended to every node's serve arguments.
 	ExtraArgs []string
+	// CLIArgs are appended to every CLI invocation through CLI,
+	// CLIWithInput and the queries, e.g. TLS flags.
+	CLIArgs []string
 }
 
 // NewCluster prepares n nodes on free ports without starting them. Node 0
@@ -375,11 +379,11 @@ func (r Result) String() string {
 }
 
 // CLI runs the cluster's binary with args; see runCLI.
-func (c *Cluster) CLI(args ...string) Result { return runCLI(c.bin, nil, args...) }
+func (c *Cluster) CLI(args ...string) Result { return c.CLIWithInput(nil, args...) }
 
 // CLIWithInput is CLI with stdin as the process's standard input.
 func (c *Cluster) CLIWithInput(stdin []byte, args ...string) Result {
-	return runCLI(c.bin, stdin, args...)
+	return runCLI(c.bin, stdin, append(slices.Clip(args), c.CLIArgs...)...)
 }
 
 // runCLI runs bin with args and standard input stdin (none when nil), as a
