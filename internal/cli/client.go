@@ -48,7 +48,7 @@ func dialAndCall[C, T any](ctx context.Context, opts *clientOptions, addr string
 	}
 	creds := opts.creds
 	if creds == nil {
-		creds = insecure.NewCredentials() // commands run without the root's validate, in tests
+		creds = insecure.NewCredentials() // a command built outside newRootCmd skips validate
 	}
 	dialOpts := append(transport.DialOptions(creds), transport.MessageSizeOptions(maxClientMessageBytes))
 	cc, err := grpc.NewClient(addr, dialOpts...)

@@ -126,10 +126,3 @@ func (f TLSFiles) ClientCredentials() (credentials.TransportCredentials, error) 
 	}
 	return credentials.NewTLS(cfg), nil
 }
-
-// Validate checks the files as ClientCredentials would, for reporting bad
-// flags before any connection is tried.
-func (f TLSFiles) Validate() error {
-	_, err := f.ClientCredentials()
-	return err
-}
