@@ -64,12 +64,13 @@ func (f *kvFlags) parse() (pb.Consistency, error) {
 	return 0, usageErrorf("--consistency must be one, quorum or all, not %q", f.consistency)
 }
 
-// checkKey refuses what no node would accept, before any call.
-func checkKey(key string) error {
+// prepare checks what every key command checks before any call: a key no
+// node would accept, and the consistency flag.
+func (f *kvFlags) prepare(key string) (pb.Consistency, error) {
 	if key == "" {
-		return usageErrorf("key is empty; keys are 1 or more bytes")
+		return 0, usageErrorf("key is empty; keys are 1 or more bytes")
 	}
-	return nil
+	return f.parse()
 }
 
 // kvCall runs a KV call with failover and turns a node's answer into the
@@ -110,10 +111,7 @@ func newPutCmd(opts *clientOptions) *cobra.Command {
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key := args[0]
-			if err := checkKey(key); err != nil {
-				return err
-			}
-			cons, err := f.parse()
+			cons, err := f.prepare(key)
 			if err != nil {
 				return err
 			}
@@ -162,10 +160,7 @@ func newGetCmd(opts *clientOptions) *cobra.Command {
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key := args[0]
-			if err := checkKey(key); err != nil {
-				return err
-			}
-			cons, err := f.parse()
+			cons, err := f.prepare(key)
 			if err != nil {
 				return err
 			}
@@ -204,10 +199,7 @@ func newDelCmd(opts *clientOptions) *cobra.Command {
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key := args[0]
-			if err := checkKey(key); err != nil {
-				return err
-			}
-			cons, err := f.parse()
+			cons, err := f.prepare(key)
 			if err != nil {
 				return err
 			}
