@@ -299,6 +299,14 @@ func (d *daemon) shutdown() {
 		d.grpc.Stop()
 		<-done
 	}
+	// Writes acknowledged at quorum may still be on their way to their last
+	// replica; let them land (each is bounded by the call timeout) before the
+	// store and the peer connections close.
+	idleCtx, cancelIdle := context.WithTimeout(context.Background(), 2*d.kv.Config().CallTimeout)
+	if err := d.kv.WaitIdle(idleCtx); err != nil {
+		d.log.Warn("stopping with replication still in flight", "err", err)
+	}
+	cancelIdle()
 	// Metrics stop with the store: a scrape reads it. They are served up to
 	// here so that the hand-off and leave show in a last scrape.
 	if d.metricsHTTP != nil {
