@@ -43,17 +43,9 @@ func callNode[T any](ctx context.Context, opts *clientOptions, addr string, call
 // client, decides how large a value may be.
 func dialAndCall[C, T any](ctx context.Context, opts *clientOptions, addr string, newClient func(grpc.ClientConnInterface) C, call func(context.Context, C) (T, error)) (T, error) {
 	var zero T
-	if err := transport.ValidateAddr(addr); err != nil {
-		return zero, usageErrorf("endpoint: %v", err)
-	}
-	creds := opts.creds
-	if creds == nil {
-		creds = insecure.NewCredentials() // a command built outside newRootCmd skips validate
-	}
-	dialOpts := append(transport.DialOptions(creds), transport.MessageSizeOptions(maxClientMessageBytes))
-	cc, err := grpc.NewClient(addr, dialOpts...)
+	cc, err := dial(opts, addr)
 	if err != nil {
-		return zero, &nodeError{addr: addr, err: err}
+		return zero, err
 	}
 	defer cc.Close()
 	ctx, cancel := context.WithTimeout(ctx, opts.timeout)
@@ -63,6 +55,26 @@ func dialAndCall[C, T any](ctx context.Context, opts *clientOptions, addr string
 		return zero, &nodeError{addr: addr, err: err, hint: tlsHint(err, opts.tls.Enabled())}
 	}
 	return res, nil
+}
+
+// dial opens a client connection to addr the way every client command
+// does: the --tls-* credentials, the transport's dial options and
+// maxClientMessageBytes. The connection is lazy; errors from the node show
+// up on the first call.
+func dial(opts *clientOptions, addr string) (*grpc.ClientConn, error) {
+	if err := transport.ValidateAddr(addr); err != nil {
+		return nil, usageErrorf("endpoint: %v", err)
+	}
+	creds := opts.creds
+	if creds == nil {
+		creds = insecure.NewCredentials() // a command built outside newRootCmd skips validate
+	}
+	dialOpts := append(transport.DialOptions(creds), transport.MessageSizeOptions(maxClientMessageBytes))
+	cc, err := grpc.NewClient(addr, dialOpts...)
+	if err != nil {
+		return nil, &nodeError{addr: addr, err: err}
+	}
+	return cc, nil
 }
 
 // maxClientMessageBytes bounds what the CLI sends or accepts in one
