@@ -42,6 +42,7 @@ func subcommands(opts *clientOptions) []*cobra.Command {
 		newStatusCmd(opts),
 		newHealthCmd(opts),
 		newSimCmd(opts),
+		newBenchCmd(opts),
 		newVersionCmd(opts),
 	}
 }

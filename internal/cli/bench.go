@@ -1,0 +1,435 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+
+	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
+)
+
+// The operations `chordkv bench --op` drives.
+const (
+	benchGet   = "get"
+	benchPut   = "put"
+	benchMixed = "mixed"
+	benchDel   = "del"
+)
+
+// benchFlags are bench's own flags; the client flags (--endpoints,
+// --timeout, -o, TLS) come from the root command.
+type benchFlags struct {
+	kv          kvFlags
+	op          string
+	ratio       float64
+	concurrency int
+	connections int
+	duration    time.Duration
+	keys        int
+	valueSize   int
+	batch       int
+}
+
+func (f *benchFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.op, "op", benchGet, "operation: get, put, mixed (gets and puts) or del")
+	fl.Float64Var(&f.ratio, "ratio", 0.9, "with --op mixed, the fraction of operations that are gets, in [0,1]")
+	fl.IntVar(&f.concurrency, "concurrency", 16, "concurrent callers, each with one call in flight")
+	fl.IntVar(&f.connections, "connections", 1, "gRPC connections the callers share, opened round-robin over --endpoints")
+	fl.DurationVar(&f.duration, "duration", 10*time.Second, "how long to measure (after any preload)")
+	fl.IntVar(&f.keys, "keys", 10000, "size of the key space; keys are picked uniformly at random")
+	fl.IntVar(&f.valueSize, "value-size", 100, "bytes of random data per value")
+	fl.IntVar(&f.batch, "batch", 1, "keys per call; only 1 until the batch RPCs exist")
+	f.kv.register(cmd)
+}
+
+// validate checks every flag before anything is dialled, so a typo costs
+// no preload.
+func (f *benchFlags) validate() (pb.Consistency, error) {
+	switch f.op {
+	case benchGet, benchPut, benchMixed, benchDel:
+	default:
+		return 0, usageErrorf("--op must be get, put, mixed or del, not %q", f.op)
+	}
+	checks := []struct {
+		bad bool
+		msg string
+	}{
+		{!(f.ratio >= 0 && f.ratio <= 1), "--ratio must be in [0,1]"}, // also rejects NaN
+		{f.concurrency < 1, "--concurrency must be at least 1"},
+		{f.connections < 1, "--connections must be at least 1"},
+		{f.duration <= 0, "--duration must be positive"},
+		{f.keys < 1, "--keys must be at least 1"},
+		{f.valueSize < 0, "--value-size must not be negative"},
+		{f.batch < 1, "--batch must be at least 1"},
+		{f.batch > 1, "--batch > 1 is not implemented yet: there is no multi-get/multi-put RPC; use --batch 1"},
+	}
+	for _, c := range checks {
+		if c.bad {
+			return 0, usageErrorf("%s", c.msg)
+		}
+	}
+	return f.kv.parse()
+}
+
+// needsPreload says whether op reads or deletes keys that must exist first.
+func (f *benchFlags) needsPreload() bool { return f.op != benchPut }
+
+// benchJSON is the -o json report. The first six fields are a contract
+// with scripts: never rename them; add fields after them.
+type benchJSON struct {
+	Op        string  `json:"op"`
+	OpsPerSec float64 `json:"ops_per_sec"`
+	P50Ms     float64 `json:"p50_ms"`
+	P99Ms     float64 `json:"p99_ms"`
+	P999Ms    float64 `json:"p999_ms"`
+	Errors    int64   `json:"errors"`
+
+	Ops         int64   `json:"ops"`
+	Seconds     float64 `json:"seconds"`
+	MeanMs      float64 `json:"mean_ms"`
+	MaxMs       float64 `json:"max_ms"`
+	Concurrency int     `json:"concurrency"`
+	Connections int     `json:"connections"`
+	Keys        int     `json:"keys"`
+	ValueSize   int     `json:"value_size"`
+	Ratio       float64 `json:"ratio"`
+	Consistency string  `json:"consistency"`
+	Interrupted bool    `json:"interrupted"`
+	FirstError  string  `json:"first_error,omitempty"`
+}
+
+func newBenchCmd(opts *clientOptions) *cobra.Command {
+	var f benchFlags
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure throughput and latency of get, put or delete against the ring",
+		Long: "Measure client-visible throughput and latency. For get, mixed and del the --keys\n" +
+			"keys are written first (--value-size random bytes each); then --concurrency callers,\n" +
+			"spread over --connections gRPC connections (round-robin over --endpoints), call\n" +
+			"back to back on uniformly random keys for --duration. Every call has the --timeout\n" +
+			"deadline. A progress line goes to standard error every second; Ctrl-C ends the run\n" +
+			"early and still prints the report. Latency percentiles come from an HDR histogram\n" +
+			"(microsecond resolution, 3 significant digits); errors are not in the percentiles.",
+		Example: "  chordkv bench --op get --concurrency 64 --connections 8 --duration 5s\n" +
+			"  chordkv bench --op mixed --ratio 0.95 --endpoints a:7000,b:7000 -o json",
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cons, err := f.validate()
+			if err != nil {
+				return err
+			}
+			if len(opts.endpoints) == 0 {
+				return usageErrorf("no endpoints given (--endpoints or CHORDKV_ENDPOINTS)")
+			}
+			return runBench(cmd, opts, &f, cons)
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+// runBench dials, preloads, measures and reports.
+func runBench(cmd *cobra.Command, opts *clientOptions, f *benchFlags, cons pb.Consistency) error {
+	// Ctrl-C ends the run, not the process, so the report still prints.
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	conns, err := dialBench(opts, f.connections)
+	if err != nil {
+		return err
+	}
+	defer closeAll(conns)
+	b := newBencher(conns, f, opts.timeout, cons)
+
+	stderr := cmd.ErrOrStderr()
+	if f.needsPreload() {
+		fmt.Fprintf(stderr, "bench: preloading %d keys of %d bytes\n", f.keys, f.valueSize)
+		if err := b.preload(ctx, f.concurrency); err != nil {
+			return err
+		}
+	}
+	res := b.measure(ctx, f.concurrency, f.duration, stderr)
+	stop() // a second Ctrl-C while printing kills the process as usual
+
+	report := b.report(f, res)
+	if err := printBench(cmd.OutOrStdout(), opts.output, report); err != nil {
+		return err
+	}
+	if res.ops == 0 && res.errs > 0 {
+		// Nothing succeeded: a script must not mistake this for a measurement.
+		return fmt.Errorf("bench: every call failed, the first with: %w", res.firstErr)
+	}
+	return nil
+}
+
+// dialBench opens n connections, round-robin over the endpoints, with the
+// same dial function as every other client command.
+func dialBench(opts *clientOptions, n int) ([]*grpc.ClientConn, error) {
+	conns := make([]*grpc.ClientConn, 0, n)
+	for i := range n {
+		cc, err := dial(opts, opts.endpoints[i%len(opts.endpoints)])
+		if err != nil {
+			closeAll(conns)
+			return nil, err
+		}
+		conns = append(conns, cc)
+	}
+	return conns, nil
+}
+
+func closeAll(conns []*grpc.ClientConn) {
+	for _, cc := range conns {
+		cc.Close()
+	}
+}
+
+// bencher holds what every caller shares. It is read-only once built,
+// except for the counters.
+type bencher struct {
+	clients []pb.KVClient
+	keys    [][]byte
+	// value is one buffer of random bytes that every put sends: random so
+	// that no layer can compress it, shared because its content does not
+	// matter and gRPC only reads it.
+	value   []byte
+	op      string
+	ratio   float64
+	cons    pb.Consistency
+	timeout time.Duration
+
+	ops, errs atomic.Int64
+	firstErr  atomic.Pointer[error]
+}
+
+func newBencher(conns []*grpc.ClientConn, f *benchFlags, timeout time.Duration, cons pb.Consistency) *bencher {
+	b := &bencher{op: f.op, ratio: f.ratio, cons: cons, timeout: timeout, value: make([]byte, f.valueSize)}
+	for _, cc := range conns {
+		b.clients = append(b.clients, pb.NewKVClient(cc))
+	}
+	b.keys = make([][]byte, f.keys)
+	for i := range b.keys {
+		b.keys[i] = fmt.Appendf(nil, "bench-%09d", i)
+	}
+	rand.Read(b.value) // never fails since Go 1.24
+	return b
+}
+
+// call runs one operation on key with the --timeout deadline.
+func (b *bencher) call(ctx context.Context, c pb.KVClient, op string, key []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	var err error
+	switch op {
+	case benchGet:
+		_, err = c.Get(ctx, &pb.GetRequest{Key: key, Consistency: b.cons})
+	case benchPut:
+		_, err = c.Put(ctx, &pb.PutRequest{Key: key, Value: b.value, Consistency: b.cons})
+	case benchDel:
+		_, err = c.Delete(ctx, &pb.DeleteRequest{Key: key, Consistency: b.cons})
+	default:
+		err = fmt.Errorf("bench: unknown op %q", op)
+	}
+	return err
+}
+
+// preload writes every key once, with the same callers and connections as
+// the measurement, and stops at the first failure: measuring gets of keys
+// that are missing would measure NotFound answers.
+func (b *bencher) preload(ctx context.Context, callers int) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range callers {
+		c := b.clients[w%len(b.clients)]
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(len(b.keys)) && ctx.Err() == nil; i = next.Add(1) - 1 {
+				if err := b.call(ctx, c, benchPut, b.keys[i]); err != nil {
+					cancel(fmt.Errorf("preload: put %s: %w", b.keys[i], err))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		if errors.Is(err, context.Canceled) {
+			return fmt.Errorf("bench: interrupted while preloading, nothing measured: %w", err)
+		}
+		return err
+	}
+	return nil
+}
+
+// benchResult is what a measurement produced.
+type benchResult struct {
+	hist        *hdrhistogram.Histogram
+	ops, errs   int64
+	elapsed     time.Duration
+	interrupted bool
+	firstErr    error
+}
+
+// measure runs the callers for d or until ctx ends, printing progress to w.
+func (b *bencher) measure(ctx context.Context, callers int, d time.Duration, w io.Writer) benchResult {
+	runCtx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	start := time.Now()
+	stopProgress := b.progress(runCtx, w, start)
+
+	hists := make([]*hdrhistogram.Histogram, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() {
+			seed := mrand.Uint64()
+			hists[i] = b.caller(runCtx, b.clients[i%len(b.clients)], mrand.New(mrand.NewPCG(seed, uint64(i))))
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	stopProgress()
+
+	res := benchResult{hist: newLatencyHistogram(), ops: b.ops.Load(), errs: b.errs.Load(), elapsed: elapsed,
+		interrupted: ctx.Err() != nil}
+	for _, h := range hists {
+		res.hist.Merge(h)
+	}
+	if p := b.firstErr.Load(); p != nil {
+		res.firstErr = *p
+	}
+	return res
+}
+
+// caller calls back to back until ctx ends and returns its own latency
+// histogram: one per caller, merged at the end, keeps the hot path free of
+// locks, and memory bounded (about 140 KB each) however long the run.
+func (b *bencher) caller(ctx context.Context, c pb.KVClient, rng *mrand.Rand) *hdrhistogram.Histogram {
+	h := newLatencyHistogram()
+	// gRPC fails a call whose deadline has passed before the context's own
+	// timer fires, so the clock, not only ctx.Err, says the run is over.
+	end, _ := ctx.Deadline()
+	over := func() bool { return ctx.Err() != nil || !time.Now().Before(end) }
+	for !over() {
+		key := b.keys[rng.IntN(len(b.keys))]
+		op := b.op
+		if op == benchMixed {
+			op = benchPut
+			if rng.Float64() < b.ratio {
+				op = benchGet
+			}
+		}
+		start := time.Now()
+		err := b.call(ctx, c, op, key)
+		elapsed := time.Since(start)
+		if err != nil && over() {
+			break // cut off by the end of the run: neither a result nor an error
+		}
+		if err != nil {
+			b.errs.Add(1)
+			b.firstErr.CompareAndSwap(nil, &err)
+			continue
+		}
+		b.ops.Add(1)
+		_ = h.RecordValue(min(elapsed.Microseconds(), h.HighestTrackableValue()))
+	}
+	return h
+}
+
+// latencyMaxMicros is the largest latency the histogram tells apart; a
+// slower call is recorded as this.
+const latencyMaxMicros = int64(time.Hour / time.Microsecond)
+
+func newLatencyHistogram() *hdrhistogram.Histogram {
+	return hdrhistogram.New(1, latencyMaxMicros, 3)
+}
+
+// progress prints ops/s and errors so far to w about once a second, until
+// ctx ends or the returned stop is called; stop waits for the printer.
+func (b *bencher) progress(ctx context.Context, w io.Writer, start time.Time) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			case <-t.C:
+				s := time.Since(start).Seconds()
+				ops := b.ops.Load()
+				fmt.Fprintf(w, "bench: %3.0fs  %d ops  %.0f ops/s  %d errors\n", s, ops, float64(ops)/s, b.errs.Load())
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+func (b *bencher) report(f *benchFlags, res benchResult) benchJSON {
+	ms := func(micros int64) float64 { return float64(micros) / 1000 }
+	r := benchJSON{
+		Op:          f.op,
+		P50Ms:       ms(res.hist.ValueAtQuantile(50)),
+		P99Ms:       ms(res.hist.ValueAtQuantile(99)),
+		P999Ms:      ms(res.hist.ValueAtQuantile(99.9)),
+		Errors:      res.errs,
+		Ops:         res.ops,
+		Seconds:     res.elapsed.Seconds(),
+		MeanMs:      res.hist.Mean() / 1000,
+		MaxMs:       ms(res.hist.Max()),
+		Concurrency: f.concurrency,
+		Connections: f.connections,
+		Keys:        f.keys,
+		ValueSize:   f.valueSize,
+		Ratio:       f.ratio,
+		Consistency: f.kv.consistency,
+		Interrupted: res.interrupted,
+	}
+	if res.elapsed > 0 {
+		r.OpsPerSec = float64(res.ops) / res.elapsed.Seconds()
+	}
+	if res.firstErr != nil {
+		r.FirstError = res.firstErr.Error()
+	}
+	return r
+}
+
+func printBench(w io.Writer, output string, r benchJSON) error {
+	if output == outputJSON {
+		return writeJSON(w, r)
+	}
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
+	rows := [][]string{{r.Op, strconv.FormatFloat(r.OpsPerSec, 'f', 0, 64), f(r.P50Ms), f(r.P99Ms), f(r.P999Ms), f(r.MaxMs),
+		strconv.FormatInt(r.Ops, 10), strconv.FormatInt(r.Errors, 10), strconv.FormatFloat(r.Seconds, 'f', 2, 64)}}
+	if err := writeTable(w, []string{"OP", "OPS/S", "P50 MS", "P99 MS", "P99.9 MS", "MAX MS", "OPS", "ERRORS", "SECONDS"}, rows); err != nil {
+		return err
+	}
+	if r.FirstError != "" {
+		if _, err := fmt.Fprintf(w, "first error: %s\n", r.FirstError); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+	}
+	if r.Interrupted {
+		if _, err := fmt.Fprintln(w, "interrupted: the run ended early"); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+	}
+	return nil
+}
