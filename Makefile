@@ -37,7 +37,7 @@ COMPOSE_FILE_DEPLOY := deploy/docker-compose.yml
 # e.g. COMPOSE_PROFILES=monitoring make compose-up, to add Prometheus and Grafana.
 
 .PHONY: help build run test tools tools-check fmt fmt-check vet staticcheck lint \
-        proto proto-check unit e2e e2e-docker image compose-up compose-down clean
+        proto proto-check unit e2e e2e-docker bench image compose-up compose-down clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -99,6 +99,11 @@ e2e: build ## end-to-end tests: real chordkv processes on 127.0.0.1
 # cluster part skips itself (with the reason) when no docker engine answers.
 e2e-docker: build ## docker e2e: image from bin/chordkv, 5-node compose ring, kill/partition/rolling restart
 	CHORDKV_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout $(DOCKER_E2E_TIMEOUT) $(E2E_FLAGS) ./test/docker/...
+
+# Not part of `make test`: it takes about two minutes and its numbers depend
+# on the machine. The markdown report goes to standard output.
+bench: build ## throughput vs a bare gRPC ceiling: 1 node and a 3-node ring, get/put at C=1 and C=64 (test/bench/run.sh)
+	CHORDKV_BIN=$(abspath $(BIN)) test/bench/run.sh
 
 image: build ## container image (IMAGE, default chordkv:dev) FROM scratch with bin/chordkv (deploy/Dockerfile)
 	docker build -t $(IMAGE) -f deploy/Dockerfile .

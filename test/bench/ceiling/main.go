@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"google.golang.org/grpc"
@@ -34,9 +35,14 @@ import (
 // mapKV is the whole "store": one map behind one lock.
 type mapKV struct {
 	pb.UnimplementedKVServer
-	mu sync.RWMutex
-	m  map[string][]byte
+	mu  sync.RWMutex
+	m   map[string][]byte
+	hlc atomic.Uint64
 }
+
+// nodeID stands in for a node's 20-byte ID in the versions Put returns,
+// so replies are as large as a node's and `chordkv put` accepts them.
+var nodeID = make([]byte, 20)
 
 func (s *mapKV) Get(_ context.Context, req *pb.GetRequest) (*pb.GetResponse, error) {
 	s.mu.RLock()
@@ -53,7 +59,7 @@ func (s *mapKV) Put(_ context.Context, req *pb.PutRequest) (*pb.PutResponse, err
 	s.mu.Lock()
 	s.m[string(req.GetKey())] = req.GetValue()
 	s.mu.Unlock()
-	return &pb.PutResponse{}, nil
+	return &pb.PutResponse{Version: &pb.Version{Hlc: s.hlc.Add(1), Node: nodeID}}, nil
 }
 
 func main() {
