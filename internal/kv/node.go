@@ -80,7 +80,13 @@ func (n *Node) Get(ctx context.Context, key []byte, c Consistency, forwarded boo
 	}
 	if !n.synced.Load() {
 		if s := n.ring.Neighbors().Successors; len(s) > 0 {
-			return n.peers.Forward(ctx, s[0], req)
+			e, err := n.peers.Forward(ctx, s[0], req)
+			if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidArgument) || ctx.Err() != nil {
+				return e, err
+			}
+			// The previous owner did not answer: read the replicas here,
+			// which still finds any copy the other replicas hold.
+			n.log.Debug("not yet synced and the successor did not answer; reading here", "successor", s[0].Addr, "err", err)
 		}
 	}
 	return n.coordinateRead(ctx, key, c)
