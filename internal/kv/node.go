@@ -161,6 +161,9 @@ func (n *Node) route(ctx context.Context, req Request) (e store.Entry, done bool
 		n.stats.forwarded.Add(1)
 		e, err := n.peers.Forward(ctx, p, req)
 		if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidArgument) {
+			if to, ok := ctx.Value(forwardReportKey{}).(*chord.Peer); ok {
+				*to = p
+			}
 			return e, true, err
 		}
 		if ctx.Err() != nil {
@@ -169,6 +172,17 @@ func (n *Node) route(ctx context.Context, req Request) (e store.Entry, done bool
 		errs = append(errs, fmt.Errorf("%s: %w", p.Addr, err))
 	}
 	return store.Entry{}, true, fmt.Errorf("%w: %s: no replica of the key answered: %w", ErrUnavailable, req.Op, errors.Join(errs...))
+}
+
+type forwardReportKey struct{}
+
+// WithForwardReport returns a context under which Get, Put and Delete note in
+// *to the node they forwarded the request to and that answered it, so the
+// transport can tell a client that sent the request to the wrong node where
+// the key lives. *to stays zero when this node coordinated the request. Only
+// the goroutine running the request writes *to; read it after it returns.
+func WithForwardReport(ctx context.Context, to *chord.Peer) context.Context {
+	return context.WithValue(ctx, forwardReportKey{}, to)
 }
 
 // replicas is this node followed by its first r-1 successors: the replica

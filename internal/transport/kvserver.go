@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/chordkv/chordkv/internal/chord"
 	"github.com/chordkv/chordkv/internal/kv"
 	"github.com/chordkv/chordkv/internal/ring"
 	"github.com/chordkv/chordkv/internal/store"
@@ -23,6 +24,12 @@ import (
 // instead of routing it again, so nodes whose ring views momentarily differ
 // cannot bounce a request between them.
 const ForwardedHeader = "chordkv-forwarded"
+
+// OwnerHeader is the gRPC response header a node sets on a client KV
+// request it did not coordinate itself: the address of the node it forwarded
+// the request to. A client routing by a cached ring view takes it as the sign
+// that its view is stale. Requests that arrived forwarded never carry it.
+const OwnerHeader = "chordkv-owner"
 
 // DefaultKVDeadline bounds a KV request whose caller set no deadline.
 const DefaultKVDeadline = 10 * time.Second
@@ -100,6 +107,26 @@ func isForwarded(ctx context.Context) bool {
 	return false
 }
 
+// reportOwner asks kv to note in *owner where it forwarded a request that a
+// client sent here directly; forwarded requests are never forwarded again.
+func reportOwner(ctx context.Context, fwd bool, owner *chord.Peer) context.Context {
+	if fwd {
+		return ctx
+	}
+	return kv.WithForwardReport(ctx, owner)
+}
+
+// setOwnerHeader tells the client, with the OwnerHeader response header, which
+// node coordinated its request when it was not this one. It is sent on errors
+// too (NotFound is an answer from the owner). SetHeader fails only when there
+// is no gRPC stream, as in a direct call, where there is no one to tell.
+func setOwnerHeader(ctx context.Context, owner chord.Peer) {
+	if owner.Addr == "" {
+		return
+	}
+	_ = grpc.SetHeader(ctx, metadata.Pairs(OwnerHeader, owner.Addr))
+}
+
 // Get implements pb.KVServer.
 func (s *KVServer) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse, error) {
 	ctx, cancel, cons, fwd, err := s.clientRequest(ctx, req.GetConsistency())
@@ -107,7 +134,9 @@ func (s *KVServer) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse
 		return nil, err
 	}
 	defer cancel()
-	e, err := s.node.Get(ctx, req.GetKey(), cons, fwd)
+	var owner chord.Peer
+	e, err := s.node.Get(reportOwner(ctx, fwd, &owner), req.GetKey(), cons, fwd)
+	setOwnerHeader(ctx, owner)
 	if err != nil {
 		return nil, kvStatus(err)
 	}
@@ -121,7 +150,9 @@ func (s *KVServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse
 		return nil, err
 	}
 	defer cancel()
-	v, err := s.node.Put(ctx, req.GetKey(), req.GetValue(), cons, fwd)
+	var owner chord.Peer
+	v, err := s.node.Put(reportOwner(ctx, fwd, &owner), req.GetKey(), req.GetValue(), cons, fwd)
+	setOwnerHeader(ctx, owner)
 	if err != nil {
 		return nil, kvStatus(err)
 	}
@@ -135,7 +166,9 @@ func (s *KVServer) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.Delet
 		return nil, err
 	}
 	defer cancel()
-	v, err := s.node.Delete(ctx, req.GetKey(), cons, fwd)
+	var owner chord.Peer
+	v, err := s.node.Delete(reportOwner(ctx, fwd, &owner), req.GetKey(), cons, fwd)
+	setOwnerHeader(ctx, owner)
 	if err != nil {
 		return nil, kvStatus(err)
 	}
