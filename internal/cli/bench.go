@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
+	"github.com/chordkv/chordkv/internal/client"
 	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
 )
 
@@ -28,6 +29,16 @@ const (
 	benchPut   = "put"
 	benchMixed = "mixed"
 	benchDel   = "del"
+)
+
+// The request routings `chordkv bench --routing` offers.
+const (
+	// routingClient sends each request to its key's owner, as learned by
+	// walking the ring (internal/client).
+	routingClient = "client"
+	// routingEndpoint sends each request to the caller's connection to one
+	// of --endpoints, which forwards it to the owner when it is not.
+	routingEndpoint = "endpoint"
 )
 
 // benchFlags are bench's own flags; the client flags (--endpoints,
@@ -42,6 +53,7 @@ type benchFlags struct {
 	keys        int
 	valueSize   int
 	batch       int
+	routing     string
 }
 
 func (f *benchFlags) register(cmd *cobra.Command) {
@@ -49,11 +61,12 @@ func (f *benchFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.op, "op", benchGet, "operation: get, put, mixed (gets and puts) or del")
 	fl.Float64Var(&f.ratio, "ratio", 0.9, "with --op mixed, the fraction of operations that are gets, in [0,1]")
 	fl.IntVar(&f.concurrency, "concurrency", 16, "concurrent callers, each with one call in flight")
-	fl.IntVar(&f.connections, "connections", 1, "gRPC connections the callers share, opened round-robin over --endpoints")
+	fl.IntVar(&f.connections, "connections", 1, "gRPC connections the callers share, opened round-robin over --endpoints (with --routing client, for calls that cannot go to the owner)")
 	fl.DurationVar(&f.duration, "duration", 10*time.Second, "how long to measure (after any preload)")
 	fl.IntVar(&f.keys, "keys", 10000, "size of the key space; keys are picked uniformly at random")
 	fl.IntVar(&f.valueSize, "value-size", 100, "bytes of random data per value")
 	fl.IntVar(&f.batch, "batch", 1, "keys per call; only 1 until the batch RPCs exist")
+	fl.StringVar(&f.routing, "routing", routingClient, "client: send each request straight to its key's owner, learned from the ring; endpoint: send it to --endpoints round-robin")
 	f.kv.register(cmd)
 }
 
@@ -64,6 +77,9 @@ func (f *benchFlags) validate() (pb.Consistency, error) {
 	case benchGet, benchPut, benchMixed, benchDel:
 	default:
 		return 0, usageErrorf("--op must be get, put, mixed or del, not %q", f.op)
+	}
+	if f.routing != routingClient && f.routing != routingEndpoint {
+		return 0, usageErrorf("--routing must be client or endpoint, not %q", f.routing)
 	}
 	checks := []struct {
 		bad bool
@@ -111,6 +127,13 @@ type benchJSON struct {
 	Consistency string  `json:"consistency"`
 	Interrupted bool    `json:"interrupted"`
 	FirstError  string  `json:"first_error,omitempty"`
+	Routing     string  `json:"routing"`
+	// Redirects counts measured calls whose answer said another node
+	// coordinated them (the chordkv-owner header): with client routing, a
+	// stale ring view; Fallbacks counts those sent to --endpoints because no
+	// owner was known or it was unavailable. Both 0 with endpoint routing.
+	Redirects int64 `json:"redirects"`
+	Fallbacks int64 `json:"fallbacks"`
 }
 
 func newBenchCmd(opts *clientOptions) *cobra.Command {
@@ -120,8 +143,12 @@ func newBenchCmd(opts *clientOptions) *cobra.Command {
 		Short: "Measure throughput and latency of get, put or delete against the ring",
 		Long: "Measure client-visible throughput and latency. For get, mixed and del the --keys\n" +
 			"keys are written first (--value-size random bytes each); then --concurrency callers,\n" +
-			"spread over --connections gRPC connections (round-robin over --endpoints), call\n" +
-			"back to back on uniformly random keys for --duration. Every call has the --timeout\n" +
+			"call back to back on uniformly random keys for --duration. With --routing client\n" +
+			"(the default) the ring's members are learned from --endpoints and each call goes\n" +
+			"straight to its key's owner over one connection per member; a call whose owner is\n" +
+			"unknown or unavailable goes the endpoint way. With --routing endpoint each caller\n" +
+			"uses one of --connections gRPC connections (round-robin over --endpoints), and the\n" +
+			"node it reaches forwards the call when it is not the owner. Every call has the --timeout\n" +
 			"deadline. A progress line goes to standard error every second; Ctrl-C ends the run\n" +
 			"early and still prints the report. Latency percentiles come from an HDR histogram\n" +
 			"(microsecond resolution, 3 significant digits); errors are not in the percentiles.",
@@ -157,13 +184,33 @@ func runBench(cmd *cobra.Command, opts *clientOptions, f *benchFlags, cons pb.Co
 	b := newBencher(conns, f, opts.timeout, cons)
 
 	stderr := cmd.ErrOrStderr()
+	if f.routing == routingClient {
+		b.router = client.New(client.Config{Seeds: opts.endpoints, DialOptions: dialOptions(opts), CallTimeout: opts.timeout})
+		defer b.router.Close()
+		if err := b.router.Refresh(ctx); err != nil {
+			// Not fatal: calls go to --endpoints until a later walk works.
+			fmt.Fprintf(stderr, "bench: client routing: %v; sending to --endpoints until a ring walk succeeds\n", err)
+		} else {
+			fmt.Fprintf(stderr, "bench: client routing over %d ring members\n", len(b.router.Members()))
+		}
+	}
 	if f.needsPreload() {
 		fmt.Fprintf(stderr, "bench: preloading %d keys of %d bytes\n", f.keys, f.valueSize)
 		if err := b.preload(ctx, f.concurrency); err != nil {
 			return err
 		}
 	}
+	// Count redirects and fallbacks of the measurement only, not the preload's.
+	var base client.Stats
+	if b.router != nil {
+		base = b.router.Stats()
+	}
+	b.fallbacks.Store(0)
 	res := b.measure(ctx, f.concurrency, f.duration, stderr)
+	if b.router != nil {
+		res.redirects = b.router.Stats().Redirects - base.Redirects
+	}
+	res.fallbacks = b.fallbacks.Load()
 	stop() // a second Ctrl-C while printing kills the process as usual
 
 	report := b.report(f, res)
@@ -211,9 +258,12 @@ type bencher struct {
 	ratio   float64
 	cons    pb.Consistency
 	timeout time.Duration
+	// router, when set, sends each call to its key's owner (--routing
+	// client); the caller's connection is the fallback.
+	router *client.Router
 
-	ops, errs atomic.Int64
-	firstErr  atomic.Pointer[error]
+	ops, errs, fallbacks atomic.Int64
+	firstErr             atomic.Pointer[error]
 }
 
 func newBencher(conns []*grpc.ClientConn, f *benchFlags, timeout time.Duration, cons pb.Consistency) *bencher {
@@ -229,18 +279,34 @@ func newBencher(conns []*grpc.ClientConn, f *benchFlags, timeout time.Duration, 
 	return b
 }
 
-// call runs one operation on key with the --timeout deadline.
+// call runs one operation on key with the --timeout deadline: to the key's
+// owner with client routing, falling back to c (one of --endpoints) when the
+// router cannot route it; to c with endpoint routing.
 func (b *bencher) call(ctx context.Context, c pb.KVClient, op string, key []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
+	if b.router != nil {
+		err := b.router.Do(ctx, key, func(ctx context.Context, cc grpc.ClientConnInterface, opts ...grpc.CallOption) error {
+			return b.rpc(ctx, pb.NewKVClient(cc), op, key, opts...)
+		})
+		if !client.Unroutable(err) {
+			return err
+		}
+		b.fallbacks.Add(1)
+	}
+	return b.rpc(ctx, c, op, key)
+}
+
+// rpc is one KV call of op on key over c.
+func (b *bencher) rpc(ctx context.Context, c pb.KVClient, op string, key []byte, opts ...grpc.CallOption) error {
 	var err error
 	switch op {
 	case benchGet:
-		_, err = c.Get(ctx, &pb.GetRequest{Key: key, Consistency: b.cons})
+		_, err = c.Get(ctx, &pb.GetRequest{Key: key, Consistency: b.cons}, opts...)
 	case benchPut:
-		_, err = c.Put(ctx, &pb.PutRequest{Key: key, Value: b.value, Consistency: b.cons})
+		_, err = c.Put(ctx, &pb.PutRequest{Key: key, Value: b.value, Consistency: b.cons}, opts...)
 	case benchDel:
-		_, err = c.Delete(ctx, &pb.DeleteRequest{Key: key, Consistency: b.cons})
+		_, err = c.Delete(ctx, &pb.DeleteRequest{Key: key, Consistency: b.cons}, opts...)
 	default:
 		err = fmt.Errorf("bench: unknown op %q", op)
 	}
@@ -283,6 +349,8 @@ type benchResult struct {
 	elapsed     time.Duration
 	interrupted bool
 	firstErr    error
+	// redirects and fallbacks: see benchJSON.
+	redirects, fallbacks int64
 }
 
 // measure runs the callers for d or until ctx ends, printing progress to w.
@@ -401,6 +469,9 @@ func (b *bencher) report(f *benchFlags, res benchResult) benchJSON {
 		Ratio:       f.ratio,
 		Consistency: f.kv.consistency,
 		Interrupted: res.interrupted,
+		Routing:     f.routing,
+		Redirects:   res.redirects,
+		Fallbacks:   res.fallbacks,
 	}
 	if res.elapsed > 0 {
 		r.OpsPerSec = float64(res.ops) / res.elapsed.Seconds()

@@ -65,16 +65,21 @@ func dial(opts *clientOptions, addr string) (*grpc.ClientConn, error) {
 	if err := transport.ValidateAddr(addr); err != nil {
 		return nil, usageErrorf("endpoint: %v", err)
 	}
-	creds := opts.creds
-	if creds == nil {
-		creds = insecure.NewCredentials() // a command built outside newRootCmd skips validate
-	}
-	dialOpts := append(transport.DialOptions(creds), transport.MessageSizeOptions(maxClientMessageBytes))
-	cc, err := grpc.NewClient(addr, dialOpts...)
+	cc, err := grpc.NewClient(addr, dialOptions(opts)...)
 	if err != nil {
 		return nil, &nodeError{addr: addr, err: err}
 	}
 	return cc, nil
+}
+
+// dialOptions are every client connection's options: the --tls-*
+// credentials, the transport's dial options and maxClientMessageBytes.
+func dialOptions(opts *clientOptions) []grpc.DialOption {
+	creds := opts.creds
+	if creds == nil {
+		creds = insecure.NewCredentials() // a command built outside newRootCmd skips validate
+	}
+	return append(transport.DialOptions(creds), transport.MessageSizeOptions(maxClientMessageBytes))
 }
 
 // maxClientMessageBytes bounds what the CLI sends or accepts in one

@@ -3,11 +3,11 @@ package cli
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/chordkv/chordkv/internal/client"
 	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
 )
 
@@ -55,44 +55,19 @@ func newRingCmd(opts *clientOptions) *cobra.Command {
 }
 
 // walkRing starts at the first endpoint that answers and follows each
-// node's first live successor until it comes back to a node already seen.
+// node's first live successor until it comes back to a node already seen
+// (client.Walk, which the client-side Router walks with too).
 func walkRing(ctx context.Context, opts *clientOptions) ([]*pb.StatusResponse, error) {
 	start, err := withFailover(ctx, opts, getStatus)
 	if err != nil {
 		return nil, err
 	}
-	nodes := []*pb.StatusResponse{start}
-	seen := map[string]bool{start.GetAddr(): true}
-	for cur := start; len(nodes) < maxRingWalk; {
-		next, err := nextLive(ctx, opts, cur)
-		if err != nil {
-			return nil, err
-		}
-		if next == nil || seen[next.GetAddr()] {
-			return nodes, nil
-		}
-		seen[next.GetAddr()] = true
-		nodes = append(nodes, next)
-		cur = next
+	status := func(ctx context.Context, addr string) (*pb.StatusResponse, error) {
+		return callNode(ctx, opts, addr, getStatus)
+	}
+	nodes, err := client.Walk(ctx, start, status, client.MaxWalk)
+	if err != nil {
+		return nil, withExitCode(ExitUnavailable, fmt.Errorf("%w (each call's deadline: %v)", err, opts.timeout))
 	}
 	return nodes, nil
-}
-
-// nextLive asks cur's successors in order and returns the first that
-// answers; nil when cur knows no successor (a ring of one).
-func nextLive(ctx context.Context, opts *clientOptions, cur *pb.StatusResponse) (*pb.StatusResponse, error) {
-	succs := slices.DeleteFunc(slices.Clone(cur.GetSuccessors()), func(a string) bool { return a == cur.GetAddr() })
-	if len(succs) == 0 {
-		return nil, nil
-	}
-	var failures []string
-	for _, addr := range succs {
-		st, err := callNode(ctx, opts, addr, getStatus)
-		if err == nil {
-			return st, nil
-		}
-		failures = append(failures, err.Error())
-	}
-	return nil, withExitCode(ExitUnavailable, fmt.Errorf("ring walk stopped after %s: no successor answered within %v: %s",
-		cur.GetAddr(), opts.timeout, strings.Join(failures, "; ")))
 }
