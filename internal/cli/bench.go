@@ -18,8 +18,10 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/chordkv/chordkv/internal/client"
+	"github.com/chordkv/chordkv/internal/transport"
 	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
 )
 
@@ -128,10 +130,12 @@ type benchJSON struct {
 	Interrupted bool    `json:"interrupted"`
 	FirstError  string  `json:"first_error,omitempty"`
 	Routing     string  `json:"routing"`
-	// Redirects counts measured calls whose answer said another node
-	// coordinated them (the chordkv-owner header): with client routing, a
-	// stale ring view; Fallbacks counts those sent to --endpoints because no
-	// owner was known or it was unavailable. Both 0 with endpoint routing.
+	// Redirects counts measured calls that the node they reached forwarded
+	// to the owner (it said so with the chordkv-owner header): with endpoint
+	// routing about (n-1)/n of them on an n-node ring, with client routing
+	// only those of a stale ring view. Fallbacks counts calls sent to
+	// --endpoints because no owner was known or it was unavailable (always 0
+	// with endpoint routing).
 	Redirects int64 `json:"redirects"`
 	Fallbacks int64 `json:"fallbacks"`
 }
@@ -206,9 +210,11 @@ func runBench(cmd *cobra.Command, opts *clientOptions, f *benchFlags, cons pb.Co
 		base = b.router.Stats()
 	}
 	b.fallbacks.Store(0)
+	b.redirects.Store(0)
 	res := b.measure(ctx, f.concurrency, f.duration, stderr)
+	res.redirects = b.redirects.Load()
 	if b.router != nil {
-		res.redirects = b.router.Stats().Redirects - base.Redirects
+		res.redirects += b.router.Stats().Redirects - base.Redirects
 	}
 	res.fallbacks = b.fallbacks.Load()
 	stop() // a second Ctrl-C while printing kills the process as usual
@@ -262,8 +268,10 @@ type bencher struct {
 	// client); the caller's connection is the fallback.
 	router *client.Router
 
-	ops, errs, fallbacks atomic.Int64
-	firstErr             atomic.Pointer[error]
+	// redirects counts answers from a node that forwarded the call (the
+	// chordkv-owner header) on the endpoint path; the router counts its own.
+	ops, errs, fallbacks, redirects atomic.Int64
+	firstErr                        atomic.Pointer[error]
 }
 
 func newBencher(conns []*grpc.ClientConn, f *benchFlags, timeout time.Duration, cons pb.Consistency) *bencher {
@@ -294,7 +302,12 @@ func (b *bencher) call(ctx context.Context, c pb.KVClient, op string, key []byte
 		}
 		b.fallbacks.Add(1)
 	}
-	return b.rpc(ctx, c, op, key)
+	var hdr metadata.MD
+	err := b.rpc(ctx, c, op, key, grpc.Header(&hdr))
+	if len(hdr.Get(transport.OwnerHeader)) > 0 {
+		b.redirects.Add(1)
+	}
+	return err
 }
 
 // rpc is one KV call of op on key over c.

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBenchFlagValidation(t *testing.T) {
@@ -25,6 +27,7 @@ func TestBenchFlagValidation(t *testing.T) {
 		{"negative value size", []string{"--value-size", "-1"}, "--value-size"},
 		{"batch 0", []string{"--batch", "0"}, "--batch"},
 		{"batch > 1 is not implemented", []string{"--batch", "8"}, "not implemented yet"},
+		{"bad routing", []string{"--routing", "owner"}, "--routing"},
 		{"bad consistency", []string{"--consistency", "some"}, "--consistency"},
 		{"bad output", []string{"-o", "yaml"}, "--output"},
 		{"not a number", []string{"--concurrency", "many"}, "concurrency"},
@@ -115,5 +118,73 @@ func TestBenchAllCallsFailing(t *testing.T) {
 	}
 	if rep.Errors == 0 || rep.Ops != 0 || rep.FirstError == "" {
 		t.Errorf("report %+v: want errors, no ops, a first error", rep)
+	}
+}
+
+// TestBenchRoutingOnARing runs get and put for about a second with each
+// routing against a settled 3-node ring. With client routing, calls go
+// straight to the owner: in steady state no node says it forwarded one
+// (chordkv-owner), and none falls back to --endpoints.
+func TestBenchRoutingOnARing(t *testing.T) {
+	a := startServer(t)
+	b := startServer(t, a)
+	c := startServer(t, a)
+	waitSettled(t, []string{a, b, c})
+	waitServing(t, a, b, c)
+	for _, routing := range []string{routingClient, routingEndpoint} {
+		for _, op := range []string{benchGet, benchPut} {
+			t.Run(routing+"/"+op, func(t *testing.T) {
+				r := runCLI("bench", "--endpoints", a, "--routing", routing, "--op", op, "--duration", "1s", "--keys", "300",
+					"--concurrency", "8", "--connections", "2", "--value-size", "100", "-o", "json")
+				if r.code != ExitOK {
+					t.Fatalf("exit %d: stdout %q stderr %q", r.code, r.stdout, r.stderr)
+				}
+				var rep benchJSON
+				if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+					t.Fatalf("not JSON: %v: %q", err, r.stdout)
+				}
+				if rep.Routing != routing || rep.Ops <= 0 || rep.Errors != 0 || rep.Fallbacks != 0 {
+					t.Errorf("report %+v: want routing %s, ops, no errors, no fallbacks", rep, routing)
+				}
+				switch {
+				// A ring that settled before the run has no reason to move
+				// ranges during it; allow a stray redirect or two.
+				case routing == routingClient && rep.Redirects*100 > rep.Ops:
+					t.Errorf("client routing: %d of %d calls redirected", rep.Redirects, rep.Ops)
+				// Through one endpoint, about 2/3 of the keys are another
+				// node's: the header must show it.
+				case routing == routingEndpoint && (rep.Redirects == 0 || rep.Redirects > rep.Ops):
+					t.Errorf("endpoint routing: %d of %d calls redirected, want about 2/3", rep.Redirects, rep.Ops)
+				}
+				if routing == routingClient && !strings.Contains(r.stderr, "client routing over 3 ring members") {
+					t.Errorf("stderr %q does not report the ring walk", r.stderr)
+				}
+			})
+		}
+	}
+}
+
+// waitSettled polls `chordkv ring` until it lists exactly addrs with
+// consistent pointers.
+func waitSettled(t *testing.T, addrs []string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r := runCLI("ring", "--endpoints", addrs[0], "-o", "json")
+		problem := fmt.Sprintf("exit %d: %s", r.code, r.stderr)
+		if r.code == ExitOK {
+			var rg ringJSON
+			if err := json.Unmarshal([]byte(r.stdout), &rg); err != nil {
+				t.Fatalf("ring json: %v\n%s", err, r.stdout)
+			}
+			problem = ringProblem(rg, addrs)
+		}
+		if problem == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ring did not settle: %s", problem)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
