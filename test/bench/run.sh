@@ -7,8 +7,10 @@
 #   - a 1-node chordkv (data in a temp dir),
 #   - a 3-node chordkv ring with --replicas 3,
 # then runs `chordkv bench -o json` for get and put, at concurrency 1 (1
-# connection) and 64 (8 connections), against each, and prints a markdown
-# report to standard output, with chordkv/ceiling ratios. Progress and the
+# connection) and 64 (8 connections), against each with --routing endpoint,
+# and against the ring also with --routing client at 64/8, and prints a
+# markdown report to standard output, with chordkv/ceiling and
+# client/endpoint ratios. Progress and the
 # nodes' log locations go to standard error. Every process it starts is
 # stopped on exit, Ctrl-C included; every wait is bounded.
 #
@@ -131,19 +133,29 @@ for t in "${targets[@]}"; do
 			log "$t $op concurrency $c connections $k for $DURATION"
 			timeout "$BENCH_LIMIT" "$BIN" bench --endpoints "$(endpoints_of "$t")" --op "$op" \
 				--concurrency "$c" --connections "$k" --duration "$DURATION" \
-				--keys "$KEYS" --value-size "$VALUE_SIZE" -o json >"$tmp/$t-$op-$c.json"
+				--keys "$KEYS" --value-size "$VALUE_SIZE" --routing endpoint -o json >"$tmp/$t-$op-$c.json"
 		done
 	done
+done
+
+# Client-side routing on the ring at 64/8; the endpoint-routed runs above
+# are its baseline.
+for op in "${ops[@]}"; do
+	log "ring3 $op concurrency 64 connections 8, client routing, for $DURATION"
+	timeout "$BENCH_LIMIT" "$BIN" bench --endpoints "$(endpoints_of ring3)" --op "$op" \
+		--concurrency 64 --connections 8 --duration "$DURATION" \
+		--keys "$KEYS" --value-size "$VALUE_SIZE" --routing client -o json >"$tmp/ring3client-$op-64.json"
 done
 
 # field TARGET OP C JQ-EXPR
 field() { jq -r "$4" "$tmp/$1-$2-$3.json"; }
 fmt_ops() { field "$@" '.ops_per_sec | floor'; }
 fmt_lat() { field "$@" '"\(.p50_ms) / \(.p99_ms) / \(.p999_ms)"'; }
-ratio() { # ratio TARGET OP C: ops/s of TARGET over the ceiling's
-	jq -rn --slurpfile a "$tmp/$1-$2-$3.json" --slurpfile b "$tmp/ceiling-$2-$3.json" \
+ratio() { # ratio TARGET OP C [BASE]: ops/s of TARGET over BASE's (default the ceiling's)
+	jq -rn --slurpfile a "$tmp/$1-$2-$3.json" --slurpfile b "$tmp/${4:-ceiling}-$2-$3.json" \
 		'($a[0].ops_per_sec / $b[0].ops_per_sec * 100 | round / 100)'
 }
+fmt_fwd() { field "$@" '"\(.redirects) (\(.redirects / ([.ops, 1] | max) * 100 | round)%)"'; }
 errors_total() { jq -s 'map(.errors) | add' "$tmp"/*.json; }
 
 cat <<EOF
@@ -153,7 +165,7 @@ $(date -u '+%Y-%m-%d %H:%M UTC'), $(git describe --tags --always --dirty 2>/dev/
 $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(go version | cut -d' ' -f3).
 The load generator runs on the same cores as the servers.
 
-Each run: \`chordkv bench --op OP --concurrency C --connections K --duration $DURATION --keys $KEYS --value-size $VALUE_SIZE -o json\`;
+Each run: \`chordkv bench --op OP --concurrency C --connections K --duration $DURATION --keys $KEYS --value-size $VALUE_SIZE --routing endpoint -o json\`;
 gets preload the keys first. 1-node and ring use the default --consistency quorum; the
 ring's endpoints are all three nodes (connections round-robin over them, so C=1 talks to
 one node only). Latency in ms: p50 / p99 / p99.9. Errors over all runs: $(errors_total).
@@ -169,4 +181,20 @@ for op in "${ops[@]}"; do
 			"$(fmt_ops single "$op" "$c")" "$(fmt_lat single "$op" "$c")" "$(ratio single "$op" "$c")" \
 			"$(fmt_ops ring3 "$op" "$c")" "$(fmt_lat ring3 "$op" "$c")" "$(ratio ring3 "$op" "$c")"
 	done
+done
+
+cat <<EOF
+
+Client-side routing, 3-node ring r=3, C=64 / K=8: \`--routing endpoint\` (the runs above) against
+\`--routing client\` (each call straight to its key's owner, one connection per member).
+Forwarded: calls the receiving node forwarded to the owner (chordkv-owner header), of all calls.
+
+| op | endpoint ops/s | endpoint latency | endpoint forwarded | client ops/s | client latency | client forwarded | client / endpoint |
+|---|---:|---|---:|---:|---|---:|---:|
+EOF
+for op in "${ops[@]}"; do
+	printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$op" \
+		"$(fmt_ops ring3 "$op" 64)" "$(fmt_lat ring3 "$op" 64)" "$(fmt_fwd ring3 "$op" 64)" \
+		"$(fmt_ops ring3client "$op" 64)" "$(fmt_lat ring3client "$op" 64)" "$(fmt_fwd ring3client "$op" 64)" \
+		"$(ratio ring3client "$op" 64 ring3)"
 done
