@@ -11,10 +11,6 @@ import (
 	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
 )
 
-// maxRingWalk bounds the ring walk, so a corrupt ring whose successor
-// pointers never return to the start cannot keep the command running.
-const maxRingWalk = 100000
-
 // ringJSON is the -o json shape of `chordkv ring`.
 type ringJSON struct {
 	Nodes []ringNodeJSON `json:"nodes"`
