@@ -440,6 +440,396 @@ func (x *DeleteResponse) GetVersion() *Version {
 	return nil
 }
 
+type MultiGetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          [][]byte               `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	Consistency   Consistency            `protobuf:"varint,2,opt,name=consistency,proto3,enum=chordkv.v1.Consistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MultiGetRequest) Reset() {
+	*x = MultiGetRequest{}
+	mi := &file_chordkv_v1_kv_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MultiGetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MultiGetRequest) ProtoMessage() {}
+
+func (x *MultiGetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chordkv_v1_kv_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MultiGetRequest.ProtoReflect.Descriptor instead.
+func (*MultiGetRequest) Descriptor() ([]byte, []int) {
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *MultiGetRequest) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *MultiGetRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+// GetResult is one key's answer in a MultiGet.
+type GetResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// False when the key does not exist or its newest write is a delete;
+	// error is empty then, as not found is an answer.
+	Found   bool     `protobuf:"varint,2,opt,name=found,proto3" json:"found,omitempty"`
+	Value   []byte   `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	Version *Version `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
+	// Why this key could not be read; empty when it was.
+	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetResult) Reset() {
+	*x = GetResult{}
+	mi := &file_chordkv_v1_kv_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetResult) ProtoMessage() {}
+
+func (x *GetResult) ProtoReflect() protoreflect.Message {
+	mi := &file_chordkv_v1_kv_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetResult.ProtoReflect.Descriptor instead.
+func (*GetResult) Descriptor() ([]byte, []int) {
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetResult) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *GetResult) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *GetResult) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *GetResult) GetVersion() *Version {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+func (x *GetResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type MultiGetResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per requested key, in request order.
+	Results       []*GetResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MultiGetResponse) Reset() {
+	*x = MultiGetResponse{}
+	mi := &file_chordkv_v1_kv_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MultiGetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MultiGetResponse) ProtoMessage() {}
+
+func (x *MultiGetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chordkv_v1_kv_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MultiGetResponse.ProtoReflect.Descriptor instead.
+func (*MultiGetResponse) Descriptor() ([]byte, []int) {
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *MultiGetResponse) GetResults() []*GetResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type KeyValue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyValue) Reset() {
+	*x = KeyValue{}
+	mi := &file_chordkv_v1_kv_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyValue) ProtoMessage() {}
+
+func (x *KeyValue) ProtoReflect() protoreflect.Message {
+	mi := &file_chordkv_v1_kv_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
+func (*KeyValue) Descriptor() ([]byte, []int) {
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *KeyValue) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *KeyValue) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+type MultiPutRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Items         []*KeyValue            `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	Consistency   Consistency            `protobuf:"varint,2,opt,name=consistency,proto3,enum=chordkv.v1.Consistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MultiPutRequest) Reset() {
+	*x = MultiPutRequest{}
+	mi := &file_chordkv_v1_kv_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MultiPutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MultiPutRequest) ProtoMessage() {}
+
+func (x *MultiPutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chordkv_v1_kv_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MultiPutRequest.ProtoReflect.Descriptor instead.
+func (*MultiPutRequest) Descriptor() ([]byte, []int) {
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *MultiPutRequest) GetItems() []*KeyValue {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *MultiPutRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+// PutResult is one item's answer in a MultiPut.
+type PutResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// The write's version; unset when error is not empty.
+	Version *Version `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	// Why this item was not written (or not acknowledged by enough
+	// replicas); empty when it was.
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutResult) Reset() {
+	*x = PutResult{}
+	mi := &file_chordkv_v1_kv_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutResult) ProtoMessage() {}
+
+func (x *PutResult) ProtoReflect() protoreflect.Message {
+	mi := &file_chordkv_v1_kv_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutResult.ProtoReflect.Descriptor instead.
+func (*PutResult) Descriptor() ([]byte, []int) {
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PutResult) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *PutResult) GetVersion() *Version {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+func (x *PutResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type MultiPutResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per item, in request order.
+	Results       []*PutResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MultiPutResponse) Reset() {
+	*x = MultiPutResponse{}
+	mi := &file_chordkv_v1_kv_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MultiPutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MultiPutResponse) ProtoMessage() {}
+
+func (x *MultiPutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chordkv_v1_kv_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MultiPutResponse.ProtoReflect.Descriptor instead.
+func (*MultiPutResponse) Descriptor() ([]byte, []int) {
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *MultiPutResponse) GetResults() []*PutResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 // Entry is one key's state on a replica: a value or a tombstone, with the
 // version that wrote it.
 type Entry struct {
@@ -454,7 +844,7 @@ type Entry struct {
 
 func (x *Entry) Reset() {
 	*x = Entry{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[7]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -466,7 +856,7 @@ func (x *Entry) String() string {
 func (*Entry) ProtoMessage() {}
 
 func (x *Entry) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[7]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -479,7 +869,7 @@ func (x *Entry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Entry.ProtoReflect.Descriptor instead.
 func (*Entry) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{7}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Entry) GetKey() []byte {
@@ -519,7 +909,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[8]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -531,7 +921,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[8]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -544,7 +934,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{8}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ApplyRequest) GetEntries() []*Entry {
@@ -564,7 +954,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[9]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -576,7 +966,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[9]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -589,7 +979,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{9}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ApplyResponse) GetApplied() uint32 {
@@ -608,7 +998,7 @@ type ReadRequest struct {
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[10]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -620,7 +1010,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[10]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -633,7 +1023,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{10}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReadRequest) GetKey() []byte {
@@ -653,7 +1043,7 @@ type ReadResponse struct {
 
 func (x *ReadResponse) Reset() {
 	*x = ReadResponse{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[11]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -665,7 +1055,7 @@ func (x *ReadResponse) String() string {
 func (*ReadResponse) ProtoMessage() {}
 
 func (x *ReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[11]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -678,7 +1068,7 @@ func (x *ReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
 func (*ReadResponse) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{11}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReadResponse) GetFound() bool {
@@ -705,7 +1095,7 @@ type DigestsRequest struct {
 
 func (x *DigestsRequest) Reset() {
 	*x = DigestsRequest{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[12]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -717,7 +1107,7 @@ func (x *DigestsRequest) String() string {
 func (*DigestsRequest) ProtoMessage() {}
 
 func (x *DigestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[12]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -730,7 +1120,7 @@ func (x *DigestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestsRequest.ProtoReflect.Descriptor instead.
 func (*DigestsRequest) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{12}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DigestsRequest) GetFrom() []byte {
@@ -757,7 +1147,7 @@ type BucketDigest struct {
 
 func (x *BucketDigest) Reset() {
 	*x = BucketDigest{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[13]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +1159,7 @@ func (x *BucketDigest) String() string {
 func (*BucketDigest) ProtoMessage() {}
 
 func (x *BucketDigest) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[13]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +1172,7 @@ func (x *BucketDigest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketDigest.ProtoReflect.Descriptor instead.
 func (*BucketDigest) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{13}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *BucketDigest) GetBucket() uint32 {
@@ -808,7 +1198,7 @@ type DigestsResponse struct {
 
 func (x *DigestsResponse) Reset() {
 	*x = DigestsResponse{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[14]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +1210,7 @@ func (x *DigestsResponse) String() string {
 func (*DigestsResponse) ProtoMessage() {}
 
 func (x *DigestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[14]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +1223,7 @@ func (x *DigestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestsResponse.ProtoReflect.Descriptor instead.
 func (*DigestsResponse) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{14}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DigestsResponse) GetDigests() []*BucketDigest {
@@ -854,7 +1244,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[15]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +1256,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[15]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +1269,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{15}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FetchRequest) GetFrom() []byte {
@@ -912,7 +1302,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[16]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1314,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[16]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1327,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{16}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FetchResponse) GetEntries() []*Entry {
@@ -974,7 +1364,30 @@ const file_chordkv_v1_kv_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x129\n" +
 	"\vconsistency\x18\x02 \x01(\x0e2\x17.chordkv.v1.ConsistencyR\vconsistency\"?\n" +
 	"\x0eDeleteResponse\x12-\n" +
-	"\aversion\x18\x01 \x01(\v2\x13.chordkv.v1.VersionR\aversion\"|\n" +
+	"\aversion\x18\x01 \x01(\v2\x13.chordkv.v1.VersionR\aversion\"`\n" +
+	"\x0fMultiGetRequest\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\fR\x04keys\x129\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x17.chordkv.v1.ConsistencyR\vconsistency\"\x8e\x01\n" +
+	"\tGetResult\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
+	"\x05found\x18\x02 \x01(\bR\x05found\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\x12-\n" +
+	"\aversion\x18\x04 \x01(\v2\x13.chordkv.v1.VersionR\aversion\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"C\n" +
+	"\x10MultiGetResponse\x12/\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.chordkv.v1.GetResultR\aresults\"2\n" +
+	"\bKeyValue\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"x\n" +
+	"\x0fMultiPutRequest\x12*\n" +
+	"\x05items\x18\x01 \x03(\v2\x14.chordkv.v1.KeyValueR\x05items\x129\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x17.chordkv.v1.ConsistencyR\vconsistency\"b\n" +
+	"\tPutResult\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12-\n" +
+	"\aversion\x18\x02 \x01(\v2\x13.chordkv.v1.VersionR\aversion\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"C\n" +
+	"\x10MultiPutResponse\x12/\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.chordkv.v1.PutResultR\aresults\"|\n" +
 	"\x05Entry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12-\n" +
@@ -1007,11 +1420,13 @@ const file_chordkv_v1_kv_proto_rawDesc = "" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fCONSISTENCY_ONE\x10\x01\x12\x16\n" +
 	"\x12CONSISTENCY_QUORUM\x10\x02\x12\x13\n" +
-	"\x0fCONSISTENCY_ALL\x10\x032\xb5\x01\n" +
+	"\x0fCONSISTENCY_ALL\x10\x032\xc3\x02\n" +
 	"\x02KV\x126\n" +
 	"\x03Get\x12\x16.chordkv.v1.GetRequest\x1a\x17.chordkv.v1.GetResponse\x126\n" +
 	"\x03Put\x12\x16.chordkv.v1.PutRequest\x1a\x17.chordkv.v1.PutResponse\x12?\n" +
-	"\x06Delete\x12\x19.chordkv.v1.DeleteRequest\x1a\x1a.chordkv.v1.DeleteResponse2\x86\x02\n" +
+	"\x06Delete\x12\x19.chordkv.v1.DeleteRequest\x1a\x1a.chordkv.v1.DeleteResponse\x12E\n" +
+	"\bMultiGet\x12\x1b.chordkv.v1.MultiGetRequest\x1a\x1c.chordkv.v1.MultiGetResponse\x12E\n" +
+	"\bMultiPut\x12\x1b.chordkv.v1.MultiPutRequest\x1a\x1c.chordkv.v1.MultiPutResponse2\x86\x02\n" +
 	"\aReplica\x12<\n" +
 	"\x05Apply\x12\x18.chordkv.v1.ApplyRequest\x1a\x19.chordkv.v1.ApplyResponse\x129\n" +
 	"\x04Read\x12\x17.chordkv.v1.ReadRequest\x1a\x18.chordkv.v1.ReadResponse\x12B\n" +
@@ -1031,26 +1446,33 @@ func file_chordkv_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_chordkv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_chordkv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_chordkv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_chordkv_v1_kv_proto_goTypes = []any{
-	(Consistency)(0),        // 0: chordkv.v1.Consistency
-	(*Version)(nil),         // 1: chordkv.v1.Version
-	(*GetRequest)(nil),      // 2: chordkv.v1.GetRequest
-	(*GetResponse)(nil),     // 3: chordkv.v1.GetResponse
-	(*PutRequest)(nil),      // 4: chordkv.v1.PutRequest
-	(*PutResponse)(nil),     // 5: chordkv.v1.PutResponse
-	(*DeleteRequest)(nil),   // 6: chordkv.v1.DeleteRequest
-	(*DeleteResponse)(nil),  // 7: chordkv.v1.DeleteResponse
-	(*Entry)(nil),           // 8: chordkv.v1.Entry
-	(*ApplyRequest)(nil),    // 9: chordkv.v1.ApplyRequest
-	(*ApplyResponse)(nil),   // 10: chordkv.v1.ApplyResponse
-	(*ReadRequest)(nil),     // 11: chordkv.v1.ReadRequest
-	(*ReadResponse)(nil),    // 12: chordkv.v1.ReadResponse
-	(*DigestsRequest)(nil),  // 13: chordkv.v1.DigestsRequest
-	(*BucketDigest)(nil),    // 14: chordkv.v1.BucketDigest
-	(*DigestsResponse)(nil), // 15: chordkv.v1.DigestsResponse
-	(*FetchRequest)(nil),    // 16: chordkv.v1.FetchRequest
-	(*FetchResponse)(nil),   // 17: chordkv.v1.FetchResponse
+	(Consistency)(0),         // 0: chordkv.v1.Consistency
+	(*Version)(nil),          // 1: chordkv.v1.Version
+	(*GetRequest)(nil),       // 2: chordkv.v1.GetRequest
+	(*GetResponse)(nil),      // 3: chordkv.v1.GetResponse
+	(*PutRequest)(nil),       // 4: chordkv.v1.PutRequest
+	(*PutResponse)(nil),      // 5: chordkv.v1.PutResponse
+	(*DeleteRequest)(nil),    // 6: chordkv.v1.DeleteRequest
+	(*DeleteResponse)(nil),   // 7: chordkv.v1.DeleteResponse
+	(*MultiGetRequest)(nil),  // 8: chordkv.v1.MultiGetRequest
+	(*GetResult)(nil),        // 9: chordkv.v1.GetResult
+	(*MultiGetResponse)(nil), // 10: chordkv.v1.MultiGetResponse
+	(*KeyValue)(nil),         // 11: chordkv.v1.KeyValue
+	(*MultiPutRequest)(nil),  // 12: chordkv.v1.MultiPutRequest
+	(*PutResult)(nil),        // 13: chordkv.v1.PutResult
+	(*MultiPutResponse)(nil), // 14: chordkv.v1.MultiPutResponse
+	(*Entry)(nil),            // 15: chordkv.v1.Entry
+	(*ApplyRequest)(nil),     // 16: chordkv.v1.ApplyRequest
+	(*ApplyResponse)(nil),    // 17: chordkv.v1.ApplyResponse
+	(*ReadRequest)(nil),      // 18: chordkv.v1.ReadRequest
+	(*ReadResponse)(nil),     // 19: chordkv.v1.ReadResponse
+	(*DigestsRequest)(nil),   // 20: chordkv.v1.DigestsRequest
+	(*BucketDigest)(nil),     // 21: chordkv.v1.BucketDigest
+	(*DigestsResponse)(nil),  // 22: chordkv.v1.DigestsResponse
+	(*FetchRequest)(nil),     // 23: chordkv.v1.FetchRequest
+	(*FetchResponse)(nil),    // 24: chordkv.v1.FetchResponse
 }
 var file_chordkv_v1_kv_proto_depIdxs = []int32{
 	0,  // 0: chordkv.v1.GetRequest.consistency:type_name -> chordkv.v1.Consistency
@@ -1059,30 +1481,41 @@ var file_chordkv_v1_kv_proto_depIdxs = []int32{
 	1,  // 3: chordkv.v1.PutResponse.version:type_name -> chordkv.v1.Version
 	0,  // 4: chordkv.v1.DeleteRequest.consistency:type_name -> chordkv.v1.Consistency
 	1,  // 5: chordkv.v1.DeleteResponse.version:type_name -> chordkv.v1.Version
-	1,  // 6: chordkv.v1.Entry.version:type_name -> chordkv.v1.Version
-	8,  // 7: chordkv.v1.ApplyRequest.entries:type_name -> chordkv.v1.Entry
-	8,  // 8: chordkv.v1.ReadResponse.entry:type_name -> chordkv.v1.Entry
-	14, // 9: chordkv.v1.DigestsResponse.digests:type_name -> chordkv.v1.BucketDigest
-	8,  // 10: chordkv.v1.FetchResponse.entries:type_name -> chordkv.v1.Entry
-	2,  // 11: chordkv.v1.KV.Get:input_type -> chordkv.v1.GetRequest
-	4,  // 12: chordkv.v1.KV.Put:input_type -> chordkv.v1.PutRequest
-	6,  // 13: chordkv.v1.KV.Delete:input_type -> chordkv.v1.DeleteRequest
-	9,  // 14: chordkv.v1.Replica.Apply:input_type -> chordkv.v1.ApplyRequest
-	11, // 15: chordkv.v1.Replica.Read:input_type -> chordkv.v1.ReadRequest
-	13, // 16: chordkv.v1.Replica.Digests:input_type -> chordkv.v1.DigestsRequest
-	16, // 17: chordkv.v1.Replica.Fetch:input_type -> chordkv.v1.FetchRequest
-	3,  // 18: chordkv.v1.KV.Get:output_type -> chordkv.v1.GetResponse
-	5,  // 19: chordkv.v1.KV.Put:output_type -> chordkv.v1.PutResponse
-	7,  // 20: chordkv.v1.KV.Delete:output_type -> chordkv.v1.DeleteResponse
-	10, // 21: chordkv.v1.Replica.Apply:output_type -> chordkv.v1.ApplyResponse
-	12, // 22: chordkv.v1.Replica.Read:output_type -> chordkv.v1.ReadResponse
-	15, // 23: chordkv.v1.Replica.Digests:output_type -> chordkv.v1.DigestsResponse
-	17, // 24: chordkv.v1.Replica.Fetch:output_type -> chordkv.v1.FetchResponse
-	18, // [18:25] is the sub-list for method output_type
-	11, // [11:18] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	0,  // 6: chordkv.v1.MultiGetRequest.consistency:type_name -> chordkv.v1.Consistency
+	1,  // 7: chordkv.v1.GetResult.version:type_name -> chordkv.v1.Version
+	9,  // 8: chordkv.v1.MultiGetResponse.results:type_name -> chordkv.v1.GetResult
+	11, // 9: chordkv.v1.MultiPutRequest.items:type_name -> chordkv.v1.KeyValue
+	0,  // 10: chordkv.v1.MultiPutRequest.consistency:type_name -> chordkv.v1.Consistency
+	1,  // 11: chordkv.v1.PutResult.version:type_name -> chordkv.v1.Version
+	13, // 12: chordkv.v1.MultiPutResponse.results:type_name -> chordkv.v1.PutResult
+	1,  // 13: chordkv.v1.Entry.version:type_name -> chordkv.v1.Version
+	15, // 14: chordkv.v1.ApplyRequest.entries:type_name -> chordkv.v1.Entry
+	15, // 15: chordkv.v1.ReadResponse.entry:type_name -> chordkv.v1.Entry
+	21, // 16: chordkv.v1.DigestsResponse.digests:type_name -> chordkv.v1.BucketDigest
+	15, // 17: chordkv.v1.FetchResponse.entries:type_name -> chordkv.v1.Entry
+	2,  // 18: chordkv.v1.KV.Get:input_type -> chordkv.v1.GetRequest
+	4,  // 19: chordkv.v1.KV.Put:input_type -> chordkv.v1.PutRequest
+	6,  // 20: chordkv.v1.KV.Delete:input_type -> chordkv.v1.DeleteRequest
+	8,  // 21: chordkv.v1.KV.MultiGet:input_type -> chordkv.v1.MultiGetRequest
+	12, // 22: chordkv.v1.KV.MultiPut:input_type -> chordkv.v1.MultiPutRequest
+	16, // 23: chordkv.v1.Replica.Apply:input_type -> chordkv.v1.ApplyRequest
+	18, // 24: chordkv.v1.Replica.Read:input_type -> chordkv.v1.ReadRequest
+	20, // 25: chordkv.v1.Replica.Digests:input_type -> chordkv.v1.DigestsRequest
+	23, // 26: chordkv.v1.Replica.Fetch:input_type -> chordkv.v1.FetchRequest
+	3,  // 27: chordkv.v1.KV.Get:output_type -> chordkv.v1.GetResponse
+	5,  // 28: chordkv.v1.KV.Put:output_type -> chordkv.v1.PutResponse
+	7,  // 29: chordkv.v1.KV.Delete:output_type -> chordkv.v1.DeleteResponse
+	10, // 30: chordkv.v1.KV.MultiGet:output_type -> chordkv.v1.MultiGetResponse
+	14, // 31: chordkv.v1.KV.MultiPut:output_type -> chordkv.v1.MultiPutResponse
+	17, // 32: chordkv.v1.Replica.Apply:output_type -> chordkv.v1.ApplyResponse
+	19, // 33: chordkv.v1.Replica.Read:output_type -> chordkv.v1.ReadResponse
+	22, // 34: chordkv.v1.Replica.Digests:output_type -> chordkv.v1.DigestsResponse
+	24, // 35: chordkv.v1.Replica.Fetch:output_type -> chordkv.v1.FetchResponse
+	27, // [27:36] is the sub-list for method output_type
+	18, // [18:27] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_chordkv_v1_kv_proto_init() }
@@ -1096,7 +1529,7 @@ func file_chordkv_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chordkv_v1_kv_proto_rawDesc), len(file_chordkv_v1_kv_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

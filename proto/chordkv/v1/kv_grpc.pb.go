@@ -24,9 +24,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	KV_Get_FullMethodName    = "/chordkv.v1.KV/Get"
-	KV_Put_FullMethodName    = "/chordkv.v1.KV/Put"
-	KV_Delete_FullMethodName = "/chordkv.v1.KV/Delete"
+	KV_Get_FullMethodName      = "/chordkv.v1.KV/Get"
+	KV_Put_FullMethodName      = "/chordkv.v1.KV/Put"
+	KV_Delete_FullMethodName   = "/chordkv.v1.KV/Delete"
+	KV_MultiGet_FullMethodName = "/chordkv.v1.KV/MultiGet"
+	KV_MultiPut_FullMethodName = "/chordkv.v1.KV/MultiPut"
 )
 
 // KVClient is the client API for KV service.
@@ -41,6 +43,17 @@ type KVClient interface {
 	Put(ctx context.Context, in *PutRequest, opts ...grpc.CallOption) (*PutResponse, error)
 	// Delete writes a tombstone under key.
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
+	// MultiGet reads many keys in one call: one result per key, in request
+	// order. A key's failure (empty key, not found, no quorum) is reported in
+	// its result and does not fail the others; only a request that is
+	// malformed as a whole (too many keys, unknown consistency) fails with
+	// INVALID_ARGUMENT. The server caps a request at 1,000 keys, and the gRPC
+	// message size bounds it further.
+	MultiGet(ctx context.Context, in *MultiGetRequest, opts ...grpc.CallOption) (*MultiGetResponse, error)
+	// MultiPut writes many keys in one call, with MultiGet's per-item error
+	// reporting and caps. Items are independent writes: there is no
+	// atomicity across them.
+	MultiPut(ctx context.Context, in *MultiPutRequest, opts ...grpc.CallOption) (*MultiPutResponse, error)
 }
 
 type kVClient struct {
@@ -81,6 +94,26 @@ func (c *kVClient) Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.C
 	return out, nil
 }
 
+func (c *kVClient) MultiGet(ctx context.Context, in *MultiGetRequest, opts ...grpc.CallOption) (*MultiGetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MultiGetResponse)
+	err := c.cc.Invoke(ctx, KV_MultiGet_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *kVClient) MultiPut(ctx context.Context, in *MultiPutRequest, opts ...grpc.CallOption) (*MultiPutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MultiPutResponse)
+	err := c.cc.Invoke(ctx, KV_MultiPut_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KVServer is the server API for KV service.
 // All implementations must embed UnimplementedKVServer
 // for forward compatibility.
@@ -93,6 +126,17 @@ type KVServer interface {
 	Put(context.Context, *PutRequest) (*PutResponse, error)
 	// Delete writes a tombstone under key.
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
+	// MultiGet reads many keys in one call: one result per key, in request
+	// order. A key's failure (empty key, not found, no quorum) is reported in
+	// its result and does not fail the others; only a request that is
+	// malformed as a whole (too many keys, unknown consistency) fails with
+	// INVALID_ARGUMENT. The server caps a request at 1,000 keys, and the gRPC
+	// message size bounds it further.
+	MultiGet(context.Context, *MultiGetRequest) (*MultiGetResponse, error)
+	// MultiPut writes many keys in one call, with MultiGet's per-item error
+	// reporting and caps. Items are independent writes: there is no
+	// atomicity across them.
+	MultiPut(context.Context, *MultiPutRequest) (*MultiPutResponse, error)
 	mustEmbedUnimplementedKVServer()
 }
 
@@ -111,6 +155,12 @@ func (UnimplementedKVServer) Put(context.Context, *PutRequest) (*PutResponse, er
 }
 func (UnimplementedKVServer) Delete(context.Context, *DeleteRequest) (*DeleteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Delete not implemented")
+}
+func (UnimplementedKVServer) MultiGet(context.Context, *MultiGetRequest) (*MultiGetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MultiGet not implemented")
+}
+func (UnimplementedKVServer) MultiPut(context.Context, *MultiPutRequest) (*MultiPutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MultiPut not implemented")
 }
 func (UnimplementedKVServer) mustEmbedUnimplementedKVServer() {}
 func (UnimplementedKVServer) testEmbeddedByValue()            {}
@@ -187,6 +237,42 @@ func _KV_Delete_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KV_MultiGet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MultiGetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).MultiGet(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_MultiGet_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).MultiGet(ctx, req.(*MultiGetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _KV_MultiPut_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MultiPutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).MultiPut(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_MultiPut_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).MultiPut(ctx, req.(*MultiPutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KV_ServiceDesc is the grpc.ServiceDesc for KV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -205,6 +291,14 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Delete",
 			Handler:    _KV_Delete_Handler,
+		},
+		{
+			MethodName: "MultiGet",
+			Handler:    _KV_MultiGet_Handler,
+		},
+		{
+			MethodName: "MultiPut",
+			Handler:    _KV_MultiPut_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
