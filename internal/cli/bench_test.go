@@ -26,7 +26,9 @@ func TestBenchFlagValidation(t *testing.T) {
 		{"keys 0", []string{"--keys", "0"}, "--keys"},
 		{"negative value size", []string{"--value-size", "-1"}, "--value-size"},
 		{"batch 0", []string{"--batch", "0"}, "--batch"},
-		{"batch > 1 is not implemented", []string{"--batch", "8"}, "not implemented yet"},
+		{"batched mixed", []string{"--op", "mixed", "--batch", "8"}, "--op get and put only"},
+		{"batched del", []string{"--op", "del", "--batch", "8"}, "--op get and put only"},
+		{"batch over the node cap", []string{"--op", "get", "--batch", "1001"}, "at most 1000"},
 		{"bad routing", []string{"--routing", "owner"}, "--routing"},
 		{"bad consistency", []string{"--consistency", "some"}, "--consistency"},
 		{"bad output", []string{"-o", "yaml"}, "--output"},
@@ -186,5 +188,47 @@ func waitSettled(t *testing.T, addrs []string) {
 			t.Fatalf("ring did not settle: %s", problem)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestBenchBatchOnARing runs batched get and put for about a second with
+// each routing against a settled 3-node ring: every key of every batch
+// must succeed, and the report must say keys are counted and latency is
+// per RPC.
+func TestBenchBatchOnARing(t *testing.T) {
+	a := startServer(t)
+	b := startServer(t, a)
+	c := startServer(t, a)
+	waitSettled(t, []string{a, b, c})
+	waitServing(t, a, b, c)
+	for _, routing := range []string{routingClient, routingEndpoint} {
+		for _, op := range []string{benchGet, benchPut} {
+			t.Run(routing+"/"+op, func(t *testing.T) {
+				r := runCLI("bench", "--endpoints", a, "--routing", routing, "--op", op, "--batch", "16", "--duration", "1s",
+					"--keys", "300", "--concurrency", "4", "--connections", "2", "--value-size", "100", "-o", "json")
+				if r.code != ExitOK {
+					t.Fatalf("exit %d: stdout %q stderr %q", r.code, r.stdout, r.stderr)
+				}
+				var rep benchJSON
+				if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+					t.Fatalf("not JSON: %v: %q", err, r.stdout)
+				}
+				if rep.Routing != routing || rep.Ops <= 0 || rep.Errors != 0 || rep.Fallbacks != 0 || rep.FirstError != "" {
+					t.Errorf("report %+v: want routing %s, ops, no errors, no fallbacks", rep, routing)
+				}
+				if rep.Batch != 16 || rep.LatencyPer != "rpc" {
+					t.Errorf("batch %d, latency_per %q; want 16 and rpc", rep.Batch, rep.LatencyPer)
+				}
+				if !(rep.P50Ms > 0 && rep.P50Ms <= rep.P99Ms && rep.P99Ms <= rep.MaxMs) {
+					t.Errorf("percentiles out of order: p50 %v p99 %v max %v", rep.P50Ms, rep.P99Ms, rep.MaxMs)
+				}
+			})
+		}
+	}
+	// Unbatched runs say their latency is per operation.
+	r := runCLI("bench", "--endpoints", a, "--op", "get", "--duration", "300ms", "--keys", "20", "--concurrency", "1", "-o", "json")
+	var rep benchJSON
+	if err := json.Unmarshal([]byte(r.stdout), &rep); r.code != ExitOK || err != nil || rep.LatencyPer != "op" || rep.Batch != 1 {
+		t.Errorf("unbatched: exit %d, %v, batch %d latency_per %q", r.code, err, rep.Batch, rep.LatencyPer)
 	}
 }

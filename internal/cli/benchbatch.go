@@ -1,0 +1,174 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/chordkv/chordkv/internal/client"
+	"github.com/chordkv/chordkv/internal/transport"
+	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
+)
+
+// errBenchNotFound is a batch get's per-key "not found": the keys were
+// preloaded, so, as with single gets, a missing one is a failure.
+var errBenchNotFound = errors.New("key not found")
+
+// rpcOutcome is one batch RPC's result.
+type rpcOutcome struct {
+	keys    int
+	failed  int   // keys with a per-item error
+	itemErr error // the first per-item error
+	err     error // the RPC's own error: every key failed
+	elapsed time.Duration
+}
+
+// batchRound sends one batch of b.batch random keys and accounts for it:
+// ops counts keys written or read, errs keys that failed, and h gets one
+// latency per successful RPC. With client routing the batch is split by
+// owner and the parts go out in parallel, one RPC each, so a round takes
+// as long as its slowest owner; with endpoint routing the whole batch goes
+// to c.
+func (b *bencher) batchRound(ctx context.Context, c pb.KVClient, rng *mrand.Rand, h *hdrhistogram.Histogram, over func() bool) {
+	keys := make([][]byte, b.batch)
+	for i := range keys {
+		keys[i] = b.keys[rng.IntN(len(b.keys))]
+	}
+	groups := b.groupByOwner(keys)
+	outs := make([]rpcOutcome, len(groups))
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		wg.Go(func() { outs[i] = b.batchCall(ctx, c, g) })
+	}
+	wg.Wait()
+	for _, o := range outs {
+		if o.err != nil {
+			if over() {
+				continue // cut off by the end of the run
+			}
+			b.errs.Add(int64(o.keys))
+			b.firstErr.CompareAndSwap(nil, &o.err)
+			continue
+		}
+		b.ops.Add(int64(o.keys - o.failed))
+		if o.failed > 0 {
+			b.errs.Add(int64(o.failed))
+			b.firstErr.CompareAndSwap(nil, &o.itemErr)
+		}
+		_ = h.RecordValue(min(o.elapsed.Microseconds(), h.HighestTrackableValue()))
+	}
+}
+
+// groupByOwner splits keys by their owner in the router's snapshot. With
+// endpoint routing, or while the router knows no member, it is one group.
+func (b *bencher) groupByOwner(keys [][]byte) [][][]byte {
+	if b.router == nil {
+		return [][][]byte{keys}
+	}
+	byOwner := map[string]int{} // owner address -> index in groups
+	var groups [][][]byte
+	for _, k := range keys {
+		m, ok := b.router.Owner(k)
+		if !ok {
+			return [][][]byte{keys}
+		}
+		i, seen := byOwner[m.Addr]
+		if !seen {
+			i = len(groups)
+			byOwner[m.Addr] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], k)
+	}
+	return groups
+}
+
+// batchCall sends one batch RPC of keys with the --timeout deadline: to
+// their owner with client routing (router.Do routes by the first key, and
+// the group shares its owner), falling back to c when the router cannot
+// route it; to c with endpoint routing.
+func (b *bencher) batchCall(ctx context.Context, c pb.KVClient, keys [][]byte) rpcOutcome {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	out := rpcOutcome{keys: len(keys)}
+	start := time.Now()
+	if b.router != nil {
+		err := b.router.Do(ctx, keys[0], func(ctx context.Context, cc grpc.ClientConnInterface, opts ...grpc.CallOption) error {
+			var err error
+			out.failed, out.itemErr, err = b.batchRPC(ctx, pb.NewKVClient(cc), keys, opts...)
+			return err
+		})
+		if !client.Unroutable(err) {
+			out.err, out.elapsed = err, time.Since(start)
+			return out
+		}
+		b.fallbacks.Add(1)
+	}
+	var hdr metadata.MD
+	var err error
+	out.failed, out.itemErr, err = b.batchRPC(ctx, c, keys, grpc.Header(&hdr))
+	out.err, out.elapsed = err, time.Since(start)
+	if len(hdr.Get(transport.OwnerHeader)) > 0 {
+		b.redirects.Add(1)
+	}
+	return out
+}
+
+// batchRPC is one MultiGet (--op get) or MultiPut (--op put) of keys over
+// c. It returns how many keys failed in an answered call, and the first
+// such failure.
+func (b *bencher) batchRPC(ctx context.Context, c pb.KVClient, keys [][]byte, opts ...grpc.CallOption) (int, error, error) {
+	failed := 0
+	var first error
+	fail := func(key []byte, err error) {
+		if failed == 0 {
+			first = fmt.Errorf("%s: %w", key, err)
+		}
+		failed++
+	}
+	switch b.op {
+	case benchGet:
+		res, err := c.MultiGet(ctx, &pb.MultiGetRequest{Keys: keys, Consistency: b.cons}, opts...)
+		if err != nil {
+			return 0, nil, fmt.Errorf("multi-get of %d keys: %w", len(keys), err)
+		}
+		if len(res.GetResults()) != len(keys) {
+			return 0, nil, fmt.Errorf("multi-get of %d keys: node answered %d results", len(keys), len(res.GetResults()))
+		}
+		for _, r := range res.GetResults() {
+			switch {
+			case r.GetError() != "":
+				fail(r.GetKey(), errors.New(r.GetError()))
+			case !r.GetFound():
+				fail(r.GetKey(), errBenchNotFound)
+			}
+		}
+	case benchPut:
+		items := make([]*pb.KeyValue, len(keys))
+		for i, k := range keys {
+			items[i] = &pb.KeyValue{Key: k, Value: b.value}
+		}
+		res, err := c.MultiPut(ctx, &pb.MultiPutRequest{Items: items, Consistency: b.cons}, opts...)
+		if err != nil {
+			return 0, nil, fmt.Errorf("multi-put of %d keys: %w", len(keys), err)
+		}
+		if len(res.GetResults()) != len(keys) {
+			return 0, nil, fmt.Errorf("multi-put of %d keys: node answered %d results", len(keys), len(res.GetResults()))
+		}
+		for _, r := range res.GetResults() {
+			if r.GetError() != "" {
+				fail(r.GetKey(), errors.New(r.GetError()))
+			}
+		}
+	default:
+		return 0, nil, fmt.Errorf("bench: op %q has no batch RPC", b.op)
+	}
+	return failed, first, nil
+}
