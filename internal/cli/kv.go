@@ -97,19 +97,36 @@ func kvCall[T any](ctx context.Context, opts *clientOptions, key string, call fu
 
 func newPutCmd(opts *clientOptions) *cobra.Command {
 	var f kvFlags
+	var batch bool
 	cmd := &cobra.Command{
-		Use:   "put KEY [VALUE]",
+		Use:   "put KEY [VALUE] | put --batch",
 		Short: "Store VALUE (or standard input) under KEY",
 		Long: "Store VALUE under KEY. Without VALUE the value is read from standard input,\n" +
 			"byte for byte, so any binary value can be stored. The command returns once the\n" +
-			"--consistency level's replicas have stored it durably.",
+			"--consistency level's replicas have stored it durably.\n\n" +
+			"With --batch, standard input is lines of `KEY VALUE`: the key is everything before\n" +
+			"the first space, the value the rest of the line (without the newline); empty lines\n" +
+			"are skipped. Every line is checked before anything is written; a line without a\n" +
+			"space is a usage error (exit 2). The pairs go out in MultiPut calls of up to 500.\n" +
+			"It prints one summary line, and exits 0 only when every pair was written, 1 when\n" +
+			"some were not, 4 when no endpoint answered.",
 		Example: "  chordkv put greeting hello\n" +
 			"  chordkv put photo < photo.jpg --consistency all\n" +
-			"  chordkv put greeting hello -o json   # {\"key\":\"greeting\",\"version\":{...}}",
+			"  chordkv put greeting hello -o json   # {\"key\":\"greeting\",\"version\":{...}}\n" +
+			"  printf 'a 1\\nb two words\\n' | chordkv put --batch -o json   # {\"written\":2,\"failed\":0,\"errors\":[]}",
 		Args: func(cmd *cobra.Command, args []string) error {
+			if batch && len(args) > 0 {
+				return usageErrorf("put --batch takes no KEY or VALUE argument: the pairs come from standard input")
+			}
+			if batch {
+				return nil
+			}
 			return withExitCode(ExitUsage, cobra.RangeArgs(1, 2)(cmd, args))
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if batch {
+				return runPutBatch(cmd, opts, &f)
+			}
 			key := args[0]
 			cons, err := f.prepare(key)
 			if err != nil {
@@ -131,6 +148,7 @@ func newPutCmd(opts *clientOptions) *cobra.Command {
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().BoolVar(&batch, "batch", false, "read `KEY VALUE` lines from standard input and write them with MultiPut")
 	return cmd
 }
 
