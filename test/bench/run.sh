@@ -10,7 +10,9 @@
 # connection) and 64 (8 connections), against each with --routing endpoint,
 # and against the ring also with --routing client at 64/8, and prints a
 # markdown report to standard output, with chordkv/ceiling and
-# client/endpoint ratios. Progress and the
+# client/endpoint ratios; then, on the ring at 64/8 with client routing,
+# --batch $BATCH (MultiGet/MultiPut, one RPC per owner) against unbatched.
+# Progress and the
 # nodes' log locations go to standard error. Every process it starts is
 # stopped on exit, Ctrl-C included; every wait is bounded.
 #
@@ -20,6 +22,7 @@
 #   DURATION     measurement per run (default 5s)
 #   KEYS         key space (default 10000)
 #   VALUE_SIZE   bytes per value (default 100)
+#   BATCH        keys per call of the batched runs (default 16)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -30,6 +33,7 @@ BASE_PORT=${BASE_PORT:-7950}
 DURATION=${DURATION:-5s}
 KEYS=${KEYS:-10000}
 VALUE_SIZE=${VALUE_SIZE:-100}
+BATCH=${BATCH:-16}
 HOST=127.0.0.1
 READY_WAIT=60   # seconds for a server or ring to come up
 STOP_GRACE=10   # seconds after SIGTERM before SIGKILL
@@ -147,6 +151,15 @@ for op in "${ops[@]}"; do
 		--keys "$KEYS" --value-size "$VALUE_SIZE" --routing client -o json >"$tmp/ring3client-$op-64.json"
 done
 
+# Batching on the ring at 64/8 with client routing; the client-routed
+# runs above are its baseline.
+for op in "${ops[@]}"; do
+	log "ring3 $op concurrency 64 connections 8, client routing, --batch $BATCH, for $DURATION"
+	timeout "$BENCH_LIMIT" "$BIN" bench --endpoints "$(endpoints_of ring3)" --op "$op" \
+		--concurrency 64 --connections 8 --duration "$DURATION" --batch "$BATCH" \
+		--keys "$KEYS" --value-size "$VALUE_SIZE" --routing client -o json >"$tmp/ring3batch-$op-64.json"
+done
+
 # field TARGET OP C JQ-EXPR
 field() { jq -r "$4" "$tmp/$1-$2-$3.json"; }
 fmt_ops() { field "$@" '.ops_per_sec | floor'; }
@@ -197,4 +210,20 @@ for op in "${ops[@]}"; do
 		"$(fmt_ops ring3 "$op" 64)" "$(fmt_lat ring3 "$op" 64)" "$(fmt_fwd ring3 "$op" 64)" \
 		"$(fmt_ops ring3client "$op" 64)" "$(fmt_lat ring3client "$op" 64)" "$(fmt_fwd ring3client "$op" 64)" \
 		"$(ratio ring3client "$op" 64 ring3)"
+done
+
+cat <<EOF
+
+Batching, 3-node ring r=3, C=64 / K=8, \`--routing client\`: unbatched (the client-routed runs
+above) against \`--batch $BATCH\` (MultiGet/MultiPut of $BATCH random keys, split by owner, one RPC
+per owner). ops/s counts keys in both; batched latency is per RPC (up to $BATCH keys), unbatched per key.
+
+| op | unbatched ops/s | unbatched latency | batched keys/s | batched latency per RPC | batched / unbatched |
+|---|---:|---|---:|---|---:|
+EOF
+for op in "${ops[@]}"; do
+	printf '| %s | %s | %s | %s | %s | %s |\n' "$op" \
+		"$(fmt_ops ring3client "$op" 64)" "$(fmt_lat ring3client "$op" 64)" \
+		"$(fmt_ops ring3batch "$op" 64)" "$(fmt_lat ring3batch "$op" 64)" \
+		"$(ratio ring3batch "$op" 64 ring3client)"
 done
