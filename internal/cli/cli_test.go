@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -21,7 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/chordkv/chordkv/internal/ring"
-	"github.com/chordkv/chordkv/internal/server"
+	"github.com/chordkv/chordkv/internal/servertest"
 )
 
 func envMap(m map[string]string) func(string) (string, bool) {
@@ -155,25 +153,7 @@ func TestJSONShapes(t *testing.T) {
 // startServer runs an in-process node on a loopback port.
 func startServer(t *testing.T, join ...string) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	cfg := server.Config{
-		Listener: lis, Join: join, DataDir: filepath.Join(t.TempDir(), "data"), Successors: 3,
-		StabilizeInterval: 50 * time.Millisecond, CallTimeout: 300 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
-	go func() { done <- server.Run(ctx, cfg) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
-	return lis.Addr().String()
+	return servertest.Start(t, nil, join...)
 }
 
 type result struct {

@@ -5,9 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chordkv/chordkv/internal/server"
+	"github.com/chordkv/chordkv/internal/servertest"
 	"github.com/chordkv/chordkv/internal/tlstest"
 	"github.com/chordkv/chordkv/internal/transport"
 )
@@ -23,26 +21,9 @@ import (
 // certificate of certs.
 func startTLSServer(t *testing.T, certs tlstest.Files, join ...string) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	cfg := server.Config{
-		Listener: lis, Join: join, DataDir: filepath.Join(t.TempDir(), "data"), Successors: 3,
-		StabilizeInterval: 50 * time.Millisecond, CallTimeout: 300 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		TLS:    transport.TLSFiles{Cert: certs.NodeCert, Key: certs.NodeKey, CA: certs.CA},
-	}
-	go func() { done <- server.Run(ctx, cfg) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
-	return lis.Addr().String()
+	return servertest.Start(t, func(cfg *server.Config) {
+		cfg.TLS = transport.TLSFiles{Cert: certs.NodeCert, Key: certs.NodeKey, CA: certs.CA}
+	}, join...)
 }
 
 // TestTLSRing forms a ring whose peers talk mutual TLS and uses it through

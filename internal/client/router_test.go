@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	mrand "math/rand/v2"
 	"net"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -19,7 +16,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/chordkv/chordkv/internal/ring"
-	"github.com/chordkv/chordkv/internal/server"
+	"github.com/chordkv/chordkv/internal/servertest"
 	"github.com/chordkv/chordkv/internal/transport"
 	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
 )
@@ -128,25 +125,7 @@ func TestNoMembersIsNoRoute(t *testing.T) {
 // startNode runs an in-process node on a loopback port.
 func startNode(t *testing.T, join ...string) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	cfg := server.Config{
-		Listener: lis, Join: join, DataDir: filepath.Join(t.TempDir(), "data"), Successors: 3,
-		StabilizeInterval: 50 * time.Millisecond, CallTimeout: 300 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
-	go func() { done <- server.Run(ctx, cfg) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
-	return lis.Addr().String()
+	return servertest.Start(t, nil, join...)
 }
 
 func dialOpts() []grpc.DialOption {
