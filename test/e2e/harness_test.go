@@ -168,6 +168,21 @@ func (c *Cluster) Node(t testing.TB, addr string) *Node {
 	return nil
 }
 
+// adjacentPair returns two nodes that are neighbours on the ring (in SHA-1
+// order), neither of them avoid: what killing "two adjacent nodes" means.
+func (c *Cluster) adjacentPair(t testing.TB, avoid *Node) []*Node {
+	t.Helper()
+	order := newRingOracle(c.Addrs(), c.Successors).order()
+	for i := range order {
+		a, b := c.Node(t, order[i]), c.Node(t, order[(i+1)%len(order)])
+		if a != avoid && b != avoid {
+			return []*Node{a, b}
+		}
+	}
+	t.Fatalf("no two neighbours on the ring avoid %s", avoid.Addr)
+	return nil
+}
+
 // unexpectedExit reports a node that died although the harness did not stop
 // it, so that polls fail at once with the reason instead of at their
 // deadline.

@@ -252,15 +252,7 @@ func TestKV(t *testing.T) {
 	// Two neighbours on the ring (in SHA-1 order), neither the node the
 	// others joined through, hold 2 of the 3 replicas of every key in the
 	// ranges they and their predecessor own.
-	order := newRingOracle(c.Addrs(), c.Successors).order()
-	var victims []*Node
-	for i := range order {
-		a, b := c.Node(t, order[i]), c.Node(t, order[(i+1)%len(order)])
-		if a != all[0] && b != all[0] {
-			victims = []*Node{a, b}
-			break
-		}
-	}
+	victims := c.adjacentPair(t, all[0])
 	survivors := slices.DeleteFunc(slices.Clone(all), func(n *Node) bool { return slices.Contains(victims, n) })
 
 	if !t.Run("kill -9 two neighbours", func(t *testing.T) {

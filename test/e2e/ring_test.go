@@ -98,15 +98,7 @@ func TestRing(t *testing.T) {
 
 	// Kill two nodes that are neighbours on the ring, neither of them the
 	// node the others joined through.
-	order := newRingOracle(c.Addrs(), c.Successors).order()
-	var victims []*Node
-	for i := range order {
-		a, b := c.Node(t, order[i]), c.Node(t, order[(i+1)%len(order)])
-		if a != all[0] && b != all[0] {
-			victims = []*Node{a, b}
-			break
-		}
-	}
+	victims := c.adjacentPair(t, all[0])
 	ids := map[*Node]string{}
 
 	if !t.Run("heal after kill -9", func(t *testing.T) {
