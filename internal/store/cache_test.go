@@ -1,0 +1,121 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/chordkv/chordkv/internal/ring"
+)
+
+// recordingEngine is a memory engine that remembers the sync flag of every
+// write and can be told to fail writes.
+type recordingEngine struct {
+	*memEngine
+	syncs []bool
+	fail  error
+}
+
+func (r *recordingEngine) Write(ops []Op, sync bool) error {
+	r.syncs = append(r.syncs, sync)
+	if r.fail != nil {
+		return r.fail
+	}
+	return r.memEngine.Write(ops, sync)
+}
+
+// TestApplyWritesAreSynced checks the durability contract the version cache
+// must not change: every Apply that writes reaches the engine as one synced
+// batch, whether the old version came from the cache or the engine, so an
+// acknowledged write is durable before Apply returns.
+func TestApplyWritesAreSynced(t *testing.T) {
+	eng := &recordingEngine{memEngine: newMemEngine()}
+	s := mustOpen(t, Options{Engine: eng, Logger: quiet})
+	defer s.Close()
+	mustApply(t, s, put("k", 1, 1, "a"))                 // engine read: absent
+	mustApply(t, s, put("k", 2, 1, "b"))                 // cache hit
+	mustApply(t, s, put("k", 1, 1, "old"))               // loses: no write
+	mustApply(t, s, del("k", 3, 1), put("j", 1, 1, "c")) // one batch
+	if want := []bool{true, true, true}; fmt.Sprint(eng.syncs) != fmt.Sprint(want) {
+		t.Errorf("engine writes synced = %v, want %v", eng.syncs, want)
+	}
+}
+
+// TestVersionCacheForgetsFailedWrites: after a write whose outcome is
+// unknown, the next Apply must read the engine, not trust the version it
+// tried to write.
+func TestVersionCacheForgetsFailedWrites(t *testing.T) {
+	eng := &recordingEngine{memEngine: newMemEngine()}
+	s := mustOpen(t, Options{Engine: eng, Logger: quiet})
+	defer s.Close()
+	mustApply(t, s, put("k", 1, 1, "a"))
+	eng.fail = errors.New("disk on fire")
+	if _, err := s.Apply(put("k", 5, 1, "lost")); err == nil {
+		t.Fatal("Apply over a failing engine: no error")
+	}
+	eng.fail = nil
+	// The engine still holds version 1, so version 3 must win.
+	if got := mustApply(t, s, put("k", 3, 1, "c")); !got[0] {
+		t.Error("write newer than the stored version refused: the cache kept the failed write")
+	}
+	checkAccounting(t, s)
+}
+
+// TestVersionCacheMatchesEngine runs a random mix of writes, deletes,
+// purges and tombstone collection with a one-entry-per-stripe cache (so it
+// evicts all the time), with the default cache and without one, on few
+// enough keys that stripes collide, and checks that every store resolves
+// every write the same way and keeps exact digests and stats.
+func TestVersionCacheMatchesEngine(t *testing.T) {
+	sizes := []int{-1, 1, 0}
+	stores := make([]*Store, len(sizes))
+	for i, n := range sizes {
+		stores[i] = mustOpen(t, Options{InMemory: true, VersionCacheEntries: n, Logger: quiet})
+		defer stores[i].Close()
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for step := range 5000 {
+		key := fmt.Sprintf("key-%d", rng.IntN(600))
+		hlc := uint64(rng.IntN(step + 10))
+		var e Entry
+		switch r := rng.IntN(100); {
+		case r < 1:
+			var a, b ring.ID
+			a[0], b[0] = byte(rng.IntN(256)), byte(rng.IntN(256))
+			for i, s := range stores {
+				if _, err := s.Purge(a, b); err != nil {
+					t.Fatalf("store %d: %v", i, err)
+				}
+			}
+			continue
+		case r < 2:
+			for i, s := range stores {
+				if _, err := s.CollectTombstones(time.UnixMilli(int64(step))); err != nil {
+					t.Fatalf("store %d: %v", i, err)
+				}
+			}
+			continue
+		case r < 25:
+			e = del(key, hlc, byte(rng.IntN(3)))
+		default:
+			e = put(key, hlc, byte(rng.IntN(3)), fmt.Sprint(step))
+		}
+		var want []bool
+		for i, s := range stores {
+			got := mustApply(t, s, e)
+			if i == 0 {
+				want = got
+			} else if got[0] != want[0] {
+				t.Fatalf("step %d: store with cache size %d applied=%v, uncached %v", step, sizes[i], got[0], want[0])
+			}
+		}
+	}
+	for i, s := range stores {
+		checkAccounting(t, s)
+		if s.Stats() != stores[0].Stats() {
+			t.Errorf("store %d: stats %+v, uncached %+v", i, s.Stats(), stores[0].Stats())
+		}
+	}
+}
