@@ -250,7 +250,10 @@ func (s *Store) Apply(entries ...Entry) (applied []bool, err error) {
 	}
 	// Keep the newest entry per key (first of equals); the others lose.
 	cands := make([]pending, 0, len(entries))
-	byKey := make(map[string]int, len(entries)) // key -> index in cands
+	var byKey map[string]int // key -> index in cands; a single entry needs none
+	if len(entries) > 1 {
+		byKey = make(map[string]int, len(entries))
+	}
 	for i := range entries {
 		e := &entries[i]
 		if len(e.Key) == 0 {
@@ -266,38 +269,43 @@ func (s *Store) Apply(entries ...Entry) (applied []bool, err error) {
 			continue
 		}
 		sk := storageKey(e.Key)
-		byKey[string(e.Key)] = len(cands)
+		if byKey != nil {
+			byKey[string(e.Key)] = len(cands)
+		}
 		cands = append(cands, pending{idx: i, sk: sk, pos: ring.ID(sk[:idLen])})
 	}
 
-	locks := make([]int, 0, len(cands)) // locks[i] is cands[i]'s stripe
+	// The common single-key Apply keeps its lock lists on the stack.
+	var lockBuf, heldBuf [4]int
+	locks := lockBuf[:0] // locks[i] is cands[i]'s stripe
 	for _, c := range cands {
 		locks = append(locks, stripeOf(c.pos))
 	}
-	unlock := s.lockStripes(slices.Clone(locks))
-	defer unlock()
+	held := s.lockStripes(append(heldBuf[:0], locks...))
+	defer s.unlockStripes(held)
 
 	type change struct {
 		idx    int
 		key    []byte
 		stripe int
 		bucket int
-		old    *recMeta
+		old    recMeta
+		hasOld bool
 		new    recMeta
 	}
 	ops := make([]Op, 0, len(cands))
 	changes := make([]change, 0, len(cands))
 	for i, c := range cands {
 		e := &entries[c.idx]
-		old, err := s.stored(locks[i], c.sk)
+		old, hasOld, err := s.stored(locks[i], c.sk)
 		if err != nil {
 			return applied, fmt.Errorf("store: apply %q: %w", e.Key, err)
 		}
-		if old != nil && !e.Version.After(old.ver) {
+		if hasOld && !e.Version.After(old.ver) {
 			continue
 		}
 		ops = append(ops, Op{Key: c.sk, Value: encodeValue(e)})
-		changes = append(changes, change{idx: c.idx, key: e.Key, stripe: locks[i], bucket: BucketOf(c.pos), old: old, new: metaOf(c.sk, e)})
+		changes = append(changes, change{idx: c.idx, key: e.Key, stripe: locks[i], bucket: BucketOf(c.pos), old: old, hasOld: hasOld, new: metaOf(c.sk, e)})
 	}
 	if len(ops) == 0 {
 		return applied, nil
@@ -314,27 +322,31 @@ func (s *Store) Apply(entries ...Entry) (applied []bool, err error) {
 		s.stripes[ch.stripe].remember(ch.key, ch.new, s.perStripe)
 	}
 	s.acctMu.Lock()
-	for _, ch := range changes {
-		s.accountLocked(ch.bucket, ch.old, &ch.new)
+	for i := range changes {
+		ch := &changes[i]
+		var old *recMeta
+		if ch.hasOld {
+			old = &ch.old
+		}
+		s.accountLocked(ch.bucket, old, &ch.new)
 		applied[ch.idx] = true
 	}
 	s.acctMu.Unlock()
 	return applied, nil
 }
 
-// stored returns the metadata of the record stored under sk, nil if absent,
-// from the stripe's version cache when it has it and from the engine
-// otherwise. The caller holds the stripe's lock.
-func (s *Store) stored(stripe int, sk []byte) (*recMeta, error) {
+// stored returns the metadata of the record stored under sk (ok is false if
+// there is none), from the stripe's version cache when it has it and from
+// the engine otherwise. The caller holds the stripe's lock.
+func (s *Store) stored(stripe int, sk []byte) (m recMeta, ok bool, err error) {
 	if m, ok := s.stripes[stripe].lookup(sk[idLen:]); ok {
-		return &m, nil
+		return m, true, nil
 	}
 	e, err := s.current(sk)
 	if err != nil || e == nil {
-		return nil, err
+		return recMeta{}, false, err
 	}
-	m := metaOf(sk, e)
-	return &m, nil
+	return metaOf(sk, e), true, nil
 }
 
 // current returns the decoded entry stored under sk, nil if absent. An
@@ -355,17 +367,20 @@ func (s *Store) current(sk []byte) (*Entry, error) {
 }
 
 // lockStripes locks the given stripes in ascending order, so that two
-// multi-key Apply calls cannot deadlock, and returns the unlock function.
-func (s *Store) lockStripes(idx []int) (unlock func()) {
+// multi-key Apply calls cannot deadlock. It sorts idx in place and returns
+// the distinct stripes it locked, for unlockStripes.
+func (s *Store) lockStripes(idx []int) (held []int) {
 	slices.Sort(idx)
 	idx = slices.Compact(idx)
 	for _, i := range idx {
 		s.stripes[i].Lock()
 	}
-	return func() {
-		for _, i := range idx {
-			s.stripes[i].Unlock()
-		}
+	return idx
+}
+
+func (s *Store) unlockStripes(held []int) {
+	for _, i := range held {
+		s.stripes[i].Unlock()
 	}
 }
 
@@ -541,16 +556,15 @@ func (s *Store) removeWhere(a, b ring.ID, pred func(*Entry) bool) (int, error) {
 		for i, c := range cands {
 			locks[i] = stripeOf(c.pos)
 		}
-		unlock := s.lockStripes(slices.Clone(locks))
-		defer unlock()
+		defer s.unlockStripes(s.lockStripes(slices.Clone(locks)))
 		ops := make([]Op, 0, len(cands))
-		olds := make([]*recMeta, 0, len(cands))
+		olds := make([]recMeta, 0, len(cands))
 		for i, c := range cands {
-			old, err := s.stored(locks[i], c.sk)
+			old, ok, err := s.stored(locks[i], c.sk)
 			if err != nil {
 				return err
 			}
-			if old == nil || old.ver != c.ver {
+			if !ok || old.ver != c.ver {
 				continue // rewritten meanwhile: keep
 			}
 			ops = append(ops, Op{Key: c.sk, Delete: true})
@@ -568,7 +582,7 @@ func (s *Store) removeWhere(a, b ring.ID, pred func(*Entry) bool) (int, error) {
 		}
 		s.acctMu.Lock()
 		for i, op := range ops {
-			s.accountLocked(BucketOf(ring.ID(op.Key[:idLen])), olds[i], nil)
+			s.accountLocked(BucketOf(ring.ID(op.Key[:idLen])), &olds[i], nil)
 		}
 		s.acctMu.Unlock()
 		removed += len(ops)
