@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -49,6 +50,7 @@ func openPebble(c pebbleConfig) (*pebbleEngine, error) {
 	if c.fs != nil {
 		opts.FS = c.fs
 	}
+	opts.EventListener = stallLogger(c.logger)
 	db, err := pebble.Open(c.dir, opts)
 	if err != nil {
 		return nil, err
@@ -138,6 +140,31 @@ func (p *pebbleEngine) Close() error {
 	}
 	p.closed = true
 	return p.db.Close()
+}
+
+// stallLogger reports Pebble's write stalls (every write waits until a
+// flush or compaction catches up): a stall holds up every synced Apply in
+// flight, so it shows as a latency spike that the operator should be able
+// to explain from the log.
+func stallLogger(log *slog.Logger) *pebble.EventListener {
+	var (
+		mu    sync.Mutex
+		start time.Time
+	)
+	return &pebble.EventListener{
+		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
+			mu.Lock()
+			start = time.Now()
+			mu.Unlock()
+			log.Warn("write stall", "component", "pebble", "reason", info.Reason)
+		},
+		WriteStallEnd: func() {
+			mu.Lock()
+			took := time.Since(start)
+			mu.Unlock()
+			log.Info("write stall over", "component", "pebble", "took", took)
+		},
+	}
 }
 
 // pebbleLogger routes Pebble's messages to slog. Pebble's informational
