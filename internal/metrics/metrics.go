@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -55,6 +56,17 @@ type Metrics struct {
 	stabilize       *prometheus.CounterVec
 	handoff         *prometheus.CounterVec
 	grpc            *grpcprom.ServerMetrics
+	// byMethod holds, per KV method, the series every request of it
+	// touches, resolved once: a label lookup per request hashes the label
+	// values and takes the vector's lock, on the path of every client call.
+	byMethod map[string]opSeries
+}
+
+// opSeries is one KV operation's pre-resolved series.
+type opSeries struct {
+	op       string
+	duration prometheus.Observer
+	ok       prometheus.Counter
 }
 
 var (
@@ -103,9 +115,13 @@ func New(log *slog.Logger) *Metrics {
 			grpcprom.WithServerHandlingTimeHistogram(grpcprom.WithHistogramBuckets(latencyBuckets)),
 		),
 	}
-	for _, op := range kvOps {
-		m.requests.WithLabelValues(op, "OK")
-		m.requestDuration.WithLabelValues(op)
+	m.byMethod = make(map[string]opSeries, len(kvOps))
+	for method, op := range kvOps {
+		m.byMethod[method] = opSeries{
+			op:       op,
+			duration: m.requestDuration.WithLabelValues(op),
+			ok:       m.requests.WithLabelValues(op, codes.OK.String()),
+		}
 	}
 	m.stabilize.WithLabelValues("ok")
 	m.stabilize.WithLabelValues("error")
@@ -168,14 +184,18 @@ func (m *Metrics) InitializeGRPC(s *grpc.Server) { m.grpc.InitializeMetrics(s) }
 // counts every client request once. The gRPC middleware's families count
 // every RPC, forwarded ones included.
 func (m *Metrics) countRequests(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	op, ok := kvOps[info.FullMethod]
+	series, ok := m.byMethod[info.FullMethod]
 	if !ok || forwarded(ctx) {
 		return handler(ctx, req)
 	}
 	start := time.Now()
 	resp, err := handler(ctx, req)
-	m.requestDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
-	m.requests.WithLabelValues(op, status.Code(err).String()).Inc()
+	series.duration.Observe(time.Since(start).Seconds())
+	if code := status.Code(err); code == codes.OK {
+		series.ok.Inc()
+	} else {
+		m.requests.WithLabelValues(series.op, code.String()).Inc()
+	}
 	return resp, err
 }
 
