@@ -38,6 +38,16 @@ func (n *Node) PutMany(ctx context.Context, items []Item, c Consistency, forward
 	return n.many(ctx, OpPut, items, c, forwarded)
 }
 
+// DeleteMany deletes a batch of keys, each as Delete would, with PutMany's
+// grouping; results[i] answers keys[i] with the tombstone's version.
+func (n *Node) DeleteMany(ctx context.Context, keys [][]byte, c Consistency, forwarded bool) []Result {
+	items := make([]Item, len(keys))
+	for i, k := range keys {
+		items[i].Key = k
+	}
+	return n.many(ctx, OpDelete, items, c, forwarded)
+}
+
 // ownerGroup is the items of a batch one other node owns.
 type ownerGroup struct {
 	owner chord.Peer

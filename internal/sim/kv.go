@@ -180,6 +180,13 @@ func (e kvEndpoint) ForwardMany(ctx context.Context, to chord.Peer, op kv.Op, it
 		}
 		return k.KV.GetMany(ctx, keys, c, true), nil
 	}
+	if op == kv.OpDelete {
+		keys := make([][]byte, len(items))
+		for i, it := range items {
+			keys[i] = it.Key
+		}
+		return k.KV.DeleteMany(ctx, keys, c, true), nil
+	}
 	return k.KV.PutMany(ctx, items, c, true), nil
 }
 

@@ -387,6 +387,14 @@ func (f *fakeKV) PutMany(ctx context.Context, items []kv.Item, c kv.Consistency,
 	}
 	return out
 }
+func (f *fakeKV) DeleteMany(ctx context.Context, keys [][]byte, c kv.Consistency, fwd bool) []kv.Result {
+	out := make([]kv.Result, len(keys))
+	for i, k := range keys {
+		out[i].Entry = store.Entry{Key: k, Tombstone: true}
+		out[i].Entry.Version, out[i].Err = f.Delete(ctx, k, c, fwd)
+	}
+	return out
+}
 func (f *fakeKV) ApplyLocal([]store.Entry) (int, error)                    { return 0, f.err }
 func (f *fakeKV) ReadLocal([]byte) (store.Entry, bool, error)              { return store.Entry{}, false, f.err }
 func (f *fakeKV) IsMember() bool                                           { return f.member }

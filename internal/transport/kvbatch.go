@@ -135,9 +135,39 @@ func (s *KVServer) MultiPut(ctx context.Context, req *pb.MultiPutRequest) (*pb.M
 	defer cancel()
 	got := s.node.PutMany(ctx, items, cons, fwd)
 	reportBatchOwner(ctx, got)
-	results := make([]*pb.PutResult, len(items))
+	keys := make([][]byte, len(items))
+	for i, it := range items {
+		keys[i] = it.Key
+	}
+	return &pb.MultiPutResponse{Results: writeResults(keys, got)}, nil
+}
+
+// MultiDelete implements pb.KVServer like MultiPut.
+func (s *KVServer) MultiDelete(ctx context.Context, req *pb.MultiDeleteRequest) (*pb.MultiDeleteResponse, error) {
+	keys := req.GetKeys()
+	keyBytes := 0
+	for _, k := range keys {
+		keyBytes += len(k)
+	}
+	if err := checkBatch(len(keys), keyBytes); err != nil {
+		return nil, err
+	}
+	ctx, cancel, cons, fwd, err := s.clientRequest(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	got := s.node.DeleteMany(ctx, keys, cons, fwd)
+	reportBatchOwner(ctx, got)
+	return &pb.MultiDeleteResponse{Results: writeResults(keys, got)}, nil
+}
+
+// writeResults is a batch of writes' answers, in request order; each echoes
+// its key, refused ones included.
+func writeResults(keys [][]byte, got []kv.Result) []*pb.PutResult {
+	results := make([]*pb.PutResult, len(got))
 	for i, g := range got {
-		r := &pb.PutResult{Key: items[i].Key}
+		r := &pb.PutResult{Key: keys[i]}
 		results[i] = r
 		if g.Err != nil {
 			r.Error = itemError(g.Err)
@@ -145,5 +175,5 @@ func (s *KVServer) MultiPut(ctx context.Context, req *pb.MultiPutRequest) (*pb.M
 		}
 		r.Version = EncodeVersion(g.Entry.Version)
 	}
-	return &pb.MultiPutResponse{Results: results}, nil
+	return results
 }

@@ -230,10 +230,19 @@ func (c *Client) ForwardMany(ctx context.Context, to chord.Peer, op kv.Op, items
 			if err != nil {
 				return err
 			}
-			return decodeBatchResults(to.Addr, items, resp.GetResults(), out, func(r *pb.PutResult, res *kv.Result) error {
-				v, err := DecodeVersion(r.GetVersion())
-				res.Entry.Version = v
+			return decodeBatchResults(to.Addr, items, resp.GetResults(), out, decodeWriteResult)
+		case kv.OpDelete:
+			keys := make([][]byte, len(items))
+			for i, it := range items {
+				keys[i] = it.Key
+			}
+			resp, err := client.MultiDelete(ctx, &pb.MultiDeleteRequest{Keys: keys, Consistency: encodeConsistency(cons)})
+			if err != nil {
 				return err
+			}
+			return decodeBatchResults(to.Addr, items, resp.GetResults(), out, func(r *pb.PutResult, res *kv.Result) error {
+				res.Entry.Tombstone = true
+				return decodeWriteResult(r, res)
 			})
 		}
 		return fmt.Errorf("no batch form of %s", op)
@@ -242,6 +251,13 @@ func (c *Client) ForwardMany(ctx context.Context, to chord.Peer, op kv.Op, items
 		return nil, fromKVStatus(to.Addr, err)
 	}
 	return out, nil
+}
+
+// decodeWriteResult takes the version of a MultiPut or MultiDelete item.
+func decodeWriteResult(r *pb.PutResult, res *kv.Result) error {
+	v, err := DecodeVersion(r.GetVersion())
+	res.Entry.Version = v
+	return err
 }
 
 // batchResult is a MultiGet or MultiPut item's result.

@@ -42,6 +42,7 @@ type KVNode interface {
 	Delete(ctx context.Context, key []byte, c kv.Consistency, forwarded bool) (store.Version, error)
 	GetMany(ctx context.Context, keys [][]byte, c kv.Consistency, forwarded bool) []kv.Result
 	PutMany(ctx context.Context, items []kv.Item, c kv.Consistency, forwarded bool) []kv.Result
+	DeleteMany(ctx context.Context, keys [][]byte, c kv.Consistency, forwarded bool) []kv.Result
 	ApplyLocal(entries []store.Entry) (int, error)
 	ReadLocal(key []byte) (store.Entry, bool, error)
 }

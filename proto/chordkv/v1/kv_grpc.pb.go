@@ -24,11 +24,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	KV_Get_FullMethodName      = "/chordkv.v1.KV/Get"
-	KV_Put_FullMethodName      = "/chordkv.v1.KV/Put"
-	KV_Delete_FullMethodName   = "/chordkv.v1.KV/Delete"
-	KV_MultiGet_FullMethodName = "/chordkv.v1.KV/MultiGet"
-	KV_MultiPut_FullMethodName = "/chordkv.v1.KV/MultiPut"
+	KV_Get_FullMethodName         = "/chordkv.v1.KV/Get"
+	KV_Put_FullMethodName         = "/chordkv.v1.KV/Put"
+	KV_Delete_FullMethodName      = "/chordkv.v1.KV/Delete"
+	KV_MultiGet_FullMethodName    = "/chordkv.v1.KV/MultiGet"
+	KV_MultiPut_FullMethodName    = "/chordkv.v1.KV/MultiPut"
+	KV_MultiDelete_FullMethodName = "/chordkv.v1.KV/MultiDelete"
 )
 
 // KVClient is the client API for KV service.
@@ -54,6 +55,9 @@ type KVClient interface {
 	// reporting and caps. Items are independent writes: there is no
 	// atomicity across them.
 	MultiPut(ctx context.Context, in *MultiPutRequest, opts ...grpc.CallOption) (*MultiPutResponse, error)
+	// MultiDelete writes tombstones under many keys in one call, with
+	// MultiPut's per-item results and caps; deleting a missing key succeeds.
+	MultiDelete(ctx context.Context, in *MultiDeleteRequest, opts ...grpc.CallOption) (*MultiDeleteResponse, error)
 }
 
 type kVClient struct {
@@ -114,6 +118,16 @@ func (c *kVClient) MultiPut(ctx context.Context, in *MultiPutRequest, opts ...gr
 	return out, nil
 }
 
+func (c *kVClient) MultiDelete(ctx context.Context, in *MultiDeleteRequest, opts ...grpc.CallOption) (*MultiDeleteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MultiDeleteResponse)
+	err := c.cc.Invoke(ctx, KV_MultiDelete_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KVServer is the server API for KV service.
 // All implementations must embed UnimplementedKVServer
 // for forward compatibility.
@@ -137,6 +151,9 @@ type KVServer interface {
 	// reporting and caps. Items are independent writes: there is no
 	// atomicity across them.
 	MultiPut(context.Context, *MultiPutRequest) (*MultiPutResponse, error)
+	// MultiDelete writes tombstones under many keys in one call, with
+	// MultiPut's per-item results and caps; deleting a missing key succeeds.
+	MultiDelete(context.Context, *MultiDeleteRequest) (*MultiDeleteResponse, error)
 	mustEmbedUnimplementedKVServer()
 }
 
@@ -161,6 +178,9 @@ func (UnimplementedKVServer) MultiGet(context.Context, *MultiGetRequest) (*Multi
 }
 func (UnimplementedKVServer) MultiPut(context.Context, *MultiPutRequest) (*MultiPutResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MultiPut not implemented")
+}
+func (UnimplementedKVServer) MultiDelete(context.Context, *MultiDeleteRequest) (*MultiDeleteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MultiDelete not implemented")
 }
 func (UnimplementedKVServer) mustEmbedUnimplementedKVServer() {}
 func (UnimplementedKVServer) testEmbeddedByValue()            {}
@@ -273,6 +293,24 @@ func _KV_MultiPut_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KV_MultiDelete_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MultiDeleteRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).MultiDelete(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_MultiDelete_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).MultiDelete(ctx, req.(*MultiDeleteRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KV_ServiceDesc is the grpc.ServiceDesc for KV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -299,6 +337,10 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MultiPut",
 			Handler:    _KV_MultiPut_Handler,
+		},
+		{
+			MethodName: "MultiDelete",
+			Handler:    _KV_MultiDelete_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
