@@ -406,3 +406,17 @@ EOF2
 		done
 	done
 fi
+
+# Runs with errors, with the first error each saw, so a report with errors
+# says what they were (chordkv bench keeps its first error in first_error).
+with_errors=$(jq -r 'select(.errors > 0) | "| \(input_filename | sub(".*/"; "") | sub("\\.json$"; "")) | \(.errors) | \(.first_error // "" | gsub("\\|"; "/")) |"' "$tmp"/*.json)
+if [ -n "$with_errors" ]; then
+	cat <<EOF2
+
+Runs with errors (file name: target-op-concurrency, or -bBATCH):
+
+| run | errors | first error |
+|---|---:|---|
+$with_errors
+EOF2
+fi
