@@ -1085,6 +1085,95 @@ func (x *ReadResponse) GetEntry() *Entry {
 	return nil
 }
 
+type ReadManyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          [][]byte               `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadManyRequest) Reset() {
+	*x = ReadManyRequest{}
+	mi := &file_chordkv_v1_kv_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadManyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadManyRequest) ProtoMessage() {}
+
+func (x *ReadManyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chordkv_v1_kv_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadManyRequest.ProtoReflect.Descriptor instead.
+func (*ReadManyRequest) Descriptor() ([]byte, []int) {
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ReadManyRequest) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type ReadManyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results[i] answers keys[i]; there may be fewer results than keys.
+	Results       []*ReadResponse `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadManyResponse) Reset() {
+	*x = ReadManyResponse{}
+	mi := &file_chordkv_v1_kv_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadManyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadManyResponse) ProtoMessage() {}
+
+func (x *ReadManyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chordkv_v1_kv_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadManyResponse.ProtoReflect.Descriptor instead.
+func (*ReadManyResponse) Descriptor() ([]byte, []int) {
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ReadManyResponse) GetResults() []*ReadResponse {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 type DigestsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	From          []byte                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
@@ -1095,7 +1184,7 @@ type DigestsRequest struct {
 
 func (x *DigestsRequest) Reset() {
 	*x = DigestsRequest{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[19]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1196,7 @@ func (x *DigestsRequest) String() string {
 func (*DigestsRequest) ProtoMessage() {}
 
 func (x *DigestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[19]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1209,7 @@ func (x *DigestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestsRequest.ProtoReflect.Descriptor instead.
 func (*DigestsRequest) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{19}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DigestsRequest) GetFrom() []byte {
@@ -1147,7 +1236,7 @@ type BucketDigest struct {
 
 func (x *BucketDigest) Reset() {
 	*x = BucketDigest{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[20]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1248,7 @@ func (x *BucketDigest) String() string {
 func (*BucketDigest) ProtoMessage() {}
 
 func (x *BucketDigest) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[20]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1261,7 @@ func (x *BucketDigest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketDigest.ProtoReflect.Descriptor instead.
 func (*BucketDigest) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{20}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *BucketDigest) GetBucket() uint32 {
@@ -1198,7 +1287,7 @@ type DigestsResponse struct {
 
 func (x *DigestsResponse) Reset() {
 	*x = DigestsResponse{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[21]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1299,7 @@ func (x *DigestsResponse) String() string {
 func (*DigestsResponse) ProtoMessage() {}
 
 func (x *DigestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[21]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1312,7 @@ func (x *DigestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestsResponse.ProtoReflect.Descriptor instead.
 func (*DigestsResponse) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{21}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DigestsResponse) GetDigests() []*BucketDigest {
@@ -1244,7 +1333,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[22]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1345,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[22]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1358,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{22}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FetchRequest) GetFrom() []byte {
@@ -1302,7 +1391,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[23]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1403,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[23]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1416,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{23}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FetchResponse) GetEntries() []*Entry {
@@ -1401,7 +1490,11 @@ const file_chordkv_v1_kv_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\fR\x03key\"M\n" +
 	"\fReadResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12'\n" +
-	"\x05entry\x18\x02 \x01(\v2\x11.chordkv.v1.EntryR\x05entry\"4\n" +
+	"\x05entry\x18\x02 \x01(\v2\x11.chordkv.v1.EntryR\x05entry\"%\n" +
+	"\x0fReadManyRequest\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\fR\x04keys\"F\n" +
+	"\x10ReadManyResponse\x122\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.chordkv.v1.ReadResponseR\aresults\"4\n" +
 	"\x0eDigestsRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\fR\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\fR\x02to\">\n" +
@@ -1426,10 +1519,11 @@ const file_chordkv_v1_kv_proto_rawDesc = "" +
 	"\x03Put\x12\x16.chordkv.v1.PutRequest\x1a\x17.chordkv.v1.PutResponse\x12?\n" +
 	"\x06Delete\x12\x19.chordkv.v1.DeleteRequest\x1a\x1a.chordkv.v1.DeleteResponse\x12E\n" +
 	"\bMultiGet\x12\x1b.chordkv.v1.MultiGetRequest\x1a\x1c.chordkv.v1.MultiGetResponse\x12E\n" +
-	"\bMultiPut\x12\x1b.chordkv.v1.MultiPutRequest\x1a\x1c.chordkv.v1.MultiPutResponse2\x86\x02\n" +
+	"\bMultiPut\x12\x1b.chordkv.v1.MultiPutRequest\x1a\x1c.chordkv.v1.MultiPutResponse2\xcd\x02\n" +
 	"\aReplica\x12<\n" +
 	"\x05Apply\x12\x18.chordkv.v1.ApplyRequest\x1a\x19.chordkv.v1.ApplyResponse\x129\n" +
-	"\x04Read\x12\x17.chordkv.v1.ReadRequest\x1a\x18.chordkv.v1.ReadResponse\x12B\n" +
+	"\x04Read\x12\x17.chordkv.v1.ReadRequest\x1a\x18.chordkv.v1.ReadResponse\x12E\n" +
+	"\bReadMany\x12\x1b.chordkv.v1.ReadManyRequest\x1a\x1c.chordkv.v1.ReadManyResponse\x12B\n" +
 	"\aDigests\x12\x1a.chordkv.v1.DigestsRequest\x1a\x1b.chordkv.v1.DigestsResponse\x12>\n" +
 	"\x05Fetch\x12\x18.chordkv.v1.FetchRequest\x1a\x19.chordkv.v1.FetchResponse0\x01B7Z5github.com/chordkv/chordkv/proto/chordkv/v1;chordkvv1b\x06proto3"
 
@@ -1446,7 +1540,7 @@ func file_chordkv_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_chordkv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_chordkv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_chordkv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_chordkv_v1_kv_proto_goTypes = []any{
 	(Consistency)(0),         // 0: chordkv.v1.Consistency
 	(*Version)(nil),          // 1: chordkv.v1.Version
@@ -1468,11 +1562,13 @@ var file_chordkv_v1_kv_proto_goTypes = []any{
 	(*ApplyResponse)(nil),    // 17: chordkv.v1.ApplyResponse
 	(*ReadRequest)(nil),      // 18: chordkv.v1.ReadRequest
 	(*ReadResponse)(nil),     // 19: chordkv.v1.ReadResponse
-	(*DigestsRequest)(nil),   // 20: chordkv.v1.DigestsRequest
-	(*BucketDigest)(nil),     // 21: chordkv.v1.BucketDigest
-	(*DigestsResponse)(nil),  // 22: chordkv.v1.DigestsResponse
-	(*FetchRequest)(nil),     // 23: chordkv.v1.FetchRequest
-	(*FetchResponse)(nil),    // 24: chordkv.v1.FetchResponse
+	(*ReadManyRequest)(nil),  // 20: chordkv.v1.ReadManyRequest
+	(*ReadManyResponse)(nil), // 21: chordkv.v1.ReadManyResponse
+	(*DigestsRequest)(nil),   // 22: chordkv.v1.DigestsRequest
+	(*BucketDigest)(nil),     // 23: chordkv.v1.BucketDigest
+	(*DigestsResponse)(nil),  // 24: chordkv.v1.DigestsResponse
+	(*FetchRequest)(nil),     // 25: chordkv.v1.FetchRequest
+	(*FetchResponse)(nil),    // 26: chordkv.v1.FetchResponse
 }
 var file_chordkv_v1_kv_proto_depIdxs = []int32{
 	0,  // 0: chordkv.v1.GetRequest.consistency:type_name -> chordkv.v1.Consistency
@@ -1491,31 +1587,34 @@ var file_chordkv_v1_kv_proto_depIdxs = []int32{
 	1,  // 13: chordkv.v1.Entry.version:type_name -> chordkv.v1.Version
 	15, // 14: chordkv.v1.ApplyRequest.entries:type_name -> chordkv.v1.Entry
 	15, // 15: chordkv.v1.ReadResponse.entry:type_name -> chordkv.v1.Entry
-	21, // 16: chordkv.v1.DigestsResponse.digests:type_name -> chordkv.v1.BucketDigest
-	15, // 17: chordkv.v1.FetchResponse.entries:type_name -> chordkv.v1.Entry
-	2,  // 18: chordkv.v1.KV.Get:input_type -> chordkv.v1.GetRequest
-	4,  // 19: chordkv.v1.KV.Put:input_type -> chordkv.v1.PutRequest
-	6,  // 20: chordkv.v1.KV.Delete:input_type -> chordkv.v1.DeleteRequest
-	8,  // 21: chordkv.v1.KV.MultiGet:input_type -> chordkv.v1.MultiGetRequest
-	12, // 22: chordkv.v1.KV.MultiPut:input_type -> chordkv.v1.MultiPutRequest
-	16, // 23: chordkv.v1.Replica.Apply:input_type -> chordkv.v1.ApplyRequest
-	18, // 24: chordkv.v1.Replica.Read:input_type -> chordkv.v1.ReadRequest
-	20, // 25: chordkv.v1.Replica.Digests:input_type -> chordkv.v1.DigestsRequest
-	23, // 26: chordkv.v1.Replica.Fetch:input_type -> chordkv.v1.FetchRequest
-	3,  // 27: chordkv.v1.KV.Get:output_type -> chordkv.v1.GetResponse
-	5,  // 28: chordkv.v1.KV.Put:output_type -> chordkv.v1.PutResponse
-	7,  // 29: chordkv.v1.KV.Delete:output_type -> chordkv.v1.DeleteResponse
-	10, // 30: chordkv.v1.KV.MultiGet:output_type -> chordkv.v1.MultiGetResponse
-	14, // 31: chordkv.v1.KV.MultiPut:output_type -> chordkv.v1.MultiPutResponse
-	17, // 32: chordkv.v1.Replica.Apply:output_type -> chordkv.v1.ApplyResponse
-	19, // 33: chordkv.v1.Replica.Read:output_type -> chordkv.v1.ReadResponse
-	22, // 34: chordkv.v1.Replica.Digests:output_type -> chordkv.v1.DigestsResponse
-	24, // 35: chordkv.v1.Replica.Fetch:output_type -> chordkv.v1.FetchResponse
-	27, // [27:36] is the sub-list for method output_type
-	18, // [18:27] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	19, // 16: chordkv.v1.ReadManyResponse.results:type_name -> chordkv.v1.ReadResponse
+	23, // 17: chordkv.v1.DigestsResponse.digests:type_name -> chordkv.v1.BucketDigest
+	15, // 18: chordkv.v1.FetchResponse.entries:type_name -> chordkv.v1.Entry
+	2,  // 19: chordkv.v1.KV.Get:input_type -> chordkv.v1.GetRequest
+	4,  // 20: chordkv.v1.KV.Put:input_type -> chordkv.v1.PutRequest
+	6,  // 21: chordkv.v1.KV.Delete:input_type -> chordkv.v1.DeleteRequest
+	8,  // 22: chordkv.v1.KV.MultiGet:input_type -> chordkv.v1.MultiGetRequest
+	12, // 23: chordkv.v1.KV.MultiPut:input_type -> chordkv.v1.MultiPutRequest
+	16, // 24: chordkv.v1.Replica.Apply:input_type -> chordkv.v1.ApplyRequest
+	18, // 25: chordkv.v1.Replica.Read:input_type -> chordkv.v1.ReadRequest
+	20, // 26: chordkv.v1.Replica.ReadMany:input_type -> chordkv.v1.ReadManyRequest
+	22, // 27: chordkv.v1.Replica.Digests:input_type -> chordkv.v1.DigestsRequest
+	25, // 28: chordkv.v1.Replica.Fetch:input_type -> chordkv.v1.FetchRequest
+	3,  // 29: chordkv.v1.KV.Get:output_type -> chordkv.v1.GetResponse
+	5,  // 30: chordkv.v1.KV.Put:output_type -> chordkv.v1.PutResponse
+	7,  // 31: chordkv.v1.KV.Delete:output_type -> chordkv.v1.DeleteResponse
+	10, // 32: chordkv.v1.KV.MultiGet:output_type -> chordkv.v1.MultiGetResponse
+	14, // 33: chordkv.v1.KV.MultiPut:output_type -> chordkv.v1.MultiPutResponse
+	17, // 34: chordkv.v1.Replica.Apply:output_type -> chordkv.v1.ApplyResponse
+	19, // 35: chordkv.v1.Replica.Read:output_type -> chordkv.v1.ReadResponse
+	21, // 36: chordkv.v1.Replica.ReadMany:output_type -> chordkv.v1.ReadManyResponse
+	24, // 37: chordkv.v1.Replica.Digests:output_type -> chordkv.v1.DigestsResponse
+	26, // 38: chordkv.v1.Replica.Fetch:output_type -> chordkv.v1.FetchResponse
+	29, // [29:39] is the sub-list for method output_type
+	19, // [19:29] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_chordkv_v1_kv_proto_init() }
@@ -1529,7 +1628,7 @@ func file_chordkv_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chordkv_v1_kv_proto_rawDesc), len(file_chordkv_v1_kv_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -306,10 +306,11 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Replica_Apply_FullMethodName   = "/chordkv.v1.Replica/Apply"
-	Replica_Read_FullMethodName    = "/chordkv.v1.Replica/Read"
-	Replica_Digests_FullMethodName = "/chordkv.v1.Replica/Digests"
-	Replica_Fetch_FullMethodName   = "/chordkv.v1.Replica/Fetch"
+	Replica_Apply_FullMethodName    = "/chordkv.v1.Replica/Apply"
+	Replica_Read_FullMethodName     = "/chordkv.v1.Replica/Read"
+	Replica_ReadMany_FullMethodName = "/chordkv.v1.Replica/ReadMany"
+	Replica_Digests_FullMethodName  = "/chordkv.v1.Replica/Digests"
+	Replica_Fetch_FullMethodName    = "/chordkv.v1.Replica/Fetch"
 )
 
 // ReplicaClient is the client API for Replica service.
@@ -322,6 +323,11 @@ type ReplicaClient interface {
 	Apply(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
 	// Read returns this replica's entry for key, tombstones included.
 	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error)
+	// ReadMany is Read for several keys at once: a coordinator merges the
+	// replica reads of concurrent requests into one call. The response
+	// answers the keys in order, but may answer only a prefix of them (never
+	// none) to keep its size bounded; the caller asks again for the rest.
+	ReadMany(ctx context.Context, in *ReadManyRequest, opts ...grpc.CallOption) (*ReadManyResponse, error)
 	// Digests returns the digest of every bucket overlapping the ring interval
 	// (from, to], restricted to entries inside it. Replicas that agree
 	// exchange only this.
@@ -353,6 +359,16 @@ func (c *replicaClient) Read(ctx context.Context, in *ReadRequest, opts ...grpc.
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ReadResponse)
 	err := c.cc.Invoke(ctx, Replica_Read_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *replicaClient) ReadMany(ctx context.Context, in *ReadManyRequest, opts ...grpc.CallOption) (*ReadManyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReadManyResponse)
+	err := c.cc.Invoke(ctx, Replica_ReadMany_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -398,6 +414,11 @@ type ReplicaServer interface {
 	Apply(context.Context, *ApplyRequest) (*ApplyResponse, error)
 	// Read returns this replica's entry for key, tombstones included.
 	Read(context.Context, *ReadRequest) (*ReadResponse, error)
+	// ReadMany is Read for several keys at once: a coordinator merges the
+	// replica reads of concurrent requests into one call. The response
+	// answers the keys in order, but may answer only a prefix of them (never
+	// none) to keep its size bounded; the caller asks again for the rest.
+	ReadMany(context.Context, *ReadManyRequest) (*ReadManyResponse, error)
 	// Digests returns the digest of every bucket overlapping the ring interval
 	// (from, to], restricted to entries inside it. Replicas that agree
 	// exchange only this.
@@ -420,6 +441,9 @@ func (UnimplementedReplicaServer) Apply(context.Context, *ApplyRequest) (*ApplyR
 }
 func (UnimplementedReplicaServer) Read(context.Context, *ReadRequest) (*ReadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Read not implemented")
+}
+func (UnimplementedReplicaServer) ReadMany(context.Context, *ReadManyRequest) (*ReadManyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReadMany not implemented")
 }
 func (UnimplementedReplicaServer) Digests(context.Context, *DigestsRequest) (*DigestsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Digests not implemented")
@@ -484,6 +508,24 @@ func _Replica_Read_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Replica_ReadMany_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReadManyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicaServer).ReadMany(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Replica_ReadMany_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicaServer).ReadMany(ctx, req.(*ReadManyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Replica_Digests_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(DigestsRequest)
 	if err := dec(in); err != nil {
@@ -527,6 +569,10 @@ var Replica_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Read",
 			Handler:    _Replica_Read_Handler,
+		},
+		{
+			MethodName: "ReadMany",
+			Handler:    _Replica_ReadMany_Handler,
 		},
 		{
 			MethodName: "Digests",
