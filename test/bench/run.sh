@@ -245,7 +245,7 @@ if [ -n "$ghz" ]; then
 			timeout "$BENCH_LIMIT" "$ghz" --insecure --proto proto/chordkv/v1/kv.proto \
 				--call "chordkv.v1.KV/$method" --data-file "$tmp/ghz-data-$op.req" \
 				-c 64 --connections 8 -n "$GHZ_COUNT" --format json "$(endpoints_of "$t")" \
-				>"$tmp/ghz-$t-$op.raw" || die "ghz $t $op failed; output in $tmp/ghz-$t-$op.raw"
+				>"$tmp/ghz-$t-$op.raw" || die "ghz $t $op failed: $(tail -c 600 "$tmp/ghz-$t-$op.raw")"
 			# Keep the summary only: the raw report lists every call.
 			jq '{rps, count, errors: (.count - (.statusCodeDistribution.OK // 0)),
 			     p50_ms: (.latencyDistribution[] | select(.percentage == 50) | .latency / 1e6),
@@ -266,7 +266,7 @@ if ((redis)); then
 		log "redis-benchmark -t get,set -c $c -n $REDIS_REQUESTS -d $VALUE_SIZE -P 1 -r 10000"
 		timeout "$BENCH_LIMIT" redis-benchmark -h "$HOST" -p "$redis_port" -t get,set -c "$c" \
 			-n "$REDIS_REQUESTS" -d "$VALUE_SIZE" -P 1 -r 10000 --csv >"$tmp/redis-$c.csv" ||
-			die "redis-benchmark at -c $c failed; output in $tmp/redis-$c.csv"
+			die "redis-benchmark at -c $c failed: $(tail -c 600 "$tmp/redis-$c.csv")"
 	done
 	for t in single ring3; do
 		for op in "${ops[@]}"; do
