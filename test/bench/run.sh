@@ -116,9 +116,11 @@ if [ "$GHZ" = 1 ]; then
 		if [ ! -x "$ghz" ]; then
 			log "building ghz $GHZ_VERSION into $ghz_dir (once per version; about 2 minutes)"
 			mkdir -p "$ghz_dir"
-			(cd "$tmp" && GOBIN=$ghz_dir GOFLAGS=-buildvcs=false timeout "$GHZ_BUILD_LIMIT" \
-				go install "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION") >"$tmp/ghz-build.log" 2>&1 ||
+			if ! (cd "$tmp" && GOBIN=$ghz_dir GOFLAGS=-buildvcs=false timeout "$GHZ_BUILD_LIMIT" \
+				go install "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION") >"$tmp/ghz-build.log" 2>&1; then
+				rmdir "$ghz_dir" 2>/dev/null || true # leave no empty cache entry behind
 				die "cannot build ghz $GHZ_VERSION through the Go module proxy ($(tail -n 3 "$tmp/ghz-build.log" | tr '\n' ' ')); set GHZ=0 to skip the ghz section, or GHZ_BIN to a ghz binary"
+			fi
 		fi
 	fi
 fi
