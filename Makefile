@@ -39,7 +39,7 @@ COMPOSE_FILE_DEPLOY := deploy/docker-compose.yml
 # e.g. COMPOSE_PROFILES=monitoring make compose-up, to add Prometheus and Grafana.
 
 .PHONY: help build run test tools tools-check fmt fmt-check vet staticcheck lint \
-        proto proto-check unit e2e e2e-docker bench image compose-up compose-down clean
+        proto proto-check unit e2e e2e-docker bench plots image compose-up compose-down clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -102,10 +102,17 @@ e2e: build ## end-to-end tests: real chordkv processes on 127.0.0.1
 e2e-docker: build ## docker e2e: image from bin/chordkv, 5-node compose ring, kill/partition/rolling restart
 	CHORDKV_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout $(DOCKER_E2E_TIMEOUT) $(E2E_FLAGS) ./test/docker/...
 
-# Not part of `make test`: it takes about two minutes and its numbers depend
-# on the machine. The markdown report goes to standard output.
-bench: build ## throughput vs a bare gRPC ceiling: 1 node and a 3-node ring, get/put at C=1 and C=64 (test/bench/run.sh)
+# Not part of `make test`: it takes about four minutes (plus about two, once,
+# to build ghz) and its numbers depend on the machine. The markdown report
+# goes to standard output. GHZ=0 skips the ghz section, REDIS=0 the Redis one.
+bench: build ## throughput vs a bare gRPC ceiling (chordkv bench and ghz) and vs Redis: 1 node and a 3-node ring (test/bench/run.sh)
 	CHORDKV_BIN=$(abspath $(BIN)) test/bench/run.sh
+
+# Not part of `make test` either: about 5-10 minutes on 2 cores. Rewrites
+# docs/data/*.json and docs/img/*.png; POINT_DURATION (default 3s) sets the
+# time per point.
+plots: build ## figures for docs/benchmarks.md: sim hops vs N, bench throughput and p99 vs concurrency (test/bench/sweep.sh)
+	CHORDKV_BIN=$(abspath $(BIN)) test/bench/sweep.sh
 
 image: build ## container image (IMAGE, default chordkv:dev) FROM scratch with bin/chordkv (deploy/Dockerfile)
 	docker build -t $(IMAGE) -f deploy/Dockerfile .

@@ -67,7 +67,7 @@ func (f *benchFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.duration, "duration", 10*time.Second, "how long to measure (after any preload)")
 	fl.IntVar(&f.keys, "keys", 10000, "size of the key space; keys are picked uniformly at random")
 	fl.IntVar(&f.valueSize, "value-size", 100, "bytes of random data per value")
-	fl.IntVar(&f.batch, "batch", 1, "keys per call: above 1, each caller sends MultiGet/MultiPut batches of this many random keys (--op get and put only), one RPC per owner with --routing client")
+	fl.IntVar(&f.batch, "batch", 1, "keys per call: above 1, each caller sends MultiGet/MultiPut/MultiDelete batches of this many random keys (with --op mixed, each batch all gets or all puts), one RPC per owner with --routing client")
 	fl.StringVar(&f.routing, "routing", routingClient, "client: send each request straight to its key's owner, learned from the ring; endpoint: send it to --endpoints round-robin")
 	f.kv.register(cmd)
 }
@@ -95,9 +95,6 @@ func (f *benchFlags) validate() (pb.Consistency, error) {
 		{f.valueSize < 0, "--value-size must not be negative"},
 		{f.batch < 1, "--batch must be at least 1"},
 		{f.batch > transport.MaxBatchItems, fmt.Sprintf("--batch must be at most %d, the most keys a node accepts in one call", transport.MaxBatchItems)},
-		// Mixed and delete batches need a MultiDelete RPC and a mixed-batch
-		// design first.
-		{f.batch > 1 && f.op != benchGet && f.op != benchPut, "--batch > 1 works with --op get and put only; there is no batched delete yet"},
 	}
 	for _, c := range checks {
 		if c.bad {
@@ -322,6 +319,18 @@ func (b *bencher) call(ctx context.Context, c pb.KVClient, op string, key []byte
 	return err
 }
 
+// pickOp is the next call's operation: --op, or for mixed a get with
+// probability --ratio and otherwise a put.
+func (b *bencher) pickOp(rng *mrand.Rand) string {
+	if b.op != benchMixed {
+		return b.op
+	}
+	if rng.Float64() < b.ratio {
+		return benchGet
+	}
+	return benchPut
+}
+
 // rpc is one KV call of op on key over c.
 func (b *bencher) rpc(ctx context.Context, c pb.KVClient, op string, key []byte, opts ...grpc.CallOption) error {
 	var err error
@@ -418,18 +427,12 @@ func (b *bencher) caller(ctx context.Context, c pb.KVClient, rng *mrand.Rand) *h
 	end, _ := ctx.Deadline()
 	over := func() bool { return ctx.Err() != nil || !time.Now().Before(end) }
 	for !over() {
+		op := b.pickOp(rng)
 		if b.batch > 1 {
-			b.batchRound(ctx, c, rng, h, over)
+			b.batchRound(ctx, c, op, rng, h, over)
 			continue
 		}
 		key := b.keys[rng.IntN(len(b.keys))]
-		op := b.op
-		if op == benchMixed {
-			op = benchPut
-			if rng.Float64() < b.ratio {
-				op = benchGet
-			}
-		}
 		start := time.Now()
 		err := b.call(ctx, c, op, key)
 		elapsed := time.Since(start)

@@ -26,8 +26,6 @@ func TestBenchFlagValidation(t *testing.T) {
 		{"keys 0", []string{"--keys", "0"}, "--keys"},
 		{"negative value size", []string{"--value-size", "-1"}, "--value-size"},
 		{"batch 0", []string{"--batch", "0"}, "--batch"},
-		{"batched mixed", []string{"--op", "mixed", "--batch", "8"}, "--op get and put only"},
-		{"batched del", []string{"--op", "del", "--batch", "8"}, "--op get and put only"},
 		{"batch over the node cap", []string{"--op", "get", "--batch", "1001"}, "at most 1000"},
 		{"bad routing", []string{"--routing", "owner"}, "--routing"},
 		{"bad consistency", []string{"--consistency", "some"}, "--consistency"},
@@ -134,7 +132,7 @@ func TestBenchRoutingOnARing(t *testing.T) {
 	waitSettled(t, []string{a, b, c})
 	waitServing(t, a, b, c)
 	for _, routing := range []string{routingClient, routingEndpoint} {
-		for _, op := range []string{benchGet, benchPut} {
+		for _, op := range []string{benchGet, benchPut, benchMixed, benchDel} {
 			t.Run(routing+"/"+op, func(t *testing.T) {
 				r := runCLI("bench", "--endpoints", a, "--routing", routing, "--op", op, "--duration", "1s", "--keys", "300",
 					"--concurrency", "8", "--connections", "2", "--value-size", "100", "-o", "json")
@@ -202,7 +200,7 @@ func TestBenchBatchOnARing(t *testing.T) {
 	waitSettled(t, []string{a, b, c})
 	waitServing(t, a, b, c)
 	for _, routing := range []string{routingClient, routingEndpoint} {
-		for _, op := range []string{benchGet, benchPut} {
+		for _, op := range []string{benchGet, benchPut, benchMixed, benchDel} {
 			t.Run(routing+"/"+op, func(t *testing.T) {
 				r := runCLI("bench", "--endpoints", a, "--routing", routing, "--op", op, "--batch", "16", "--duration", "1s",
 					"--keys", "300", "--concurrency", "4", "--connections", "2", "--value-size", "100", "-o", "json")

@@ -36,7 +36,7 @@ type rpcOutcome struct {
 // owner and the parts go out in parallel, one RPC each, so a round takes
 // as long as its slowest owner; with endpoint routing the whole batch goes
 // to c.
-func (b *bencher) batchRound(ctx context.Context, c pb.KVClient, rng *mrand.Rand, h *hdrhistogram.Histogram, over func() bool) {
+func (b *bencher) batchRound(ctx context.Context, c pb.KVClient, op string, rng *mrand.Rand, h *hdrhistogram.Histogram, over func() bool) {
 	keys := make([][]byte, b.batch)
 	for i := range keys {
 		keys[i] = b.keys[rng.IntN(len(b.keys))]
@@ -45,14 +45,20 @@ func (b *bencher) batchRound(ctx context.Context, c pb.KVClient, rng *mrand.Rand
 	outs := make([]rpcOutcome, len(groups))
 	var wg sync.WaitGroup
 	for i, g := range groups {
-		wg.Go(func() { outs[i] = b.batchCall(ctx, c, g) })
+		wg.Go(func() { outs[i] = b.batchCall(ctx, c, op, g) })
 	}
 	wg.Wait()
 	for _, o := range outs {
-		if o.err != nil {
-			if over() {
-				continue // cut off by the end of the run
+		if over() && (o.err != nil || o.failed > 0) {
+			// Cut off by the end of the run, which also ends the
+			// server's work on the call: items that failed then are
+			// neither results nor errors.
+			if o.err == nil {
+				b.ops.Add(int64(o.keys - o.failed))
 			}
+			continue
+		}
+		if o.err != nil {
 			b.errs.Add(int64(o.keys))
 			b.firstErr.CompareAndSwap(nil, &o.err)
 			continue
@@ -94,7 +100,7 @@ func (b *bencher) groupByOwner(keys [][]byte) [][][]byte {
 // their owner with client routing (router.Do routes by the first key, and
 // the group shares its owner), falling back to c when the router cannot
 // route it; to c with endpoint routing.
-func (b *bencher) batchCall(ctx context.Context, c pb.KVClient, keys [][]byte) rpcOutcome {
+func (b *bencher) batchCall(ctx context.Context, c pb.KVClient, op string, keys [][]byte) rpcOutcome {
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
 	out := rpcOutcome{keys: len(keys)}
@@ -102,7 +108,7 @@ func (b *bencher) batchCall(ctx context.Context, c pb.KVClient, keys [][]byte) r
 	if b.router != nil {
 		err := b.router.Do(ctx, keys[0], func(ctx context.Context, cc grpc.ClientConnInterface, opts ...grpc.CallOption) error {
 			var err error
-			out.failed, out.itemErr, err = b.batchRPC(ctx, pb.NewKVClient(cc), keys, opts...)
+			out.failed, out.itemErr, err = b.batchRPC(ctx, pb.NewKVClient(cc), op, keys, opts...)
 			return err
 		})
 		if !client.Unroutable(err) {
@@ -113,7 +119,7 @@ func (b *bencher) batchCall(ctx context.Context, c pb.KVClient, keys [][]byte) r
 	}
 	var hdr metadata.MD
 	var err error
-	out.failed, out.itemErr, err = b.batchRPC(ctx, c, keys, grpc.Header(&hdr))
+	out.failed, out.itemErr, err = b.batchRPC(ctx, c, op, keys, grpc.Header(&hdr))
 	out.err, out.elapsed = err, time.Since(start)
 	if len(hdr.Get(transport.OwnerHeader)) > 0 {
 		b.redirects.Add(1)
@@ -121,10 +127,10 @@ func (b *bencher) batchCall(ctx context.Context, c pb.KVClient, keys [][]byte) r
 	return out
 }
 
-// batchRPC is one MultiGet (--op get) or MultiPut (--op put) of keys over
-// c. It returns how many keys failed in an answered call, and the first
-// such failure.
-func (b *bencher) batchRPC(ctx context.Context, c pb.KVClient, keys [][]byte, opts ...grpc.CallOption) (int, error, error) {
+// batchRPC is one MultiGet, MultiPut or MultiDelete (op get, put or del) of
+// keys over c. It returns how many keys failed in an answered call, and the
+// first such failure.
+func (b *bencher) batchRPC(ctx context.Context, c pb.KVClient, op string, keys [][]byte, opts ...grpc.CallOption) (int, error, error) {
 	failed := 0
 	var first error
 	fail := func(key []byte, err error) {
@@ -133,7 +139,7 @@ func (b *bencher) batchRPC(ctx context.Context, c pb.KVClient, keys [][]byte, op
 		}
 		failed++
 	}
-	switch b.op {
+	switch op {
 	case benchGet:
 		res, err := c.MultiGet(ctx, &pb.MultiGetRequest{Keys: keys, Consistency: b.cons}, opts...)
 		if err != nil {
@@ -167,8 +173,21 @@ func (b *bencher) batchRPC(ctx context.Context, c pb.KVClient, keys [][]byte, op
 				fail(r.GetKey(), errors.New(r.GetError()))
 			}
 		}
+	case benchDel:
+		res, err := c.MultiDelete(ctx, &pb.MultiDeleteRequest{Keys: keys, Consistency: b.cons}, opts...)
+		if err != nil {
+			return 0, nil, fmt.Errorf("multi-delete of %d keys: %w", len(keys), err)
+		}
+		if len(res.GetResults()) != len(keys) {
+			return 0, nil, fmt.Errorf("multi-delete of %d keys: node answered %d results", len(keys), len(res.GetResults()))
+		}
+		for _, r := range res.GetResults() {
+			if r.GetError() != "" {
+				fail(r.GetKey(), errors.New(r.GetError()))
+			}
+		}
 	default:
-		return 0, nil, fmt.Errorf("bench: op %q has no batch RPC", b.op)
+		return 0, nil, fmt.Errorf("bench: op %q has no batch RPC", op)
 	}
 	return failed, first, nil
 }

@@ -217,8 +217,13 @@ func TestOwnerHeader(t *testing.T) {
 		{"forwarded by a node", other, true, ""},
 	}
 	for _, tt := range tests {
-		for op, call := range map[string]CallFunc{"put": put(key), "get": get(key)} {
-			t.Run(tt.name+"/"+op, func(t *testing.T) {
+		// put before get: the get must find the key.
+		for _, c := range []struct {
+			op   string
+			call CallFunc
+		}{{"put", put(key)}, {"get", get(key)}} {
+			call := c.call
+			t.Run(tt.name+"/"+c.op, func(t *testing.T) {
 				cc, err := grpc.NewClient(tt.to, dialOpts()...)
 				if err != nil {
 					t.Fatal(err)

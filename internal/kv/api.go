@@ -87,6 +87,29 @@ type Request struct {
 	Consistency Consistency
 }
 
+// Item is one key of a batch request; reads ignore Value.
+type Item struct {
+	Key, Value []byte
+}
+
+// Result is one item's outcome in a batch.
+type Result struct {
+	// Entry is the value read, or for a write the key and the version it
+	// was written with.
+	Entry store.Entry
+	// Err is this item's failure; ErrNotFound for a read of a missing key.
+	Err error
+	// Owner is the node the item was forwarded to and that answered it;
+	// zero when this node coordinated the item.
+	Owner chord.Peer
+}
+
+// ReadResult is one replica's copy of a key.
+type ReadResult struct {
+	Entry store.Entry
+	Found bool
+}
+
 // Ring is what kv needs from chord; *chord.Node has it.
 type Ring interface {
 	Self() chord.Peer
@@ -116,8 +139,15 @@ type Peers interface {
 	// Forward hands a client request to another node, which coordinates it
 	// without forwarding it again.
 	Forward(ctx context.Context, to chord.Peer, req Request) (store.Entry, error)
+	// ForwardMany is Forward for a batch of one operation: results[i]
+	// answers items[i], a missing key as ErrNotFound. The error is for the
+	// call as a whole (the node did not answer); items that failed on the
+	// node carry their own error.
+	ForwardMany(ctx context.Context, to chord.Peer, op Op, items []Item, c Consistency) ([]Result, error)
 	Apply(ctx context.Context, to chord.Peer, entries []store.Entry) (int, error)
-	Read(ctx context.Context, to chord.Peer, key []byte) (store.Entry, bool, error)
+	// Read returns the peer's entries of keys, tombstones included:
+	// results[i] answers keys[i].
+	Read(ctx context.Context, to chord.Peer, keys [][]byte) ([]ReadResult, error)
 	Digests(ctx context.Context, to chord.Peer, a, b ring.ID) ([]store.BucketDigest, error)
 	// Fetch calls fn with batches of the entries of the given buckets that
 	// lie in (a, b] on the peer.

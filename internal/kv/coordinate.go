@@ -10,11 +10,11 @@ import (
 	"github.com/chordkv/chordkv/internal/store"
 )
 
-// answer is one replica's reply to a coordinator.
+// answer is one replica's reply to a coordinator: for a read, its copy of
+// each key (reads[i] for the i-th key).
 type answer struct {
 	peer  chord.Peer
-	entry store.Entry
-	found bool
+	reads []ReadResult
 	err   error
 }
 
@@ -66,92 +66,120 @@ func (n *Node) gather(ctx context.Context, op Op, reps []chord.Peer, need int,
 	return got, err
 }
 
-// coordinateWrite sends e to every replica and returns once the consistency
-// level's count stored it durably; the rest keep replicating in the
-// background, so a write acknowledged at quorum normally reaches all r.
-func (n *Node) coordinateWrite(ctx context.Context, e store.Entry, c Consistency) error {
+// coordinateWrite sends entries, all of keys this node owns, to every
+// replica and returns once the consistency level's count stored them
+// durably; the rest keep replicating in the background, so a write
+// acknowledged at quorum normally reaches all r. A batch shares one local
+// write (one fsync) and one call per replica, and calls to the same replica
+// from concurrent requests are merged (see coalescer).
+func (n *Node) coordinateWrite(ctx context.Context, op Op, entries []store.Entry, c Consistency) error {
 	reps := n.replicas()
-	op := OpPut
-	if e.Tombstone {
-		op = OpDelete
-	}
 	_, err := n.gather(ctx, op, reps, required(c, n.cfg.Replicas, len(reps)), func(ctx context.Context, p chord.Peer) answer {
 		var err error
 		if p.Addr == n.self.Addr {
-			_, err = n.ApplyLocal([]store.Entry{e})
+			_, err = n.ApplyLocal(entries)
 		} else {
-			_, err = n.peers.Apply(ctx, p, []store.Entry{e})
+			_, err = n.applies.call(ctx, p, entries)
 		}
 		return answer{peer: p, err: err}
 	}, nil)
 	return err
 }
 
-// coordinateRead reads the consistency level's count of replicas and returns
-// the newest entry among them; a missing key or a tombstone is ErrNotFound.
-// The coordinator's own replica is always one of them: it is the owner, and
-// since replica sets are runs of successors the owner held a replica before
-// any crash made it owner. Without that, right after two of three replicas
-// crash, two fresh replicas could answer "not found" first. Replicas found
-// stale, including those that answer after the client has its reply, are
-// repaired with the newest entry.
-func (n *Node) coordinateRead(ctx context.Context, key []byte, c Consistency) (store.Entry, error) {
+// coordinateRead reads keys, all owned by this node, from the consistency
+// level's count of replicas and returns, per key, the newest entry among
+// them; a missing key or a tombstone is ErrNotFound. The coordinator's own
+// replica is always one of them: it is the owner, and since replica sets
+// are runs of successors the owner held a replica before any crash made it
+// owner. Without that, right after two of three replicas crash, two fresh
+// replicas could answer "not found" first. Replicas found stale, including
+// those that answer after the client has its reply, are repaired with the
+// newest entry.
+func (n *Node) coordinateRead(ctx context.Context, keys [][]byte, c Consistency) []Result {
+	results := make([]Result, len(keys))
+	fail := func(err error) []Result {
+		for i := range results {
+			results[i].Err = err
+		}
+		return results
+	}
 	reps := n.replicas()
-	local := answer{peer: n.self}
-	local.entry, local.found, local.err = n.local.Get(key)
-	if local.err != nil {
-		return store.Entry{}, fmt.Errorf("get: local replica: %w", local.err)
+	local := answer{peer: n.self, reads: make([]ReadResult, len(keys))}
+	for i, k := range keys {
+		e, found, err := n.local.Get(k)
+		if err != nil {
+			return fail(fmt.Errorf("get: local replica: %w", err))
+		}
+		local.reads[i] = ReadResult{Entry: e, Found: found}
 	}
-	others := reps[1:]
 	need := required(c, n.cfg.Replicas, len(reps)) - 1
-	got, err := n.gather(ctx, OpGet, others, need, func(ctx context.Context, p chord.Peer) answer {
-		a := answer{peer: p}
-		a.entry, a.found, a.err = n.peers.Read(ctx, p, key)
-		return a
-	}, func(all []answer) { n.readRepair(append(all, local)) })
+	got, err := n.gather(ctx, OpGet, reps[1:], need, func(ctx context.Context, p chord.Peer) answer {
+		reads, err := n.reads.call(ctx, p, keys)
+		return answer{peer: p, reads: reads, err: err}
+	}, func(all []answer) { n.readRepair(keys, append(all, local)) })
 	if err != nil {
-		return store.Entry{}, fmt.Errorf("%w (counting replicas besides the coordinator)", err)
+		return fail(fmt.Errorf("%w (counting replicas besides the coordinator)", err))
 	}
-	newest, found := newestOf(append(got, local))
-	if !found || newest.Tombstone {
-		return store.Entry{}, ErrNotFound
+	got = append(got, local)
+	for i := range keys {
+		newest, found := newestOf(got, i)
+		if !found || newest.Tombstone {
+			results[i].Err = ErrNotFound
+			continue
+		}
+		results[i].Entry = newest
 	}
-	return newest, nil
+	return results
 }
 
-// newestOf is the entry with the largest version among successful answers.
-func newestOf(answers []answer) (store.Entry, bool) {
+// newestOf is the i-th key's entry with the largest version among the
+// successful answers.
+func newestOf(answers []answer, i int) (store.Entry, bool) {
 	var newest store.Entry
 	found := false
 	for _, a := range answers {
-		if a.err == nil && a.found && (!found || a.entry.Version.After(newest.Version)) {
-			newest, found = a.entry, true
+		if a.err != nil || !a.reads[i].Found {
+			continue
+		}
+		if e := a.reads[i].Entry; !found || e.Version.After(newest.Version) {
+			newest, found = e, true
 		}
 	}
 	return newest, found
 }
 
-// readRepair writes the newest entry back to every replica that answered
-// with an older one or none.
-func (n *Node) readRepair(all []answer) {
-	newest, found := newestOf(all)
-	if !found {
-		return
-	}
-	for _, a := range all {
-		if a.err != nil || (a.found && !newest.Version.After(a.entry.Version)) {
+// readRepair writes each key's newest entry back to every replica that
+// answered with an older one or none: one call per stale replica.
+func (n *Node) readRepair(keys [][]byte, all []answer) {
+	var stale []chord.Peer
+	repairs := map[string][]store.Entry{}
+	for i := range keys {
+		newest, found := newestOf(all, i)
+		if !found {
 			continue
 		}
-		n.stats.readRepairs.Add(1)
-		if a.peer.Addr == n.self.Addr {
-			if _, err := n.ApplyLocal([]store.Entry{newest}); err != nil {
+		for _, a := range all {
+			if a.err != nil || (a.reads[i].Found && !newest.Version.After(a.reads[i].Entry.Version)) {
+				continue
+			}
+			if _, seen := repairs[a.peer.Addr]; !seen {
+				stale = append(stale, a.peer)
+			}
+			repairs[a.peer.Addr] = append(repairs[a.peer.Addr], newest)
+		}
+	}
+	for _, p := range stale {
+		entries := repairs[p.Addr]
+		n.stats.readRepairs.Add(int64(len(entries)))
+		if p.Addr == n.self.Addr {
+			if _, err := n.ApplyLocal(entries); err != nil {
 				n.log.Warn("read repair of the local replica failed", "err", err)
 			}
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.CallTimeout)
-		if _, err := n.peers.Apply(ctx, a.peer, []store.Entry{newest}); err != nil {
-			n.log.Debug("read repair failed", "replica", a.peer.Addr, "err", err)
+		if _, err := n.peers.Apply(ctx, p, entries); err != nil {
+			n.log.Debug("read repair failed", "replica", p.Addr, "keys", len(entries), "err", err)
 		}
 		cancel()
 	}

@@ -132,12 +132,21 @@ func (f *fakePeers) Apply(_ context.Context, p chord.Peer, es []store.Entry) (in
 	_, err = s.Apply(es...)
 	return len(es), err
 }
-func (f *fakePeers) Read(_ context.Context, p chord.Peer, key []byte) (store.Entry, bool, error) {
+func (f *fakePeers) ForwardMany(context.Context, chord.Peer, Op, []Item, Consistency) ([]Result, error) {
+	return nil, errors.New("unused")
+}
+func (f *fakePeers) Read(_ context.Context, p chord.Peer, keys [][]byte) ([]ReadResult, error) {
 	s, err := f.get(p)
 	if err != nil {
-		return store.Entry{}, false, err
+		return nil, err
 	}
-	return s.Get(key)
+	out := make([]ReadResult, len(keys))
+	for i, k := range keys {
+		if out[i].Entry, out[i].Found, err = s.Get(k); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 func (f *fakePeers) Digests(context.Context, chord.Peer, ring.ID, ring.ID) ([]store.BucketDigest, error) {
 	return nil, errors.New("unused")

@@ -32,6 +32,11 @@ type Node struct {
 	// answer, and read repairs; see WaitIdle. A counter rather than a
 	// WaitGroup, because requests keep arriving while a shutdown waits.
 	background atomic.Int64
+
+	// reads and applies merge concurrent coordinators' calls to the same
+	// replica; see coalescer.
+	reads   *coalescer[[]byte, ReadResult]
+	applies *coalescer[store.Entry, struct{}]
 }
 
 // WaitIdle waits until replication calls that outlived their request, and
@@ -54,11 +59,18 @@ func (n *Node) WaitIdle(ctx context.Context) error {
 func New(cfg Config, r Ring, local Local, peers Peers, clock *store.Clock) *Node {
 	cfg.withDefaults()
 	self := r.Self()
-	return &Node{
+	n := &Node{
 		cfg: cfg, ring: r, local: local, peers: peers, clock: clock,
 		log:  cfg.Logger.With("node", self.Addr),
 		self: self,
 	}
+	n.reads = newCoalescer(cfg.ReplicaCallsInFlight, cfg.ReplicaBatchKeys, cfg.CallTimeout, peers.Read)
+	n.applies = newCoalescer(cfg.ReplicaCallsInFlight, cfg.ReplicaBatchKeys, cfg.CallTimeout,
+		func(ctx context.Context, to chord.Peer, entries []store.Entry) ([]struct{}, error) {
+			_, err := peers.Apply(ctx, to, entries)
+			return make([]struct{}, len(entries)), err
+		})
+	return n
 }
 
 // Config returns the configuration, defaults filled in.
@@ -69,27 +81,33 @@ func (n *Node) Config() Config { return n.cfg }
 // routed here: it is coordinated here, never forwarded again, so that nodes
 // with momentarily different ring views cannot bounce it around.
 func (n *Node) Get(ctx context.Context, key []byte, c Consistency, forwarded bool) (store.Entry, error) {
+	r := n.get(ctx, key, c, forwarded)
+	reportForward(ctx, r.Owner)
+	return r.Entry, r.Err
+}
+
+func (n *Node) get(ctx context.Context, key []byte, c Consistency, forwarded bool) Result {
 	if err := n.checkKey(key); err != nil {
-		return store.Entry{}, err
+		return Result{Err: err}
 	}
 	req := Request{Op: OpGet, Key: key, Consistency: c}
 	if !forwarded {
-		if e, done, err := n.route(ctx, req); done {
-			return e, err
+		if r, done := n.route(ctx, req); done {
+			return r
 		}
 	}
 	if !n.synced.Load() {
 		if s := n.ring.Neighbors().Successors; len(s) > 0 {
 			e, err := n.peers.Forward(ctx, s[0], req)
 			if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidArgument) || ctx.Err() != nil {
-				return e, err
+				return Result{Entry: e, Err: err}
 			}
 			// The previous owner did not answer: read the replicas here,
 			// which still finds any copy the other replicas hold.
 			n.log.Debug("not yet synced and the successor did not answer; reading here", "successor", s[0].Addr, "err", err)
 		}
 	}
-	return n.coordinateRead(ctx, key, c)
+	return n.coordinateRead(ctx, [][]byte{key}, c)[0]
 }
 
 // Put stores value under key and returns the version it was written with.
@@ -100,7 +118,9 @@ func (n *Node) Put(ctx context.Context, key, value []byte, c Consistency, forwar
 	if len(value) > n.cfg.MaxValueBytes {
 		return store.Version{}, fmt.Errorf("%w: value is %d bytes, the limit is %d bytes (--max-value-bytes)", ErrInvalidArgument, len(value), n.cfg.MaxValueBytes)
 	}
-	return n.write(ctx, Request{Op: OpPut, Key: key, Value: value, Consistency: c}, forwarded)
+	r := n.write(ctx, Request{Op: OpPut, Key: key, Value: value, Consistency: c}, forwarded)
+	reportForward(ctx, r.Owner)
+	return r.Entry.Version, r.Err
 }
 
 // Delete writes a tombstone under key and returns its version. Deleting a
@@ -109,7 +129,9 @@ func (n *Node) Delete(ctx context.Context, key []byte, c Consistency, forwarded 
 	if err := n.checkKey(key); err != nil {
 		return store.Version{}, err
 	}
-	return n.write(ctx, Request{Op: OpDelete, Key: key, Consistency: c}, forwarded)
+	r := n.write(ctx, Request{Op: OpDelete, Key: key, Consistency: c}, forwarded)
+	reportForward(ctx, r.Owner)
+	return r.Entry.Version, r.Err
 }
 
 func (n *Node) checkKey(key []byte) error {
@@ -122,56 +144,71 @@ func (n *Node) checkKey(key []byte) error {
 	return nil
 }
 
-func (n *Node) write(ctx context.Context, req Request, forwarded bool) (store.Version, error) {
+// write coordinates a put or delete here, or routes it to the key's owner.
+// The key and value are already checked.
+func (n *Node) write(ctx context.Context, req Request, forwarded bool) Result {
 	if !forwarded {
-		if e, done, err := n.route(ctx, req); done {
-			return e.Version, err
+		if r, done := n.route(ctx, req); done {
+			return r
 		}
 	}
-	e := store.Entry{
+	e := n.stamp(req)
+	if err := n.coordinateWrite(ctx, req.Op, []store.Entry{e}, req.Consistency); err != nil {
+		return Result{Err: err}
+	}
+	return Result{Entry: store.Entry{Key: e.Key, Version: e.Version, Tombstone: e.Tombstone}}
+}
+
+// stamp makes the entry a put or delete writes, versioned by this node,
+// which coordinates it.
+func (n *Node) stamp(req Request) store.Entry {
+	return store.Entry{
 		Key:       req.Key,
 		Value:     req.Value,
 		Tombstone: req.Op == OpDelete,
 		Version:   store.Version{HLC: n.clock.Now(), Node: n.self.ID},
 	}
-	if err := n.coordinateWrite(ctx, e, req.Consistency); err != nil {
-		return store.Version{}, err
-	}
-	return e.Version, nil
 }
 
 // route sends req to the key's owner unless this node is it. done is false
 // when this node should coordinate. If the owner does not answer, the next
 // replicas are tried: each holds the key and can coordinate it.
-func (n *Node) route(ctx context.Context, req Request) (e store.Entry, done bool, err error) {
+func (n *Node) route(ctx context.Context, req Request) (r Result, done bool) {
 	id := ring.HashKey(req.Key)
 	if n.ring.Owns(id) {
-		return store.Entry{}, false, nil
+		return Result{}, false
 	}
 	res, err := n.ring.Lookup(ctx, id)
 	if err != nil {
-		return store.Entry{}, true, fmt.Errorf("%w: %s: route %s: %w", ErrUnavailable, req.Op, id.Short(), err)
+		return Result{Err: fmt.Errorf("%w: %s: route %s: %w", ErrUnavailable, req.Op, id.Short(), err)}, true
 	}
 	candidates := res.Successors[:min(len(res.Successors), n.cfg.Replicas)]
 	var errs []error
 	for _, p := range candidates {
 		if p.Addr == n.self.Addr {
-			return store.Entry{}, false, nil
+			return Result{}, false
 		}
 		n.stats.forwarded.Add(1)
 		e, err := n.peers.Forward(ctx, p, req)
 		if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidArgument) {
-			if to, ok := ctx.Value(forwardReportKey{}).(*chord.Peer); ok {
-				*to = p
-			}
-			return e, true, err
+			return Result{Entry: e, Err: err, Owner: p}, true
 		}
 		if ctx.Err() != nil {
-			return store.Entry{}, true, err
+			return Result{Err: err}, true
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", p.Addr, err))
 	}
-	return store.Entry{}, true, fmt.Errorf("%w: %s: no replica of the key answered: %w", ErrUnavailable, req.Op, errors.Join(errs...))
+	return Result{Err: fmt.Errorf("%w: %s: no replica of the key answered: %w", ErrUnavailable, req.Op, errors.Join(errs...))}, true
+}
+
+// reportForward notes owner for the caller of WithForwardReport, if any.
+func reportForward(ctx context.Context, owner chord.Peer) {
+	if owner.Addr == "" {
+		return
+	}
+	if to, ok := ctx.Value(forwardReportKey{}).(*chord.Peer); ok {
+		*to = owner
+	}
 }
 
 type forwardReportKey struct{}

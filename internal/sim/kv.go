@@ -168,12 +168,40 @@ func (e kvEndpoint) Apply(ctx context.Context, to chord.Peer, entries []store.En
 	return k.KV.ApplyLocal(entries)
 }
 
-func (e kvEndpoint) Read(ctx context.Context, to chord.Peer, key []byte) (store.Entry, bool, error) {
+func (e kvEndpoint) ForwardMany(ctx context.Context, to chord.Peer, op kv.Op, items []kv.Item, c kv.Consistency) ([]kv.Result, error) {
 	k, err := e.target(ctx, to)
 	if err != nil {
-		return store.Entry{}, false, err
+		return nil, err
 	}
-	return k.KV.ReadLocal(key)
+	if op == kv.OpGet {
+		keys := make([][]byte, len(items))
+		for i, it := range items {
+			keys[i] = it.Key
+		}
+		return k.KV.GetMany(ctx, keys, c, true), nil
+	}
+	if op == kv.OpDelete {
+		keys := make([][]byte, len(items))
+		for i, it := range items {
+			keys[i] = it.Key
+		}
+		return k.KV.DeleteMany(ctx, keys, c, true), nil
+	}
+	return k.KV.PutMany(ctx, items, c, true), nil
+}
+
+func (e kvEndpoint) Read(ctx context.Context, to chord.Peer, keys [][]byte) ([]kv.ReadResult, error) {
+	k, err := e.target(ctx, to)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]kv.ReadResult, len(keys))
+	for i, key := range keys {
+		if out[i].Entry, out[i].Found, err = k.KV.ReadLocal(key); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func (e kvEndpoint) Digests(ctx context.Context, to chord.Peer, a, b ring.ID) ([]store.BucketDigest, error) {

@@ -104,11 +104,37 @@ func TestKVChurnLosesNoAcknowledgedWrite(t *testing.T) {
 		keys[i] = fmt.Appendf(nil, "key-%03d", i)
 	}
 	hist := map[string]*history{}
-	var acked, failed, joins, leaves, crashes int
+	var acked, batched, failed, joins, leaves, crashes int
 	for step := range 4000 {
 		members := c.Members()
 		coordinator := c.KV(members[rng.IntN(len(members))].Self().Addr)
 		switch x := rng.IntN(100); {
+		case x < 12: // a batch of writes to distinct keys, spread over owners
+			batch := map[string]bool{}
+			var items []kv.Item
+			for range 1 + rng.IntN(8) {
+				key := keys[rng.IntN(len(keys))]
+				if !batch[string(key)] {
+					batch[string(key)] = true
+					items = append(items, kv.Item{Key: key, Value: fmt.Appendf(nil, "b%d-%d", step, rng.Uint32())})
+				}
+			}
+			for i, r := range coordinator.KV.PutMany(ctx, items, kv.Quorum, false) {
+				h := hist[string(items[i].Key)]
+				if h == nil {
+					h = &history{}
+					hist[string(items[i].Key)] = h
+				}
+				a := attempt{value: items[i].Value, version: r.Entry.Version}
+				if r.Err != nil {
+					failed++
+					h.unknowns = append(h.unknowns, a)
+					continue
+				}
+				acked++
+				batched++
+				h.acked, h.unknowns = &a, nil
+			}
 		case x < 60: // write or delete
 			key := keys[rng.IntN(len(keys))]
 			h := hist[string(key)]
@@ -167,13 +193,29 @@ func TestKVChurnLosesNoAcknowledgedWrite(t *testing.T) {
 		c.RepairRound(ctx)
 	}
 	c.waitIdle(t)
-	t.Logf("%d acknowledged writes, %d failed, %d joins, %d leaves, %d crashes; %d members at the end",
-		acked, failed, joins, leaves, crashes, len(c.Members()))
-	if acked < 1500 || crashes < 20 || joins < 20 || leaves < 20 {
+	t.Logf("%d acknowledged writes (%d in batches), %d failed, %d joins, %d leaves, %d crashes; %d members at the end",
+		acked, batched, failed, joins, leaves, crashes, len(c.Members()))
+	if acked < 1500 || batched < 500 || crashes < 20 || joins < 20 || leaves < 20 {
 		t.Fatalf("the run exercised too little to prove anything")
 	}
 
 	members := c.Members()
+	// One batch read of every key from one node must agree with the
+	// histories too: it groups the keys by owner and reads each group as
+	// one replicated read.
+	var all [][]byte
+	for key := range hist {
+		all = append(all, []byte(key))
+	}
+	reader := c.KV(members[rng.IntN(len(members))].Self().Addr)
+	for i, r := range reader.KV.GetMany(ctx, all, kv.Quorum, false) {
+		if r.Err != nil && !errors.Is(r.Err, kv.ErrNotFound) {
+			t.Fatalf("batch get %s: %v", all[i], r.Err)
+		}
+		if h := hist[string(all[i])]; !h.allowed(r.Entry, r.Err == nil) {
+			t.Fatalf("batch get %s = %q (found %v); last acknowledged write: %+v", all[i], r.Entry.Value, r.Err == nil, h.acked)
+		}
+	}
 	for key, h := range hist {
 		k := []byte(key)
 		e, err := c.KV(members[rng.IntN(len(members))].Self().Addr).KV.Get(ctx, k, kv.Quorum, false)
@@ -208,6 +250,58 @@ func TestKVChurnLosesNoAcknowledgedWrite(t *testing.T) {
 		}
 		if holders != len(replicas) {
 			t.Errorf("key %s: %d nodes hold the newest version, want exactly r = %d", key, holders, len(replicas))
+		}
+	}
+}
+
+// A batch sent to one node reaches every owner in one call each; after an
+// owner crashes and stabilization (but no anti-entropy yet) has run, a batch
+// read finds every key on the replicas that remain.
+func TestKVBatchAcrossOwnersAndOwnerCrash(t *testing.T) {
+	c := newKVCluster(t, 5, 16)
+	members := c.Members()
+	coordinator := c.KV(members[0].Self().Addr)
+	var items []kv.Item
+	var keys [][]byte
+	for i := range 200 {
+		k := fmt.Appendf(nil, "batch-%03d", i)
+		items = append(items, kv.Item{Key: k, Value: fmt.Appendf(nil, "v%d", i)})
+		keys = append(keys, k)
+	}
+	owners := map[string]int{}
+	for i, r := range coordinator.KV.PutMany(ctx, items, kv.Quorum, false) {
+		if r.Err != nil {
+			t.Fatalf("put %s: %v", items[i].Key, r.Err)
+		}
+		owners[c.Replicas(items[i].Key)[0].Addr]++
+	}
+	if len(owners) < 8 {
+		t.Fatalf("the keys landed on only %d owners", len(owners))
+	}
+	c.waitIdle(t)
+	before := coordinator.KV.Stats().Forwarded
+	for i, r := range coordinator.KV.GetMany(ctx, keys, kv.All, false) {
+		if r.Err != nil || string(r.Entry.Value) != string(items[i].Value) {
+			t.Fatalf("get %s: %q, %v", keys[i], r.Entry.Value, r.Err)
+		}
+	}
+	if fwd := coordinator.KV.Stats().Forwarded - before; fwd != int64(len(keys)-owners[coordinator.Chord.Self().Addr]) {
+		t.Errorf("%d keys forwarded; want every key the coordinator does not own, %d", fwd, len(keys)-owners[coordinator.Chord.Self().Addr])
+	}
+
+	// Crash the owner of the most keys (not the coordinator); once
+	// stabilization has dropped it, read everything back at once.
+	var victim string
+	for addr, n := range owners {
+		if addr != coordinator.Chord.Self().Addr && (victim == "" || n > owners[victim]) {
+			victim = addr
+		}
+	}
+	c.Crash(c.Net.Node(victim))
+	converge(t, c.Cluster, 100, false)
+	for i, r := range coordinator.KV.GetMany(ctx, keys, kv.Quorum, false) {
+		if r.Err != nil || string(r.Entry.Value) != string(items[i].Value) {
+			t.Fatalf("get %s after owner %s crashed: %q, %v", keys[i], victim, r.Entry.Value, r.Err)
 		}
 	}
 }

@@ -179,14 +179,18 @@ func TestReplicaRoundTrip(t *testing.T) {
 		t.Errorf("applying again: %d, %v; want 0 (last writer wins)", again, err)
 	}
 
-	for _, i := range []int{0, 1, 1499} {
-		e, found, err := c.Read(ctx, to, entries[i].Key)
-		if err != nil || !found || !entriesEqual(e, entries[i]) {
-			t.Errorf("read %q = %+v, %v, %v; want %+v", entries[i].Key, e, found, err, entries[i])
-		}
+	keys := [][]byte{entries[0].Key, entries[1].Key, []byte("absent"), entries[1499].Key}
+	reads, err := c.Read(ctx, to, keys)
+	if err != nil || len(reads) != len(keys) {
+		t.Fatalf("read %d keys: %d results, %v", len(keys), len(reads), err)
 	}
-	if _, found, err := c.Read(ctx, to, []byte("absent")); err != nil || found {
-		t.Errorf("read absent: found=%v, %v", found, err)
+	for j, i := range []int{0, 1, -1, 1499} {
+		switch {
+		case i < 0 && reads[j].Found:
+			t.Errorf("read absent: found %+v", reads[j].Entry)
+		case i >= 0 && (!reads[j].Found || !entriesEqual(reads[j].Entry, entries[i])):
+			t.Errorf("read %q = %+v; want %+v", keys[j], reads[j], entries[i])
+		}
 	}
 
 	whole := ring.ID{}
@@ -367,6 +371,29 @@ func (f *fakeKV) Put(_ context.Context, key, _ []byte, _ kv.Consistency, fwd boo
 func (f *fakeKV) Delete(_ context.Context, key []byte, _ kv.Consistency, fwd bool) (store.Version, error) {
 	f.record(fwd)
 	return store.Version{HLC: 9, Node: ring.HashKey(key)}, f.err
+}
+func (f *fakeKV) GetMany(ctx context.Context, keys [][]byte, c kv.Consistency, fwd bool) []kv.Result {
+	out := make([]kv.Result, len(keys))
+	for i, k := range keys {
+		out[i].Entry, out[i].Err = f.Get(ctx, k, c, fwd)
+	}
+	return out
+}
+func (f *fakeKV) PutMany(ctx context.Context, items []kv.Item, c kv.Consistency, fwd bool) []kv.Result {
+	out := make([]kv.Result, len(items))
+	for i, it := range items {
+		out[i].Entry.Key = it.Key
+		out[i].Entry.Version, out[i].Err = f.Put(ctx, it.Key, it.Value, c, fwd)
+	}
+	return out
+}
+func (f *fakeKV) DeleteMany(ctx context.Context, keys [][]byte, c kv.Consistency, fwd bool) []kv.Result {
+	out := make([]kv.Result, len(keys))
+	for i, k := range keys {
+		out[i].Entry = store.Entry{Key: k, Tombstone: true}
+		out[i].Entry.Version, out[i].Err = f.Delete(ctx, k, c, fwd)
+	}
+	return out
 }
 func (f *fakeKV) ApplyLocal([]store.Entry) (int, error)                    { return 0, f.err }
 func (f *fakeKV) ReadLocal([]byte) (store.Entry, bool, error)              { return store.Entry{}, false, f.err }

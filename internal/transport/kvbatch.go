@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 
-	"github.com/chordkv/chordkv/internal/chord"
 	"github.com/chordkv/chordkv/internal/kv"
 	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
 )
@@ -27,10 +24,6 @@ const (
 )
 
 const (
-	// batchWorkers bounds how many items of one batch run at once: enough
-	// to overlap the replica round trips of many keys, few enough that one
-	// batch cannot flood the node with goroutines and peer calls.
-	batchWorkers = 32
 	// batchResponseBudget bounds the value bytes of one MultiGet response.
 	// A value that would push the response past it is not returned (its
 	// result says so) unless it is the first, which always fits as a
@@ -55,22 +48,6 @@ func checkBatch(n, keyBytes int) error {
 	return nil
 }
 
-// runBatch calls item(i) for every i in [0, n) on at most batchWorkers
-// goroutines and returns when all have run. Each item writes only its own
-// result slot, so no result needs a lock.
-func runBatch(n int, item func(i int)) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(batchWorkers, n) {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				item(i)
-			}
-		})
-	}
-	wg.Wait()
-}
-
 // itemError is an item's error as the response carries it: the
 // replication layer's message, bounded in length.
 func itemError(err error) string {
@@ -81,39 +58,23 @@ func itemError(err error) string {
 	return s
 }
 
-// batchOwners collects the owners that items of a batch were forwarded to.
-// Only the first is reported in the OwnerHeader: to a client routing by a
-// ring view, any forwarded item means the view is stale, and one refresh
-// corrects every key.
-type batchOwners struct {
-	owners []chord.Peer // one slot per item
-}
-
-func newBatchOwners(n int) *batchOwners { return &batchOwners{owners: make([]chord.Peer, n)} }
-
-// ctx returns the context item i runs under; see reportOwner.
-func (b *batchOwners) ctx(ctx context.Context, fwd bool, i int) context.Context {
-	return reportOwner(ctx, fwd, &b.owners[i])
-}
-
-// report sets the OwnerHeader to the first forwarded item's owner, if any.
-func (b *batchOwners) report(ctx context.Context) {
-	for _, o := range b.owners {
-		if o.Addr != "" {
-			setOwnerHeader(ctx, o)
+// reportBatchOwner sets the OwnerHeader to the first forwarded item's owner,
+// if any. Only one is reported: to a client routing by a ring view, any
+// forwarded item means the view is stale, and one refresh corrects every
+// key.
+func reportBatchOwner(ctx context.Context, results []kv.Result) {
+	for _, r := range results {
+		if r.Owner.Addr != "" {
+			setOwnerHeader(ctx, r.Owner)
 			return
 		}
 	}
 }
 
-// MultiGet implements pb.KVServer. Each key runs through the same
-// replication-layer Get as a single request, batchWorkers at a time, with
-// the request's forwarded flag: a key this node does not own is forwarded
-// to its owner on its own.
-//
-// Next step: group the keys by owner inside the kv layer, so that a batch
-// costs one forwarded call and one replica Read/Apply round per owner
-// instead of one per key.
+// MultiGet implements pb.KVServer. The replication layer groups the keys
+// by owner: the keys this node owns cost one local read and one call per
+// other replica, the keys of each other owner one forwarded call (unless
+// the request was itself forwarded, when all are coordinated here).
 func (s *KVServer) MultiGet(ctx context.Context, req *pb.MultiGetRequest) (*pb.MultiGetResponse, error) {
 	keys := req.GetKeys()
 	keyBytes := 0
@@ -128,50 +89,41 @@ func (s *KVServer) MultiGet(ctx context.Context, req *pb.MultiGetRequest) (*pb.M
 		return nil, err
 	}
 	defer cancel()
+	got := s.node.GetMany(ctx, keys, cons, fwd)
+	reportBatchOwner(ctx, got)
 	results := make([]*pb.GetResult, len(keys))
-	owners := newBatchOwners(len(keys))
-	runBatch(len(keys), func(i int) {
-		r := &pb.GetResult{Key: keys[i]}
-		results[i] = r
-		e, err := s.node.Get(owners.ctx(ctx, fwd, i), keys[i], cons, fwd)
-		switch {
-		case errors.Is(err, kv.ErrNotFound):
-			// Not found is an answer, not a failure: found stays false.
-		case err != nil:
-			r.Error = itemError(err)
-		default:
-			r.Found, r.Value, r.Version = true, e.Value, EncodeVersion(e.Version)
-		}
-	})
-	owners.report(ctx)
 	// Bound the response in request order, so which values are left out
 	// does not depend on which reads finished first.
 	size := 0
-	for _, r := range results {
-		if !r.Found {
-			continue
+	for i, g := range got {
+		r := &pb.GetResult{Key: keys[i]}
+		results[i] = r
+		switch {
+		case errors.Is(g.Err, kv.ErrNotFound):
+			// Not found is an answer, not a failure: found stays false.
+		case g.Err != nil:
+			r.Error = itemError(g.Err)
+		case size > 0 && size+len(g.Entry.Value) > batchResponseBudget:
+			r.Error = errResponseFull.Error()
+		default:
+			size += len(g.Entry.Value)
+			r.Found, r.Value, r.Version = true, g.Entry.Value, EncodeVersion(g.Entry.Version)
 		}
-		if size > 0 && size+len(r.Value) > batchResponseBudget {
-			r.Found, r.Value, r.Version, r.Error = false, nil, nil, errResponseFull.Error()
-			continue
-		}
-		size += len(r.Value)
 	}
 	return &pb.MultiGetResponse{Results: results}, nil
 }
 
-// MultiPut implements pb.KVServer like MultiGet: each item is an
-// independent single-key Put, batchWorkers at a time; there is no
-// atomicity across items. The request's size is bounded by the gRPC
-// message size, each value by --max-value-bytes (a per-item error).
-//
-// Next step, as for MultiGet: one replica Apply per owner for the whole
-// batch instead of one per key.
+// MultiPut implements pb.KVServer like MultiGet: the items this node owns
+// share one local write and one call per other replica; there is no
+// atomicity across items. The request's size is bounded by the gRPC message
+// size, each value by --max-value-bytes (a per-item error).
 func (s *KVServer) MultiPut(ctx context.Context, req *pb.MultiPutRequest) (*pb.MultiPutResponse, error) {
-	items := req.GetItems()
+	in := req.GetItems()
 	keyBytes := 0
-	for _, it := range items {
+	items := make([]kv.Item, len(in))
+	for i, it := range in {
 		keyBytes += len(it.GetKey())
+		items[i] = kv.Item{Key: it.GetKey(), Value: it.GetValue()}
 	}
 	if err := checkBatch(len(items), keyBytes); err != nil {
 		return nil, err
@@ -181,19 +133,47 @@ func (s *KVServer) MultiPut(ctx context.Context, req *pb.MultiPutRequest) (*pb.M
 		return nil, err
 	}
 	defer cancel()
-	results := make([]*pb.PutResult, len(items))
-	owners := newBatchOwners(len(items))
-	runBatch(len(items), func(i int) {
-		it := items[i]
-		r := &pb.PutResult{Key: it.GetKey()}
+	got := s.node.PutMany(ctx, items, cons, fwd)
+	reportBatchOwner(ctx, got)
+	keys := make([][]byte, len(items))
+	for i, it := range items {
+		keys[i] = it.Key
+	}
+	return &pb.MultiPutResponse{Results: writeResults(keys, got)}, nil
+}
+
+// MultiDelete implements pb.KVServer like MultiPut.
+func (s *KVServer) MultiDelete(ctx context.Context, req *pb.MultiDeleteRequest) (*pb.MultiDeleteResponse, error) {
+	keys := req.GetKeys()
+	keyBytes := 0
+	for _, k := range keys {
+		keyBytes += len(k)
+	}
+	if err := checkBatch(len(keys), keyBytes); err != nil {
+		return nil, err
+	}
+	ctx, cancel, cons, fwd, err := s.clientRequest(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	got := s.node.DeleteMany(ctx, keys, cons, fwd)
+	reportBatchOwner(ctx, got)
+	return &pb.MultiDeleteResponse{Results: writeResults(keys, got)}, nil
+}
+
+// writeResults is a batch of writes' answers, in request order; each echoes
+// its key, refused ones included.
+func writeResults(keys [][]byte, got []kv.Result) []*pb.PutResult {
+	results := make([]*pb.PutResult, len(got))
+	for i, g := range got {
+		r := &pb.PutResult{Key: keys[i]}
 		results[i] = r
-		v, err := s.node.Put(owners.ctx(ctx, fwd, i), it.GetKey(), it.GetValue(), cons, fwd)
-		if err != nil {
-			r.Error = itemError(err)
-			return
+		if g.Err != nil {
+			r.Error = itemError(g.Err)
+			continue
 		}
-		r.Version = EncodeVersion(v)
-	})
-	owners.report(ctx)
-	return &pb.MultiPutResponse{Results: results}, nil
+		r.Version = EncodeVersion(g.Entry.Version)
+	}
+	return results
 }

@@ -78,6 +78,29 @@ func TestMultiPutMultiGetRoundTrip(t *testing.T) {
 			t.Errorf("result %d = %v; want key %q found %v value %q version %v error %q", i, r, keys[i], tt.found, tt.value, tt.version, tt.err)
 		}
 	}
+
+	// MultiDelete: deleted keys read as not found, a missing key deletes
+	// fine, an empty key fails on its own.
+	delKeys := [][]byte{[]byte("a"), nil, []byte("never-written"), []byte("c")}
+	del, err := c.MultiDelete(ctx, &pb.MultiDeleteRequest{Keys: delKeys, Consistency: pb.Consistency_CONSISTENCY_ALL})
+	if err != nil || len(del.GetResults()) != len(delKeys) {
+		t.Fatalf("MultiDelete: %v, %d results", err, len(del.GetResults()))
+	}
+	for i, r := range del.GetResults() {
+		wantErr := delKeys[i] == nil
+		if !bytes.Equal(r.GetKey(), delKeys[i]) || wantErr != (r.GetError() != "") || wantErr != (r.GetVersion() == nil) {
+			t.Errorf("delete result %d = %v", i, r)
+		}
+	}
+	after, err := c.MultiGet(ctx, &pb.MultiGetRequest{Keys: [][]byte{[]byte("a"), []byte("b"), []byte("c")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, wantFound := range []bool{false, true, false} {
+		if r := after.GetResults()[i]; r.GetFound() != wantFound || r.GetError() != "" {
+			t.Errorf("after delete, result %d = %v; want found %v", i, r, wantFound)
+		}
+	}
 }
 
 func TestBatchRequestLimits(t *testing.T) {
@@ -107,6 +130,10 @@ func TestBatchRequestLimits(t *testing.T) {
 		}, codes.InvalidArgument, "the limit is 1000"},
 		{"put: too many items", func() error {
 			_, err := c.MultiPut(ctx, &pb.MultiPutRequest{Items: manyItems})
+			return err
+		}, codes.InvalidArgument, "the limit is 1000"},
+		{"delete: too many keys", func() error {
+			_, err := c.MultiDelete(ctx, &pb.MultiDeleteRequest{Keys: manyKeys})
 			return err
 		}, codes.InvalidArgument, "the limit is 1000"},
 		{"get: too many key bytes", func() error {

@@ -121,31 +121,171 @@ func (c *Client) Apply(ctx context.Context, to chord.Peer, entries []store.Entry
 	return applied, ch.flush()
 }
 
-// Read implements kv.Peers.
-func (c *Client) Read(ctx context.Context, to chord.Peer, key []byte) (store.Entry, bool, error) {
-	var e store.Entry
-	var found bool
-	err := c.call(ctx, to.Addr, "read", func(ctx context.Context, cc *grpc.ClientConn) error {
-		resp, err := pb.NewReplicaClient(cc).Read(ctx, &pb.ReadRequest{Key: key})
+// readManyChunk bounds the keys of one ReadMany call; see maxReadManyKeys.
+const readManyChunk = MaxBatchItems
+
+// Read implements kv.Peers with ReadMany calls: a replica answers as many
+// keys as fit its response budget, and the rest are asked again. A peer
+// that predates ReadMany (Unimplemented) is read one key per call, so a
+// rolling upgrade keeps serving reads.
+func (c *Client) Read(ctx context.Context, to chord.Peer, keys [][]byte) ([]kv.ReadResult, error) {
+	out := make([]kv.ReadResult, 0, len(keys))
+	for len(out) < len(keys) {
+		rest := keys[len(out):]
+		rest = rest[:min(len(rest), readManyChunk)]
+		var got []*pb.ReadResponse
+		err := c.call(ctx, to.Addr, "read", func(ctx context.Context, cc *grpc.ClientConn) error {
+			resp, err := pb.NewReplicaClient(cc).ReadMany(ctx, &pb.ReadManyRequest{Keys: rest})
+			got = resp.GetResults()
+			return err
+		})
+		if status.Code(err) == codes.Unimplemented {
+			return c.readOneByOne(ctx, to, keys, out)
+		}
 		if err != nil {
+			return nil, err
+		}
+		if len(got) == 0 || len(got) > len(rest) {
+			return nil, fmt.Errorf("read %d keys from %s: %d results", len(rest), to.Addr, len(got))
+		}
+		for i, r := range got {
+			rr, err := decodeRead(rest[i], r)
+			if err != nil {
+				return nil, fmt.Errorf("read from %s: %w", to.Addr, err)
+			}
+			out = append(out, rr)
+		}
+	}
+	return out, nil
+}
+
+// readOneByOne completes out with single-key Read calls.
+func (c *Client) readOneByOne(ctx context.Context, to chord.Peer, keys [][]byte, out []kv.ReadResult) ([]kv.ReadResult, error) {
+	for _, key := range keys[len(out):] {
+		var got *pb.ReadResponse
+		err := c.call(ctx, to.Addr, "read", func(ctx context.Context, cc *grpc.ClientConn) error {
+			var err error
+			got, err = pb.NewReplicaClient(cc).Read(ctx, &pb.ReadRequest{Key: key})
 			return err
+		})
+		if err != nil {
+			return nil, err
 		}
-		if !resp.GetFound() {
-			return nil
+		rr, err := decodeRead(key, got)
+		if err != nil {
+			return nil, fmt.Errorf("read from %s: %w", to.Addr, err)
 		}
-		if e, err = decodeEntry(resp.GetEntry()); err != nil {
-			return err
+		out = append(out, rr)
+	}
+	return out, nil
+}
+
+// decodeRead checks and decodes a replica's answer for key.
+func decodeRead(key []byte, r *pb.ReadResponse) (kv.ReadResult, error) {
+	if !r.GetFound() {
+		return kv.ReadResult{}, nil
+	}
+	e, err := decodeEntry(r.GetEntry())
+	if err != nil {
+		return kv.ReadResult{}, err
+	}
+	if string(e.Key) != string(key) {
+		return kv.ReadResult{}, fmt.Errorf("asked for key %q, got %q", key, e.Key)
+	}
+	return kv.ReadResult{Entry: e, Found: true}, nil
+}
+
+// ForwardMany implements kv.Peers with a MultiGet or MultiPut marked as
+// forwarded, so the owner coordinates every item itself.
+func (c *Client) ForwardMany(ctx context.Context, to chord.Peer, op kv.Op, items []kv.Item, cons kv.Consistency) ([]kv.Result, error) {
+	ctx = metadata.AppendToOutgoingContext(ctx, ForwardedHeader, "1")
+	out := make([]kv.Result, len(items))
+	err := c.call(ctx, to.Addr, "forward batch "+op.String(), func(ctx context.Context, cc *grpc.ClientConn) error {
+		client := pb.NewKVClient(cc)
+		switch op {
+		case kv.OpGet:
+			keys := make([][]byte, len(items))
+			for i, it := range items {
+				keys[i] = it.Key
+			}
+			resp, err := client.MultiGet(ctx, &pb.MultiGetRequest{Keys: keys, Consistency: encodeConsistency(cons)})
+			if err != nil {
+				return err
+			}
+			return decodeBatchResults(to.Addr, items, resp.GetResults(), out, func(r *pb.GetResult, res *kv.Result) error {
+				if !r.GetFound() {
+					res.Err = fmt.Errorf("%w: %s", kv.ErrNotFound, to.Addr)
+					return nil
+				}
+				v, err := DecodeVersion(r.GetVersion())
+				res.Entry.Value, res.Entry.Version = r.GetValue(), v
+				return err
+			})
+		case kv.OpPut:
+			kvs := make([]*pb.KeyValue, len(items))
+			for i, it := range items {
+				kvs[i] = &pb.KeyValue{Key: it.Key, Value: it.Value}
+			}
+			resp, err := client.MultiPut(ctx, &pb.MultiPutRequest{Items: kvs, Consistency: encodeConsistency(cons)})
+			if err != nil {
+				return err
+			}
+			return decodeBatchResults(to.Addr, items, resp.GetResults(), out, decodeWriteResult)
+		case kv.OpDelete:
+			keys := make([][]byte, len(items))
+			for i, it := range items {
+				keys[i] = it.Key
+			}
+			resp, err := client.MultiDelete(ctx, &pb.MultiDeleteRequest{Keys: keys, Consistency: encodeConsistency(cons)})
+			if err != nil {
+				return err
+			}
+			return decodeBatchResults(to.Addr, items, resp.GetResults(), out, func(r *pb.PutResult, res *kv.Result) error {
+				res.Entry.Tombstone = true
+				return decodeWriteResult(r, res)
+			})
 		}
-		if string(e.Key) != string(key) {
-			return fmt.Errorf("asked for key %q, got %q", key, e.Key)
-		}
-		found = true
-		return nil
+		return fmt.Errorf("no batch form of %s", op)
 	})
 	if err != nil {
-		return store.Entry{}, false, err
+		return nil, fromKVStatus(to.Addr, err)
 	}
-	return e, found, nil
+	return out, nil
+}
+
+// decodeWriteResult takes the version of a MultiPut or MultiDelete item.
+func decodeWriteResult(r *pb.PutResult, res *kv.Result) error {
+	v, err := DecodeVersion(r.GetVersion())
+	res.Entry.Version = v
+	return err
+}
+
+// batchResult is a MultiGet or MultiPut item's result.
+type batchResult interface {
+	GetKey() []byte
+	GetError() string
+}
+
+// decodeBatchResults fills out from a batch response after checking that it
+// answers exactly items, in order; an item's error stays that item's.
+func decodeBatchResults[R batchResult](addr string, items []kv.Item, got []R, out []kv.Result, decode func(R, *kv.Result) error) error {
+	if len(got) != len(items) {
+		return fmt.Errorf("%d results for %d items", len(got), len(items))
+	}
+	for i, r := range got {
+		if string(r.GetKey()) != string(items[i].Key) {
+			return fmt.Errorf("result %d is for key %q, not %q", i, r.GetKey(), items[i].Key)
+		}
+		out[i].Entry.Key = items[i].Key
+		if msg := r.GetError(); msg != "" {
+			out[i].Err = fmt.Errorf("%s: %s", addr, msg)
+			continue
+		}
+		if err := decode(r, &out[i]); err != nil {
+			return fmt.Errorf("result %d: %w", i, err)
+		}
+	}
+	return nil
 }
 
 // Digests implements kv.Peers.

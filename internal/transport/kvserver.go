@@ -40,6 +40,9 @@ type KVNode interface {
 	Get(ctx context.Context, key []byte, c kv.Consistency, forwarded bool) (store.Entry, error)
 	Put(ctx context.Context, key, value []byte, c kv.Consistency, forwarded bool) (store.Version, error)
 	Delete(ctx context.Context, key []byte, c kv.Consistency, forwarded bool) (store.Version, error)
+	GetMany(ctx context.Context, keys [][]byte, c kv.Consistency, forwarded bool) []kv.Result
+	PutMany(ctx context.Context, items []kv.Item, c kv.Consistency, forwarded bool) []kv.Result
+	DeleteMany(ctx context.Context, keys [][]byte, c kv.Consistency, forwarded bool) []kv.Result
 	ApplyLocal(entries []store.Entry) (int, error)
 	ReadLocal(key []byte) (store.Entry, bool, error)
 }
@@ -203,6 +206,43 @@ func (s *KVServer) Read(_ context.Context, req *pb.ReadRequest) (*pb.ReadRespons
 		return &pb.ReadResponse{}, nil
 	}
 	return &pb.ReadResponse{Found: true, Entry: encodeEntry(e)}, nil
+}
+
+// maxReadManyKeys bounds the keys of one ReadMany request. Coordinators
+// send at most a client batch (MaxBatchItems) plus a merged replica batch;
+// the bound keeps one request from occupying a replica for long.
+const maxReadManyKeys = 4 * MaxBatchItems
+
+// ReadMany implements pb.ReplicaServer: the keys' entries in order, as many
+// as fit in batchResponseBudget of values (always at least one).
+func (s *KVServer) ReadMany(_ context.Context, req *pb.ReadManyRequest) (*pb.ReadManyResponse, error) {
+	keys := req.GetKeys()
+	if len(keys) > maxReadManyKeys {
+		return nil, invalidArgument(fmt.Errorf("read of %d keys, the limit is %d", len(keys), maxReadManyKeys))
+	}
+	for i, k := range keys {
+		if len(k) == 0 {
+			return nil, invalidArgument(fmt.Errorf("key %d is empty", i))
+		}
+	}
+	results := make([]*pb.ReadResponse, 0, len(keys))
+	size := 0
+	for _, k := range keys {
+		e, found, err := s.node.ReadLocal(k)
+		if err != nil {
+			return nil, kvStatus(err)
+		}
+		if !found {
+			results = append(results, &pb.ReadResponse{})
+			continue
+		}
+		if size > 0 && size+len(e.Value) > batchResponseBudget {
+			break
+		}
+		size += len(e.Value)
+		results = append(results, &pb.ReadResponse{Found: true, Entry: encodeEntry(e)})
+	}
+	return &pb.ReadManyResponse{Results: results}, nil
 }
 
 // Digests implements pb.ReplicaServer.

@@ -12,6 +12,14 @@
 # markdown report to standard output, with chordkv/ceiling and
 # client/endpoint ratios; then, on the ring at 64/8 with client routing,
 # --batch $BATCH (MultiGet/MultiPut, one RPC per owner) against unbatched.
+# Two more sections, each behind a switch:
+#   - ghz (GHZ=1): the load generator the performance goals name, built at a
+#     pinned version through the Go module proxy, drives Get and Put on the
+#     ceiling and on the 1-node chordkv at 64 callers over 8 connections;
+#   - Redis (REDIS=1): redis-benchmark against a private, non-persistent
+#     redis-server, next to `chordkv bench --batch B` on the 1-node chordkv
+#     and the 3-node ring (skipped, with the install command, when
+#     redis-server or redis-benchmark is missing).
 # Progress and the
 # nodes' log locations go to standard error. Every process it starts is
 # stopped on exit, Ctrl-C included; every wait is bounded.
@@ -23,6 +31,13 @@
 #   KEYS         key space (default 10000)
 #   VALUE_SIZE   bytes per value (default 100)
 #   BATCH        keys per call of the batched runs (default 16)
+#   GHZ          1 (default) runs the ghz section, 0 skips it
+#   GHZ_VERSION  ghz version built when GHZ_BIN is unset (default v0.120.0)
+#   GHZ_BIN      a ghz binary to use instead of building one
+#   GHZ_COUNT    calls per ghz run (default 20000)
+#   REDIS        1 (default) runs the Redis section, 0 skips it
+#   REDIS_REQUESTS  requests per redis-benchmark test (default 100000)
+#   REDIS_BATCHES   --batch sizes compared with Redis (default "16 64")
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -34,10 +49,17 @@ DURATION=${DURATION:-5s}
 KEYS=${KEYS:-10000}
 VALUE_SIZE=${VALUE_SIZE:-100}
 BATCH=${BATCH:-16}
+GHZ=${GHZ:-1}
+GHZ_VERSION=${GHZ_VERSION:-v0.120.0}
+GHZ_COUNT=${GHZ_COUNT:-20000}
+REDIS=${REDIS:-1}
+REDIS_REQUESTS=${REDIS_REQUESTS:-100000}
+REDIS_BATCHES=${REDIS_BATCHES:-16 64}
 HOST=127.0.0.1
 READY_WAIT=60   # seconds for a server or ring to come up
 STOP_GRACE=10   # seconds after SIGTERM before SIGKILL
 BENCH_LIMIT=300 # seconds any one bench run (preload included) may take
+GHZ_BUILD_LIMIT=900 # seconds for building ghz (about 2 minutes on 2 cores, uncached)
 
 die() {
 	printf 'bench: %s\n' "$*" >&2
@@ -76,9 +98,41 @@ port() { echo "$HOST:$((BASE_PORT + $1))"; }
 ceiling=$(port 0)
 single=$(port 1)
 ring=("$(port 2)" "$(port 3)" "$(port 4)")
+redis_port=$((BASE_PORT + 5))
 
 log "building the ceiling server"
 go build -o "$tmp/ceiling" ./test/bench/ceiling
+
+# ghz is built once per version into the user's cache, never added to
+# go.mod: it is a tool run against the servers, not a dependency of chordkv.
+ghz=
+if [ "$GHZ" = 1 ]; then
+	if [ -n "${GHZ_BIN:-}" ]; then
+		ghz=$GHZ_BIN
+		[ -x "$ghz" ] || die "GHZ_BIN=$ghz is not executable"
+	else
+		ghz_dir=${XDG_CACHE_HOME:-$HOME/.cache}/chordkv-bench/ghz-$GHZ_VERSION
+		ghz=$ghz_dir/ghz
+		if [ ! -x "$ghz" ]; then
+			log "building ghz $GHZ_VERSION into $ghz_dir (once per version; about 2 minutes)"
+			mkdir -p "$ghz_dir"
+			if ! (cd "$tmp" && GOBIN=$ghz_dir GOFLAGS=-buildvcs=false timeout "$GHZ_BUILD_LIMIT" \
+				go install "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION") >"$tmp/ghz-build.log" 2>&1; then
+				rmdir "$ghz_dir" 2>/dev/null || true # leave no empty cache entry behind
+				die "cannot build ghz $GHZ_VERSION through the Go module proxy ($(tail -n 3 "$tmp/ghz-build.log" | tr '\n' ' ')); set GHZ=0 to skip the ghz section, or GHZ_BIN to a ghz binary"
+			fi
+		fi
+	fi
+fi
+
+redis=0
+if [ "$REDIS" = 1 ]; then
+	if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null && command -v redis-cli >/dev/null; then
+		redis=1
+	else
+		log "SKIPPING the Redis comparison: redis-server, redis-benchmark or redis-cli is not installed (Debian: apt-get install -y redis-server; REDIS=0 silences this)"
+	fi
+fi
 
 start() { # start NAME CMD...: run in the background, log to $tmp/NAME.log
 	local name=$1
@@ -93,6 +147,12 @@ start ring1 "$BIN" serve --addr "${ring[0]}" --data-dir "$tmp/ring1" --replicas 
 for i in 1 2; do
 	start "ring$((i + 1))" "$BIN" serve --addr "${ring[i]}" --data-dir "$tmp/ring$((i + 1))" --replicas 3 --join "${ring[0]}"
 done
+if ((redis)); then
+	# Private and memory-only: no RDB snapshots, no append-only file, its
+	# working directory in the temp dir, loopback only.
+	start redis redis-server --port "$redis_port" --bind "$HOST" --save '' --appendonly no \
+		--dir "$tmp" --daemonize no
+fi
 
 # until SECONDS WHAT CMD...: retry CMD every 0.2 s for at most SECONDS.
 until_ok() {
@@ -117,6 +177,9 @@ log "waiting for the servers"
 until_ok "$READY_WAIT" "ceiling" "$BIN" put bench-probe x --endpoints "$ceiling" --timeout 1s
 until_ok "$READY_WAIT" "1-node chordkv" "$BIN" put bench-probe x --endpoints "$single" --timeout 1s --consistency all
 until_ok "$READY_WAIT" "3-node ring" ring_has_3
+if ((redis)); then
+	until_ok "$READY_WAIT" "redis-server" redis-cli -h "$HOST" -p "$redis_port" ping
+fi
 
 endpoints_of() {
 	case $1 in
@@ -159,6 +222,65 @@ for op in "${ops[@]}"; do
 		--concurrency 64 --connections 8 --duration "$DURATION" --batch "$BATCH" \
 		--keys "$KEYS" --value-size "$VALUE_SIZE" --routing client -o json >"$tmp/ring3batch-$op-64.json"
 done
+
+# ghz: the same call for both targets, from the .proto file because the
+# ceiling has no reflection service. Every call of a run comes from one
+# JSON array that ghz parses once and uses round-robin, so its keys are
+# chordkv bench's (bench-NNNNNNNNN), which the get runs above preloaded on
+# both targets, and templates cost nothing per call. A fixed count (-n)
+# rather than a duration (-z): at -z's deadline ghz cuts its connections
+# with calls in flight, which would count as errors.
+ghz_data() { # ghz_data OP: the request array for OP on standard output
+	local value
+	value=$(head -c "$VALUE_SIZE" /dev/urandom | base64 -w0)
+	jq -nc --argjson n "$KEYS" --arg v "$value" --arg op "$1" \
+		'[range($n) | {key: ("bench-" + ("000000000" + tostring)[-9:] | @base64)}
+		  | if $op == "put" then .value = $v else . end]'
+}
+if [ -n "$ghz" ]; then
+	for op in "${ops[@]}"; do
+		ghz_data "$op" >"$tmp/ghz-data-$op.req"
+		method=Get
+		[ "$op" = put ] && method=Put
+		for t in ceiling single; do
+			log "ghz $t $op: -c 64 --connections 8 -n $GHZ_COUNT"
+			timeout "$BENCH_LIMIT" "$ghz" --insecure --proto proto/chordkv/v1/kv.proto \
+				--call "chordkv.v1.KV/$method" --data-file "$tmp/ghz-data-$op.req" \
+				-c 64 --connections 8 -n "$GHZ_COUNT" --format json "$(endpoints_of "$t")" \
+				>"$tmp/ghz-$t-$op.raw" || die "ghz $t $op failed: $(tail -c 600 "$tmp/ghz-$t-$op.raw")"
+			# Keep the summary only: the raw report lists every call.
+			jq '{rps, count, errors: (.count - (.statusCodeDistribution.OK // 0)),
+			     p50_ms: (.latencyDistribution[] | select(.percentage == 50) | .latency / 1e6),
+			     p99_ms: (.latencyDistribution[] | select(.percentage == 99) | .latency / 1e6)}' \
+				"$tmp/ghz-$t-$op.raw" >"$tmp/ghz-$t-$op.sum"
+			rm -f "$tmp/ghz-$t-$op.raw"
+		done
+	done
+fi
+
+# Redis: redis-benchmark GET and SET without pipelining (-P 1) at 64 and 16
+# clients, random keys out of 10,000, VALUE_SIZE-byte values; against it
+# `chordkv bench --batch B` (MultiGet/MultiPut, client routing) at 64
+# callers over 8 connections on the 1-node chordkv and the 3-node ring.
+redis_clients=(64 16)
+if ((redis)); then
+	for c in "${redis_clients[@]}"; do
+		log "redis-benchmark -t get,set -c $c -n $REDIS_REQUESTS -d $VALUE_SIZE -P 1 -r 10000"
+		timeout "$BENCH_LIMIT" redis-benchmark -h "$HOST" -p "$redis_port" -t get,set -c "$c" \
+			-n "$REDIS_REQUESTS" -d "$VALUE_SIZE" -P 1 -r 10000 --csv >"$tmp/redis-$c.csv" ||
+			die "redis-benchmark at -c $c failed: $(tail -c 600 "$tmp/redis-$c.csv")"
+	done
+	for t in single ring3; do
+		for op in "${ops[@]}"; do
+			for b in $REDIS_BATCHES; do
+				log "$t $op concurrency 64 connections 8, client routing, --batch $b, for $DURATION"
+				timeout "$BENCH_LIMIT" "$BIN" bench --endpoints "$(endpoints_of "$t")" --op "$op" \
+					--concurrency 64 --connections 8 --duration "$DURATION" --batch "$b" \
+					--keys "$KEYS" --value-size "$VALUE_SIZE" --routing client -o json >"$tmp/$t-$op-b$b.json"
+			done
+		done
+	done
+fi
 
 # field TARGET OP C JQ-EXPR
 field() { jq -r "$4" "$tmp/$1-$2-$3.json"; }
@@ -227,3 +349,76 @@ for op in "${ops[@]}"; do
 		"$(fmt_ops ring3batch "$op" 64)" "$(fmt_lat ring3batch "$op" 64)" \
 		"$(ratio ring3batch "$op" 64 ring3client)"
 done
+
+if [ -n "$ghz" ]; then
+	ghz_label="ghz github.com/bojand/ghz@$GHZ_VERSION"
+	[ -n "${GHZ_BIN:-}" ] && ghz_label="ghz from GHZ_BIN=$GHZ_BIN"
+	ghz_field() { jq -r "$3" "$tmp/ghz-$1-$2.sum"; }
+	cat <<EOF2
+
+$ghz_label:
+\`ghz --insecure --proto proto/chordkv/v1/kv.proto --call chordkv.v1.KV/Get|Put --data-file F -c 64 --connections 8 -n $GHZ_COUNT --format json HOST:PORT\`,
+F a JSON array of $KEYS requests (keys bench-000000000…, $VALUE_SIZE-byte value for Put) that ghz uses
+round-robin. 1-node chordkv at the default --consistency quorum, puts fsync'd. Latency in ms: p50 / p99.
+Goals (issue 5): Get at least 0.8 of the ceiling, durable Put at least 0.6.
+
+| op | ceiling ops/s | ceiling latency | ceiling errors | 1-node ops/s | 1-node latency | 1-node errors | 1-node / ceiling |
+|---|---:|---|---:|---:|---|---:|---:|
+EOF2
+	for op in "${ops[@]}"; do
+		printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$op" \
+			"$(ghz_field ceiling "$op" '.rps | floor')" "$(ghz_field ceiling "$op" '"\(.p50_ms * 1000 | round / 1000) / \(.p99_ms * 1000 | round / 1000)"')" \
+			"$(ghz_field ceiling "$op" .errors)" \
+			"$(ghz_field single "$op" '.rps | floor')" "$(ghz_field single "$op" '"\(.p50_ms * 1000 | round / 1000) / \(.p99_ms * 1000 | round / 1000)"')" \
+			"$(ghz_field single "$op" .errors)" \
+			"$(jq -rn --slurpfile a "$tmp/ghz-single-$op.sum" --slurpfile b "$tmp/ghz-ceiling-$op.sum" '$a[0].rps / $b[0].rps * 100 | round / 100')"
+	done
+fi
+
+if ((redis)); then
+	# redis_col C TEST COLUMN: a column of redis-benchmark's CSV ("test","rps",
+	# "avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms",
+	# "p99_latency_ms","max_latency_ms") for TEST (GET or SET) at C clients.
+	redis_col() { awk -F'"' -v t="$2" -v c="$3" '$2 == t { print $(2 * c) }' "$tmp/redis-$1.csv"; }
+	redis_rps() { redis_col "$1" "$2" 2 | cut -d. -f1; }
+	cat <<EOF2
+
+Redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'), private, no persistence (\`--save '' --appendonly no\`):
+\`redis-benchmark -t get,set -c C -n $REDIS_REQUESTS -d $VALUE_SIZE -P 1 -r 10000 --csv\` (no pipelining).
+chordkv: \`chordkv bench --op get|put --batch B --concurrency 64 --connections 8 --duration $DURATION --keys $KEYS --value-size $VALUE_SIZE --routing client\`;
+keys/s counted per key, latency per RPC of B keys; chordkv puts are fsync'd, quorum on the ring.
+Goal (issue 5): batched Get and Put at least 1.0 of Redis without pipelining.
+
+| op | Redis -c 64 ops/s (p50 / p99 ms) | Redis -c 16 ops/s (p50 / p99 ms) | chordkv | --batch | keys/s | latency p50 / p99 ms | / Redis -c 64 |
+|---|---:|---:|---|---:|---:|---|---:|
+EOF2
+	for op in "${ops[@]}"; do
+		test=GET
+		[ "$op" = put ] && test=SET
+		for t in single ring3; do
+			for b in $REDIS_BATCHES; do
+				name=1-node
+				[ "$t" = ring3 ] && name="3-node r=3"
+				printf '| %s | %s (%s / %s) | %s (%s / %s) | %s | %s | %s | %s | %s |\n' "$op" \
+					"$(redis_rps 64 "$test")" "$(redis_col 64 "$test" 5)" "$(redis_col 64 "$test" 7)" \
+					"$(redis_rps 16 "$test")" "$(redis_col 16 "$test" 5)" "$(redis_col 16 "$test" 7)" \
+					"$name" "$b" "$(fmt_ops "$t" "$op" "b$b")" "$(field "$t" "$op" "b$b" '"\(.p50_ms) / \(.p99_ms)"')" \
+					"$(jq -rn --slurpfile a "$tmp/$t-$op-b$b.json" --argjson r "$(redis_col 64 "$test" 2)" '$a[0].ops_per_sec / $r * 100 | round / 100')"
+			done
+		done
+	done
+fi
+
+# Runs with errors, with the first error each saw, so a report with errors
+# says what they were (chordkv bench keeps its first error in first_error).
+with_errors=$(jq -r 'select(.errors > 0) | "| \(input_filename | sub(".*/"; "") | sub("\\.json$"; "")) | \(.errors) | \(.first_error // "" | gsub("\\|"; "/")) |"' "$tmp"/*.json)
+if [ -n "$with_errors" ]; then
+	cat <<EOF2
+
+Runs with errors (file name: target-op-concurrency, or -bBATCH):
+
+| run | errors | first error |
+|---|---:|---|
+$with_errors
+EOF2
+fi

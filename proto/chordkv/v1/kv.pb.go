@@ -830,6 +830,103 @@ func (x *MultiPutResponse) GetResults() []*PutResult {
 	return nil
 }
 
+type MultiDeleteRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          [][]byte               `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	Consistency   Consistency            `protobuf:"varint,2,opt,name=consistency,proto3,enum=chordkv.v1.Consistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MultiDeleteRequest) Reset() {
+	*x = MultiDeleteRequest{}
+	mi := &file_chordkv_v1_kv_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MultiDeleteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MultiDeleteRequest) ProtoMessage() {}
+
+func (x *MultiDeleteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chordkv_v1_kv_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MultiDeleteRequest.ProtoReflect.Descriptor instead.
+func (*MultiDeleteRequest) Descriptor() ([]byte, []int) {
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *MultiDeleteRequest) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *MultiDeleteRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+type MultiDeleteResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per key, in request order; a PutResult, as a delete is a write.
+	Results       []*PutResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MultiDeleteResponse) Reset() {
+	*x = MultiDeleteResponse{}
+	mi := &file_chordkv_v1_kv_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MultiDeleteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MultiDeleteResponse) ProtoMessage() {}
+
+func (x *MultiDeleteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chordkv_v1_kv_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MultiDeleteResponse.ProtoReflect.Descriptor instead.
+func (*MultiDeleteResponse) Descriptor() ([]byte, []int) {
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *MultiDeleteResponse) GetResults() []*PutResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 // Entry is one key's state on a replica: a value or a tombstone, with the
 // version that wrote it.
 type Entry struct {
@@ -844,7 +941,7 @@ type Entry struct {
 
 func (x *Entry) Reset() {
 	*x = Entry{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[14]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +953,7 @@ func (x *Entry) String() string {
 func (*Entry) ProtoMessage() {}
 
 func (x *Entry) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[14]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +966,7 @@ func (x *Entry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Entry.ProtoReflect.Descriptor instead.
 func (*Entry) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{14}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Entry) GetKey() []byte {
@@ -909,7 +1006,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[15]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +1018,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[15]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +1031,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{15}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ApplyRequest) GetEntries() []*Entry {
@@ -954,7 +1051,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[16]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1063,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[16]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1076,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{16}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ApplyResponse) GetApplied() uint32 {
@@ -998,7 +1095,7 @@ type ReadRequest struct {
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[17]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1107,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[17]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1120,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{17}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReadRequest) GetKey() []byte {
@@ -1043,7 +1140,7 @@ type ReadResponse struct {
 
 func (x *ReadResponse) Reset() {
 	*x = ReadResponse{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[18]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1152,7 @@ func (x *ReadResponse) String() string {
 func (*ReadResponse) ProtoMessage() {}
 
 func (x *ReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[18]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1165,7 @@ func (x *ReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
 func (*ReadResponse) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{18}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReadResponse) GetFound() bool {
@@ -1085,6 +1182,95 @@ func (x *ReadResponse) GetEntry() *Entry {
 	return nil
 }
 
+type ReadManyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          [][]byte               `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadManyRequest) Reset() {
+	*x = ReadManyRequest{}
+	mi := &file_chordkv_v1_kv_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadManyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadManyRequest) ProtoMessage() {}
+
+func (x *ReadManyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chordkv_v1_kv_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadManyRequest.ProtoReflect.Descriptor instead.
+func (*ReadManyRequest) Descriptor() ([]byte, []int) {
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ReadManyRequest) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type ReadManyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results[i] answers keys[i]; there may be fewer results than keys.
+	Results       []*ReadResponse `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadManyResponse) Reset() {
+	*x = ReadManyResponse{}
+	mi := &file_chordkv_v1_kv_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadManyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadManyResponse) ProtoMessage() {}
+
+func (x *ReadManyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chordkv_v1_kv_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadManyResponse.ProtoReflect.Descriptor instead.
+func (*ReadManyResponse) Descriptor() ([]byte, []int) {
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ReadManyResponse) GetResults() []*ReadResponse {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 type DigestsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	From          []byte                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
@@ -1095,7 +1281,7 @@ type DigestsRequest struct {
 
 func (x *DigestsRequest) Reset() {
 	*x = DigestsRequest{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[19]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1293,7 @@ func (x *DigestsRequest) String() string {
 func (*DigestsRequest) ProtoMessage() {}
 
 func (x *DigestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[19]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1306,7 @@ func (x *DigestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestsRequest.ProtoReflect.Descriptor instead.
 func (*DigestsRequest) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{19}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DigestsRequest) GetFrom() []byte {
@@ -1147,7 +1333,7 @@ type BucketDigest struct {
 
 func (x *BucketDigest) Reset() {
 	*x = BucketDigest{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[20]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1345,7 @@ func (x *BucketDigest) String() string {
 func (*BucketDigest) ProtoMessage() {}
 
 func (x *BucketDigest) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[20]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1358,7 @@ func (x *BucketDigest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketDigest.ProtoReflect.Descriptor instead.
 func (*BucketDigest) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{20}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *BucketDigest) GetBucket() uint32 {
@@ -1198,7 +1384,7 @@ type DigestsResponse struct {
 
 func (x *DigestsResponse) Reset() {
 	*x = DigestsResponse{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[21]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1396,7 @@ func (x *DigestsResponse) String() string {
 func (*DigestsResponse) ProtoMessage() {}
 
 func (x *DigestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[21]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1409,7 @@ func (x *DigestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestsResponse.ProtoReflect.Descriptor instead.
 func (*DigestsResponse) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{21}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DigestsResponse) GetDigests() []*BucketDigest {
@@ -1244,7 +1430,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[22]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1442,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[22]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1455,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{22}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FetchRequest) GetFrom() []byte {
@@ -1302,7 +1488,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[23]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1500,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[23]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1513,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{23}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FetchResponse) GetEntries() []*Entry {
@@ -1387,6 +1573,11 @@ const file_chordkv_v1_kv_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\v2\x13.chordkv.v1.VersionR\aversion\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\"C\n" +
 	"\x10MultiPutResponse\x12/\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.chordkv.v1.PutResultR\aresults\"c\n" +
+	"\x12MultiDeleteRequest\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\fR\x04keys\x129\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x17.chordkv.v1.ConsistencyR\vconsistency\"F\n" +
+	"\x13MultiDeleteResponse\x12/\n" +
 	"\aresults\x18\x01 \x03(\v2\x15.chordkv.v1.PutResultR\aresults\"|\n" +
 	"\x05Entry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
@@ -1401,7 +1592,11 @@ const file_chordkv_v1_kv_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\fR\x03key\"M\n" +
 	"\fReadResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12'\n" +
-	"\x05entry\x18\x02 \x01(\v2\x11.chordkv.v1.EntryR\x05entry\"4\n" +
+	"\x05entry\x18\x02 \x01(\v2\x11.chordkv.v1.EntryR\x05entry\"%\n" +
+	"\x0fReadManyRequest\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\fR\x04keys\"F\n" +
+	"\x10ReadManyResponse\x122\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.chordkv.v1.ReadResponseR\aresults\"4\n" +
 	"\x0eDigestsRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\fR\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\fR\x02to\">\n" +
@@ -1420,16 +1615,18 @@ const file_chordkv_v1_kv_proto_rawDesc = "" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fCONSISTENCY_ONE\x10\x01\x12\x16\n" +
 	"\x12CONSISTENCY_QUORUM\x10\x02\x12\x13\n" +
-	"\x0fCONSISTENCY_ALL\x10\x032\xc3\x02\n" +
+	"\x0fCONSISTENCY_ALL\x10\x032\x93\x03\n" +
 	"\x02KV\x126\n" +
 	"\x03Get\x12\x16.chordkv.v1.GetRequest\x1a\x17.chordkv.v1.GetResponse\x126\n" +
 	"\x03Put\x12\x16.chordkv.v1.PutRequest\x1a\x17.chordkv.v1.PutResponse\x12?\n" +
 	"\x06Delete\x12\x19.chordkv.v1.DeleteRequest\x1a\x1a.chordkv.v1.DeleteResponse\x12E\n" +
 	"\bMultiGet\x12\x1b.chordkv.v1.MultiGetRequest\x1a\x1c.chordkv.v1.MultiGetResponse\x12E\n" +
-	"\bMultiPut\x12\x1b.chordkv.v1.MultiPutRequest\x1a\x1c.chordkv.v1.MultiPutResponse2\x86\x02\n" +
+	"\bMultiPut\x12\x1b.chordkv.v1.MultiPutRequest\x1a\x1c.chordkv.v1.MultiPutResponse\x12N\n" +
+	"\vMultiDelete\x12\x1e.chordkv.v1.MultiDeleteRequest\x1a\x1f.chordkv.v1.MultiDeleteResponse2\xcd\x02\n" +
 	"\aReplica\x12<\n" +
 	"\x05Apply\x12\x18.chordkv.v1.ApplyRequest\x1a\x19.chordkv.v1.ApplyResponse\x129\n" +
-	"\x04Read\x12\x17.chordkv.v1.ReadRequest\x1a\x18.chordkv.v1.ReadResponse\x12B\n" +
+	"\x04Read\x12\x17.chordkv.v1.ReadRequest\x1a\x18.chordkv.v1.ReadResponse\x12E\n" +
+	"\bReadMany\x12\x1b.chordkv.v1.ReadManyRequest\x1a\x1c.chordkv.v1.ReadManyResponse\x12B\n" +
 	"\aDigests\x12\x1a.chordkv.v1.DigestsRequest\x1a\x1b.chordkv.v1.DigestsResponse\x12>\n" +
 	"\x05Fetch\x12\x18.chordkv.v1.FetchRequest\x1a\x19.chordkv.v1.FetchResponse0\x01B7Z5github.com/chordkv/chordkv/proto/chordkv/v1;chordkvv1b\x06proto3"
 
@@ -1446,33 +1643,37 @@ func file_chordkv_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_chordkv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_chordkv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_chordkv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_chordkv_v1_kv_proto_goTypes = []any{
-	(Consistency)(0),         // 0: chordkv.v1.Consistency
-	(*Version)(nil),          // 1: chordkv.v1.Version
-	(*GetRequest)(nil),       // 2: chordkv.v1.GetRequest
-	(*GetResponse)(nil),      // 3: chordkv.v1.GetResponse
-	(*PutRequest)(nil),       // 4: chordkv.v1.PutRequest
-	(*PutResponse)(nil),      // 5: chordkv.v1.PutResponse
-	(*DeleteRequest)(nil),    // 6: chordkv.v1.DeleteRequest
-	(*DeleteResponse)(nil),   // 7: chordkv.v1.DeleteResponse
-	(*MultiGetRequest)(nil),  // 8: chordkv.v1.MultiGetRequest
-	(*GetResult)(nil),        // 9: chordkv.v1.GetResult
-	(*MultiGetResponse)(nil), // 10: chordkv.v1.MultiGetResponse
-	(*KeyValue)(nil),         // 11: chordkv.v1.KeyValue
-	(*MultiPutRequest)(nil),  // 12: chordkv.v1.MultiPutRequest
-	(*PutResult)(nil),        // 13: chordkv.v1.PutResult
-	(*MultiPutResponse)(nil), // 14: chordkv.v1.MultiPutResponse
-	(*Entry)(nil),            // 15: chordkv.v1.Entry
-	(*ApplyRequest)(nil),     // 16: chordkv.v1.ApplyRequest
-	(*ApplyResponse)(nil),    // 17: chordkv.v1.ApplyResponse
-	(*ReadRequest)(nil),      // 18: chordkv.v1.ReadRequest
-	(*ReadResponse)(nil),     // 19: chordkv.v1.ReadResponse
-	(*DigestsRequest)(nil),   // 20: chordkv.v1.DigestsRequest
-	(*BucketDigest)(nil),     // 21: chordkv.v1.BucketDigest
-	(*DigestsResponse)(nil),  // 22: chordkv.v1.DigestsResponse
-	(*FetchRequest)(nil),     // 23: chordkv.v1.FetchRequest
-	(*FetchResponse)(nil),    // 24: chordkv.v1.FetchResponse
+	(Consistency)(0),            // 0: chordkv.v1.Consistency
+	(*Version)(nil),             // 1: chordkv.v1.Version
+	(*GetRequest)(nil),          // 2: chordkv.v1.GetRequest
+	(*GetResponse)(nil),         // 3: chordkv.v1.GetResponse
+	(*PutRequest)(nil),          // 4: chordkv.v1.PutRequest
+	(*PutResponse)(nil),         // 5: chordkv.v1.PutResponse
+	(*DeleteRequest)(nil),       // 6: chordkv.v1.DeleteRequest
+	(*DeleteResponse)(nil),      // 7: chordkv.v1.DeleteResponse
+	(*MultiGetRequest)(nil),     // 8: chordkv.v1.MultiGetRequest
+	(*GetResult)(nil),           // 9: chordkv.v1.GetResult
+	(*MultiGetResponse)(nil),    // 10: chordkv.v1.MultiGetResponse
+	(*KeyValue)(nil),            // 11: chordkv.v1.KeyValue
+	(*MultiPutRequest)(nil),     // 12: chordkv.v1.MultiPutRequest
+	(*PutResult)(nil),           // 13: chordkv.v1.PutResult
+	(*MultiPutResponse)(nil),    // 14: chordkv.v1.MultiPutResponse
+	(*MultiDeleteRequest)(nil),  // 15: chordkv.v1.MultiDeleteRequest
+	(*MultiDeleteResponse)(nil), // 16: chordkv.v1.MultiDeleteResponse
+	(*Entry)(nil),               // 17: chordkv.v1.Entry
+	(*ApplyRequest)(nil),        // 18: chordkv.v1.ApplyRequest
+	(*ApplyResponse)(nil),       // 19: chordkv.v1.ApplyResponse
+	(*ReadRequest)(nil),         // 20: chordkv.v1.ReadRequest
+	(*ReadResponse)(nil),        // 21: chordkv.v1.ReadResponse
+	(*ReadManyRequest)(nil),     // 22: chordkv.v1.ReadManyRequest
+	(*ReadManyResponse)(nil),    // 23: chordkv.v1.ReadManyResponse
+	(*DigestsRequest)(nil),      // 24: chordkv.v1.DigestsRequest
+	(*BucketDigest)(nil),        // 25: chordkv.v1.BucketDigest
+	(*DigestsResponse)(nil),     // 26: chordkv.v1.DigestsResponse
+	(*FetchRequest)(nil),        // 27: chordkv.v1.FetchRequest
+	(*FetchResponse)(nil),       // 28: chordkv.v1.FetchResponse
 }
 var file_chordkv_v1_kv_proto_depIdxs = []int32{
 	0,  // 0: chordkv.v1.GetRequest.consistency:type_name -> chordkv.v1.Consistency
@@ -1488,34 +1689,41 @@ var file_chordkv_v1_kv_proto_depIdxs = []int32{
 	0,  // 10: chordkv.v1.MultiPutRequest.consistency:type_name -> chordkv.v1.Consistency
 	1,  // 11: chordkv.v1.PutResult.version:type_name -> chordkv.v1.Version
 	13, // 12: chordkv.v1.MultiPutResponse.results:type_name -> chordkv.v1.PutResult
-	1,  // 13: chordkv.v1.Entry.version:type_name -> chordkv.v1.Version
-	15, // 14: chordkv.v1.ApplyRequest.entries:type_name -> chordkv.v1.Entry
-	15, // 15: chordkv.v1.ReadResponse.entry:type_name -> chordkv.v1.Entry
-	21, // 16: chordkv.v1.DigestsResponse.digests:type_name -> chordkv.v1.BucketDigest
-	15, // 17: chordkv.v1.FetchResponse.entries:type_name -> chordkv.v1.Entry
-	2,  // 18: chordkv.v1.KV.Get:input_type -> chordkv.v1.GetRequest
-	4,  // 19: chordkv.v1.KV.Put:input_type -> chordkv.v1.PutRequest
-	6,  // 20: chordkv.v1.KV.Delete:input_type -> chordkv.v1.DeleteRequest
-	8,  // 21: chordkv.v1.KV.MultiGet:input_type -> chordkv.v1.MultiGetRequest
-	12, // 22: chordkv.v1.KV.MultiPut:input_type -> chordkv.v1.MultiPutRequest
-	16, // 23: chordkv.v1.Replica.Apply:input_type -> chordkv.v1.ApplyRequest
-	18, // 24: chordkv.v1.Replica.Read:input_type -> chordkv.v1.ReadRequest
-	20, // 25: chordkv.v1.Replica.Digests:input_type -> chordkv.v1.DigestsRequest
-	23, // 26: chordkv.v1.Replica.Fetch:input_type -> chordkv.v1.FetchRequest
-	3,  // 27: chordkv.v1.KV.Get:output_type -> chordkv.v1.GetResponse
-	5,  // 28: chordkv.v1.KV.Put:output_type -> chordkv.v1.PutResponse
-	7,  // 29: chordkv.v1.KV.Delete:output_type -> chordkv.v1.DeleteResponse
-	10, // 30: chordkv.v1.KV.MultiGet:output_type -> chordkv.v1.MultiGetResponse
-	14, // 31: chordkv.v1.KV.MultiPut:output_type -> chordkv.v1.MultiPutResponse
-	17, // 32: chordkv.v1.Replica.Apply:output_type -> chordkv.v1.ApplyResponse
-	19, // 33: chordkv.v1.Replica.Read:output_type -> chordkv.v1.ReadResponse
-	22, // 34: chordkv.v1.Replica.Digests:output_type -> chordkv.v1.DigestsResponse
-	24, // 35: chordkv.v1.Replica.Fetch:output_type -> chordkv.v1.FetchResponse
-	27, // [27:36] is the sub-list for method output_type
-	18, // [18:27] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	0,  // 13: chordkv.v1.MultiDeleteRequest.consistency:type_name -> chordkv.v1.Consistency
+	13, // 14: chordkv.v1.MultiDeleteResponse.results:type_name -> chordkv.v1.PutResult
+	1,  // 15: chordkv.v1.Entry.version:type_name -> chordkv.v1.Version
+	17, // 16: chordkv.v1.ApplyRequest.entries:type_name -> chordkv.v1.Entry
+	17, // 17: chordkv.v1.ReadResponse.entry:type_name -> chordkv.v1.Entry
+	21, // 18: chordkv.v1.ReadManyResponse.results:type_name -> chordkv.v1.ReadResponse
+	25, // 19: chordkv.v1.DigestsResponse.digests:type_name -> chordkv.v1.BucketDigest
+	17, // 20: chordkv.v1.FetchResponse.entries:type_name -> chordkv.v1.Entry
+	2,  // 21: chordkv.v1.KV.Get:input_type -> chordkv.v1.GetRequest
+	4,  // 22: chordkv.v1.KV.Put:input_type -> chordkv.v1.PutRequest
+	6,  // 23: chordkv.v1.KV.Delete:input_type -> chordkv.v1.DeleteRequest
+	8,  // 24: chordkv.v1.KV.MultiGet:input_type -> chordkv.v1.MultiGetRequest
+	12, // 25: chordkv.v1.KV.MultiPut:input_type -> chordkv.v1.MultiPutRequest
+	15, // 26: chordkv.v1.KV.MultiDelete:input_type -> chordkv.v1.MultiDeleteRequest
+	18, // 27: chordkv.v1.Replica.Apply:input_type -> chordkv.v1.ApplyRequest
+	20, // 28: chordkv.v1.Replica.Read:input_type -> chordkv.v1.ReadRequest
+	22, // 29: chordkv.v1.Replica.ReadMany:input_type -> chordkv.v1.ReadManyRequest
+	24, // 30: chordkv.v1.Replica.Digests:input_type -> chordkv.v1.DigestsRequest
+	27, // 31: chordkv.v1.Replica.Fetch:input_type -> chordkv.v1.FetchRequest
+	3,  // 32: chordkv.v1.KV.Get:output_type -> chordkv.v1.GetResponse
+	5,  // 33: chordkv.v1.KV.Put:output_type -> chordkv.v1.PutResponse
+	7,  // 34: chordkv.v1.KV.Delete:output_type -> chordkv.v1.DeleteResponse
+	10, // 35: chordkv.v1.KV.MultiGet:output_type -> chordkv.v1.MultiGetResponse
+	14, // 36: chordkv.v1.KV.MultiPut:output_type -> chordkv.v1.MultiPutResponse
+	16, // 37: chordkv.v1.KV.MultiDelete:output_type -> chordkv.v1.MultiDeleteResponse
+	19, // 38: chordkv.v1.Replica.Apply:output_type -> chordkv.v1.ApplyResponse
+	21, // 39: chordkv.v1.Replica.Read:output_type -> chordkv.v1.ReadResponse
+	23, // 40: chordkv.v1.Replica.ReadMany:output_type -> chordkv.v1.ReadManyResponse
+	26, // 41: chordkv.v1.Replica.Digests:output_type -> chordkv.v1.DigestsResponse
+	28, // 42: chordkv.v1.Replica.Fetch:output_type -> chordkv.v1.FetchResponse
+	32, // [32:43] is the sub-list for method output_type
+	21, // [21:32] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_chordkv_v1_kv_proto_init() }
@@ -1529,7 +1737,7 @@ func file_chordkv_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chordkv_v1_kv_proto_rawDesc), len(file_chordkv_v1_kv_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -24,11 +24,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	KV_Get_FullMethodName      = "/chordkv.v1.KV/Get"
-	KV_Put_FullMethodName      = "/chordkv.v1.KV/Put"
-	KV_Delete_FullMethodName   = "/chordkv.v1.KV/Delete"
-	KV_MultiGet_FullMethodName = "/chordkv.v1.KV/MultiGet"
-	KV_MultiPut_FullMethodName = "/chordkv.v1.KV/MultiPut"
+	KV_Get_FullMethodName         = "/chordkv.v1.KV/Get"
+	KV_Put_FullMethodName         = "/chordkv.v1.KV/Put"
+	KV_Delete_FullMethodName      = "/chordkv.v1.KV/Delete"
+	KV_MultiGet_FullMethodName    = "/chordkv.v1.KV/MultiGet"
+	KV_MultiPut_FullMethodName    = "/chordkv.v1.KV/MultiPut"
+	KV_MultiDelete_FullMethodName = "/chordkv.v1.KV/MultiDelete"
 )
 
 // KVClient is the client API for KV service.
@@ -54,6 +55,9 @@ type KVClient interface {
 	// reporting and caps. Items are independent writes: there is no
 	// atomicity across them.
 	MultiPut(ctx context.Context, in *MultiPutRequest, opts ...grpc.CallOption) (*MultiPutResponse, error)
+	// MultiDelete writes tombstones under many keys in one call, with
+	// MultiPut's per-item results and caps; deleting a missing key succeeds.
+	MultiDelete(ctx context.Context, in *MultiDeleteRequest, opts ...grpc.CallOption) (*MultiDeleteResponse, error)
 }
 
 type kVClient struct {
@@ -114,6 +118,16 @@ func (c *kVClient) MultiPut(ctx context.Context, in *MultiPutRequest, opts ...gr
 	return out, nil
 }
 
+func (c *kVClient) MultiDelete(ctx context.Context, in *MultiDeleteRequest, opts ...grpc.CallOption) (*MultiDeleteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MultiDeleteResponse)
+	err := c.cc.Invoke(ctx, KV_MultiDelete_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KVServer is the server API for KV service.
 // All implementations must embed UnimplementedKVServer
 // for forward compatibility.
@@ -137,6 +151,9 @@ type KVServer interface {
 	// reporting and caps. Items are independent writes: there is no
 	// atomicity across them.
 	MultiPut(context.Context, *MultiPutRequest) (*MultiPutResponse, error)
+	// MultiDelete writes tombstones under many keys in one call, with
+	// MultiPut's per-item results and caps; deleting a missing key succeeds.
+	MultiDelete(context.Context, *MultiDeleteRequest) (*MultiDeleteResponse, error)
 	mustEmbedUnimplementedKVServer()
 }
 
@@ -161,6 +178,9 @@ func (UnimplementedKVServer) MultiGet(context.Context, *MultiGetRequest) (*Multi
 }
 func (UnimplementedKVServer) MultiPut(context.Context, *MultiPutRequest) (*MultiPutResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MultiPut not implemented")
+}
+func (UnimplementedKVServer) MultiDelete(context.Context, *MultiDeleteRequest) (*MultiDeleteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MultiDelete not implemented")
 }
 func (UnimplementedKVServer) mustEmbedUnimplementedKVServer() {}
 func (UnimplementedKVServer) testEmbeddedByValue()            {}
@@ -273,6 +293,24 @@ func _KV_MultiPut_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KV_MultiDelete_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MultiDeleteRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).MultiDelete(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_MultiDelete_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).MultiDelete(ctx, req.(*MultiDeleteRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KV_ServiceDesc is the grpc.ServiceDesc for KV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -300,16 +338,21 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "MultiPut",
 			Handler:    _KV_MultiPut_Handler,
 		},
+		{
+			MethodName: "MultiDelete",
+			Handler:    _KV_MultiDelete_Handler,
+		},
 	},
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "chordkv/v1/kv.proto",
 }
 
 const (
-	Replica_Apply_FullMethodName   = "/chordkv.v1.Replica/Apply"
-	Replica_Read_FullMethodName    = "/chordkv.v1.Replica/Read"
-	Replica_Digests_FullMethodName = "/chordkv.v1.Replica/Digests"
-	Replica_Fetch_FullMethodName   = "/chordkv.v1.Replica/Fetch"
+	Replica_Apply_FullMethodName    = "/chordkv.v1.Replica/Apply"
+	Replica_Read_FullMethodName     = "/chordkv.v1.Replica/Read"
+	Replica_ReadMany_FullMethodName = "/chordkv.v1.Replica/ReadMany"
+	Replica_Digests_FullMethodName  = "/chordkv.v1.Replica/Digests"
+	Replica_Fetch_FullMethodName    = "/chordkv.v1.Replica/Fetch"
 )
 
 // ReplicaClient is the client API for Replica service.
@@ -322,6 +365,11 @@ type ReplicaClient interface {
 	Apply(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
 	// Read returns this replica's entry for key, tombstones included.
 	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error)
+	// ReadMany is Read for several keys at once: a coordinator merges the
+	// replica reads of concurrent requests into one call. The response
+	// answers the keys in order, but may answer only a prefix of them (never
+	// none) to keep its size bounded; the caller asks again for the rest.
+	ReadMany(ctx context.Context, in *ReadManyRequest, opts ...grpc.CallOption) (*ReadManyResponse, error)
 	// Digests returns the digest of every bucket overlapping the ring interval
 	// (from, to], restricted to entries inside it. Replicas that agree
 	// exchange only this.
@@ -353,6 +401,16 @@ func (c *replicaClient) Read(ctx context.Context, in *ReadRequest, opts ...grpc.
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ReadResponse)
 	err := c.cc.Invoke(ctx, Replica_Read_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *replicaClient) ReadMany(ctx context.Context, in *ReadManyRequest, opts ...grpc.CallOption) (*ReadManyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReadManyResponse)
+	err := c.cc.Invoke(ctx, Replica_ReadMany_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -398,6 +456,11 @@ type ReplicaServer interface {
 	Apply(context.Context, *ApplyRequest) (*ApplyResponse, error)
 	// Read returns this replica's entry for key, tombstones included.
 	Read(context.Context, *ReadRequest) (*ReadResponse, error)
+	// ReadMany is Read for several keys at once: a coordinator merges the
+	// replica reads of concurrent requests into one call. The response
+	// answers the keys in order, but may answer only a prefix of them (never
+	// none) to keep its size bounded; the caller asks again for the rest.
+	ReadMany(context.Context, *ReadManyRequest) (*ReadManyResponse, error)
 	// Digests returns the digest of every bucket overlapping the ring interval
 	// (from, to], restricted to entries inside it. Replicas that agree
 	// exchange only this.
@@ -420,6 +483,9 @@ func (UnimplementedReplicaServer) Apply(context.Context, *ApplyRequest) (*ApplyR
 }
 func (UnimplementedReplicaServer) Read(context.Context, *ReadRequest) (*ReadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Read not implemented")
+}
+func (UnimplementedReplicaServer) ReadMany(context.Context, *ReadManyRequest) (*ReadManyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReadMany not implemented")
 }
 func (UnimplementedReplicaServer) Digests(context.Context, *DigestsRequest) (*DigestsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Digests not implemented")
@@ -484,6 +550,24 @@ func _Replica_Read_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Replica_ReadMany_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReadManyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicaServer).ReadMany(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Replica_ReadMany_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicaServer).ReadMany(ctx, req.(*ReadManyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Replica_Digests_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(DigestsRequest)
 	if err := dec(in); err != nil {
@@ -527,6 +611,10 @@ var Replica_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Read",
 			Handler:    _Replica_Read_Handler,
+		},
+		{
+			MethodName: "ReadMany",
+			Handler:    _Replica_ReadMany_Handler,
 		},
 		{
 			MethodName: "Digests",
