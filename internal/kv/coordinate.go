@@ -127,10 +127,16 @@ func (n *Node) coordinateRead(ctx context.Context, keys [][]byte, c Consistency)
 		local.reads[i] = ReadResult{Entry: e, Found: found}
 	}
 	need := required(c, n.cfg.Replicas, len(reps)) - 1
-	got, err := n.gather(ctx, OpGet, reps[1:], need, need, func(ctx context.Context, p chord.Peer) answer {
-		reads, err := n.reads.call(ctx, p, keys)
-		return answer{peer: p, reads: reads, err: err}
-	}, func(all []answer) { n.readRepair(keys, append(all, local)) })
+	var got []answer
+	var err error
+	if need == 1 {
+		got, err = n.readFromOne(ctx, keys, reps[1:], local)
+	} else {
+		got, err = n.gather(ctx, OpGet, reps[1:], need, need, func(ctx context.Context, p chord.Peer) answer {
+			reads, err := n.reads.call(ctx, p, keys)
+			return answer{peer: p, reads: reads, err: err}
+		}, func(all []answer) { n.readRepair(keys, append(all, local)) })
+	}
 	if err != nil {
 		return fail(fmt.Errorf("%w (counting replicas besides the coordinator)", err))
 	}
@@ -144,6 +150,46 @@ func (n *Node) coordinateRead(ctx context.Context, keys [][]byte, c Consistency)
 		results[i].Entry = newest
 	}
 	return results
+}
+
+// readFromOne is gather for the commonest read, a quorum at r = 3, which
+// needs one replica besides the coordinator: it asks the others one at a
+// time on the caller's goroutine until one answers, so the read costs no
+// goroutine and no detached context. Each call is bounded by CallTimeout
+// (see coalescer). If the answer and the local copy differ, the stale one
+// is repaired in the background.
+func (n *Node) readFromOne(ctx context.Context, keys [][]byte, others []chord.Peer, local answer) ([]answer, error) {
+	var errs []error
+	for _, p := range others {
+		reads, err := n.reads.call(ctx, p, keys)
+		if err == nil {
+			a := answer{peer: p, reads: reads}
+			if differ(a, local) {
+				n.background.Add(1)
+				go func() {
+					defer n.background.Add(-1)
+					n.readRepair(keys, []answer{a, local})
+				}()
+			}
+			return []answer{a}, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", p.Addr, err))
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%s: 0 of the 1 replicas required answered in time: %w", OpGet, errors.Join(errs...))
+		}
+	}
+	return nil, fmt.Errorf("%w: %s: 0 of the 1 replicas required answered: %w", ErrUnavailable, OpGet, errors.Join(errs...))
+}
+
+// differ tells whether two replicas' answers disagree on any key.
+func differ(a, b answer) bool {
+	for i := range a.reads {
+		x, y := a.reads[i], b.reads[i]
+		if x.Found != y.Found || (x.Found && x.Entry.Version != y.Entry.Version) {
+			return true
+		}
+	}
+	return false
 }
 
 // newestOf is the i-th key's entry with the largest version among the
