@@ -77,9 +77,10 @@ type Router struct {
 
 	members atomic.Pointer[[]Member] // sorted by ID; replaced, never modified
 
-	mu     sync.RWMutex // guards conns and closed
-	conns  map[string]*grpc.ClientConn
-	closed bool
+	mu      sync.RWMutex // guards conns, retired and closed
+	conns   map[string]*grpc.ClientConn
+	retired []retiredConn // connections to departed members, closing soon
+	closed  bool
 
 	refreshMu   sync.Mutex   // one ring walk at a time
 	refreshing  atomic.Bool  // a background refresh is in flight
@@ -89,6 +90,18 @@ type Router struct {
 	bgCancel    context.CancelFunc
 
 	redirects, ownerUnavailable, refreshes, refreshErrors atomic.Int64
+}
+
+// retireGrace is how long a connection to a departed member stays open
+// after a refresh drops the member, so that calls already on it finish:
+// longer than any sane call deadline.
+const retireGrace = 30 * time.Second
+
+// retiredConn is a connection to a node that is no longer a member.
+type retiredConn struct {
+	addr string
+	cc   *grpc.ClientConn
+	at   time.Time
 }
 
 // New returns a Router that knows no member yet: call Refresh, or let the
@@ -179,9 +192,8 @@ func (r *Router) Do(ctx context.Context, key []byte, call CallFunc) error {
 }
 
 // conn returns the pooled connection to addr, opening it on first use.
-// Connections to members that left stay open until Close: closing one
-// under a call in flight would fail that call, and a client sees few
-// distinct members in its life.
+// Connections to members that left are retired by the next refresh and
+// closed by a later one, retireGrace on (see retire).
 func (r *Router) conn(addr string) (*grpc.ClientConn, error) {
 	r.mu.RLock()
 	cc, ok := r.conns[addr]
@@ -222,7 +234,47 @@ func (r *Router) Refresh(ctx context.Context) error {
 	}
 	r.members.Store(&members)
 	r.refreshes.Add(1)
+	r.retire(members, time.Now())
 	return nil
+}
+
+// retire moves the connections to nodes that are neither members nor seeds
+// out of the pool, and closes those retired at least retireGrace before
+// now: closing one at once would fail calls still on it, while keeping
+// them all would leak a connection per departed node over a long-lived
+// client's life.
+func (r *Router) retire(members []Member, now time.Time) {
+	keep := map[string]bool{}
+	for _, m := range members {
+		keep[m.Addr] = true
+	}
+	for _, s := range r.cfg.Seeds {
+		keep[s] = true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	var closing []retiredConn
+	still := r.retired[:0]
+	for _, rc := range r.retired {
+		if now.Sub(rc.at) >= retireGrace {
+			closing = append(closing, rc)
+		} else {
+			still = append(still, rc)
+		}
+	}
+	r.retired = still
+	for addr, cc := range r.conns {
+		if !keep[addr] {
+			delete(r.conns, addr)
+			r.retired = append(r.retired, retiredConn{addr: addr, cc: cc, at: now})
+		}
+	}
+	for _, rc := range closing {
+		_ = rc.cc.Close() // the node left; an error closing changes nothing
+	}
 }
 
 // maybeRefresh starts a background refresh unless one is in flight or one
@@ -323,6 +375,11 @@ func (r *Router) Close() error {
 	for addr, cc := range r.conns { // closed: no one adds to conns any more
 		if err := cc.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close %s: %w", addr, err))
+		}
+	}
+	for _, rc := range r.retired {
+		if err := rc.cc.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close %s: %w", rc.addr, err))
 		}
 	}
 	return errors.Join(errs...)

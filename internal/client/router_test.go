@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
@@ -360,4 +361,49 @@ func TestConcurrentUse(t *testing.T) {
 		t.Error(err)
 	}
 	waitFor(t, "a correct view", func() bool { return slices.Equal(r.Members(), members) })
+}
+
+// A refresh retires the connections of nodes that are no longer members
+// (seeds excepted) and a refresh retireGrace later closes them; a node that
+// comes back gets a fresh connection.
+func TestRetireDepartedMembers(t *testing.T) {
+	r := New(Config{Seeds: []string{"seed:1"}, DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}})
+	defer r.Close()
+	conns := map[string]*grpc.ClientConn{}
+	for _, addr := range []string{"seed:1", "a:1", "b:1"} {
+		cc, err := r.conn(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[addr] = cc
+	}
+	pooled := func() []string {
+		r.mu.RLock()
+		defer r.mu.RUnlock()
+		var out []string
+		for addr := range r.conns {
+			out = append(out, addr)
+		}
+		slices.Sort(out)
+		return out
+	}
+	start := time.Now()
+	r.retire([]Member{{Addr: "a:1"}}, start)
+	if got := pooled(); !slices.Equal(got, []string{"a:1", "seed:1"}) {
+		t.Fatalf("pool after b left: %v", got)
+	}
+	if s := conns["b:1"].GetState(); s == connectivity.Shutdown {
+		t.Fatal("b's connection closed at once, under calls that may still use it")
+	}
+	r.retire([]Member{{Addr: "a:1"}}, start.Add(retireGrace-time.Second))
+	if s := conns["b:1"].GetState(); s == connectivity.Shutdown {
+		t.Fatal("b's connection closed before the grace ended")
+	}
+	r.retire([]Member{{Addr: "a:1"}}, start.Add(retireGrace))
+	if s := conns["b:1"].GetState(); s != connectivity.Shutdown {
+		t.Fatalf("b's connection is %v after the grace, want closed", s)
+	}
+	if cc, err := r.conn("b:1"); err != nil || cc == conns["b:1"] {
+		t.Fatalf("b came back: %v, same connection %v", err, cc == conns["b:1"])
+	}
 }

@@ -93,3 +93,64 @@ func TestBatchQuorum(t *testing.T) {
 		t.Error("the replica that was down during the put has the key")
 	}
 }
+
+// A quorum read at r = 3 asks one other replica besides the coordinator,
+// and the next only when that one fails.
+func TestQuorumReadAsksOnlyWhatItNeeds(t *testing.T) {
+	n, peers, others := newTestNode(t)
+	if _, err := n.Put(ctx, []byte("k"), []byte("v"), All, false); err != nil {
+		t.Fatal(err)
+	}
+	reads := func() (int, int) {
+		peers.mu.Lock()
+		defer peers.mu.Unlock()
+		return peers.reads[others[0].Addr], peers.reads[others[1].Addr]
+	}
+	if _, err := n.Get(ctx, []byte("k"), Quorum, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := reads(); a != 1 || b != 0 {
+		t.Errorf("quorum read asked the replicas %d and %d times; want 1 and 0", a, b)
+	}
+	// The one replica read is repaired when the coordinator's copy is
+	// newer.
+	v, _, _ := n.local.Get([]byte("k"))
+	newer := store.Entry{Key: []byte("k"), Value: []byte("v"), Version: store.Version{HLC: v.Version.HLC + 1, Node: v.Version.Node}}
+	if _, err := n.local.Apply(newer); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Get(ctx, []byte("k"), Quorum, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e, _, _ := peers.stores[others[0].Addr].Get([]byte("k")); e.Version != newer.Version {
+		t.Errorf("the replica read was not repaired: %v, want %v", e.Version, newer.Version)
+	}
+	if e, _, _ := peers.stores[others[1].Addr].Get([]byte("k")); e.Version == newer.Version {
+		t.Errorf("the replica not read was repaired too")
+	}
+	if a, b := reads(); a != 2 || b != 0 {
+		t.Errorf("quorum reads asked the replicas %d and %d times; want 2 and 0", a, b)
+	}
+	peers.setDead(others[0], true)
+	if e, err := n.Get(ctx, []byte("k"), Quorum, false); err != nil || string(e.Value) != "v" {
+		t.Fatalf("quorum read with the first replica down: %q, %v", e.Value, err)
+	}
+	if err := n.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := reads(); a != 3 || b != 1 {
+		t.Errorf("after a failure the replicas were asked %d and %d times; want 3 and 1", a, b)
+	}
+	if _, err := n.Get(ctx, []byte("k"), One, false); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := reads(); a != 3 || b != 1 {
+		t.Errorf("a read at one asked other replicas (%d, %d)", a, b)
+	}
+}

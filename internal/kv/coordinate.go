@@ -18,17 +18,27 @@ type answer struct {
 	err   error
 }
 
-// gather calls every replica at once and returns as soon as need of them
-// succeeded, or as soon as too many failed for that to happen. The calls
-// run on a context detached from the client's (bounded by CallTimeout), so
-// they finish after the client has its answer; then every answer, late ones
-// included, goes to after (read repair), if set.
-func (n *Node) gather(ctx context.Context, op Op, reps []chord.Peer, need int,
+// gather calls the first eager replicas at once, and one more for each that
+// fails, and returns as soon as need of them succeeded, or as soon as too
+// many failed for that to happen. Writes call every replica eagerly, since
+// every replica must get the write; reads call only as many as they need,
+// which halves a quorum read's replica traffic at r = 3, and reach further
+// replicas only on failures. The calls run on a context detached from the
+// client's (bounded by CallTimeout), so they finish after the client has its
+// answer; then every answer, late ones included, goes to after (read
+// repair), if set.
+func (n *Node) gather(ctx context.Context, op Op, reps []chord.Peer, need, eager int,
 	call func(context.Context, chord.Peer) answer, after func([]answer)) ([]answer, error) {
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.CallTimeout)
 	answers := make(chan answer, len(reps))
-	for _, p := range reps {
+	called := 0
+	callNext := func() {
+		p := reps[called]
+		called++
 		go func() { answers <- call(bg, p) }()
+	}
+	for called < min(eager, len(reps)) {
+		callNext()
 	}
 	var got []answer
 	var errs []error
@@ -45,18 +55,21 @@ func (n *Node) gather(ctx context.Context, op Op, reps []chord.Peer, need int,
 			errs = append(errs, fmt.Errorf("%s: %w", a.peer.Addr, a.err))
 			if len(reps)-len(errs) < need {
 				err = fmt.Errorf("%w: %s: %d of the %d replicas required answered: %w", ErrUnavailable, op, ok, need, errors.Join(errs...))
+			} else if called < len(reps) {
+				callNext()
 			}
 		case <-ctx.Done():
 			err = fmt.Errorf("%s: %d of the %d replicas required answered in time: %w", op, ok, need, ctx.Err())
 		}
 	}
 	early := slices.Clone(got)
+	outstanding := called - len(early)
 	n.background.Add(1)
 	go func() {
 		defer n.background.Add(-1)
 		defer cancel()
 		all := early
-		for range len(reps) - len(early) {
+		for range outstanding {
 			all = append(all, <-answers)
 		}
 		if after != nil {
@@ -74,7 +87,7 @@ func (n *Node) gather(ctx context.Context, op Op, reps []chord.Peer, need int,
 // from concurrent requests are merged (see coalescer).
 func (n *Node) coordinateWrite(ctx context.Context, op Op, entries []store.Entry, c Consistency) error {
 	reps := n.replicas()
-	_, err := n.gather(ctx, op, reps, required(c, n.cfg.Replicas, len(reps)), func(ctx context.Context, p chord.Peer) answer {
+	_, err := n.gather(ctx, op, reps, required(c, n.cfg.Replicas, len(reps)), len(reps), func(ctx context.Context, p chord.Peer) answer {
 		var err error
 		if p.Addr == n.self.Addr {
 			_, err = n.ApplyLocal(entries)
@@ -92,9 +105,10 @@ func (n *Node) coordinateWrite(ctx context.Context, op Op, entries []store.Entry
 // replica is always one of them: it is the owner, and since replica sets
 // are runs of successors the owner held a replica before any crash made it
 // owner. Without that, right after two of three replicas crash, two fresh
-// replicas could answer "not found" first. Replicas found stale, including
-// those that answer after the client has its reply, are repaired with the
-// newest entry.
+// replicas could answer "not found" first. Only as many other replicas as
+// the level needs are read (more only if some fail); those found stale,
+// including ones that answer after the client has its reply, are repaired
+// with the newest entry, and anti-entropy repairs the rest.
 func (n *Node) coordinateRead(ctx context.Context, keys [][]byte, c Consistency) []Result {
 	results := make([]Result, len(keys))
 	fail := func(err error) []Result {
@@ -113,10 +127,16 @@ func (n *Node) coordinateRead(ctx context.Context, keys [][]byte, c Consistency)
 		local.reads[i] = ReadResult{Entry: e, Found: found}
 	}
 	need := required(c, n.cfg.Replicas, len(reps)) - 1
-	got, err := n.gather(ctx, OpGet, reps[1:], need, func(ctx context.Context, p chord.Peer) answer {
-		reads, err := n.reads.call(ctx, p, keys)
-		return answer{peer: p, reads: reads, err: err}
-	}, func(all []answer) { n.readRepair(keys, append(all, local)) })
+	var got []answer
+	var err error
+	if need == 1 {
+		got, err = n.readFromOne(ctx, keys, reps[1:], local)
+	} else {
+		got, err = n.gather(ctx, OpGet, reps[1:], need, need, func(ctx context.Context, p chord.Peer) answer {
+			reads, err := n.reads.call(ctx, p, keys)
+			return answer{peer: p, reads: reads, err: err}
+		}, func(all []answer) { n.readRepair(keys, append(all, local)) })
+	}
 	if err != nil {
 		return fail(fmt.Errorf("%w (counting replicas besides the coordinator)", err))
 	}
@@ -130,6 +150,46 @@ func (n *Node) coordinateRead(ctx context.Context, keys [][]byte, c Consistency)
 		results[i].Entry = newest
 	}
 	return results
+}
+
+// readFromOne is gather for the commonest read, a quorum at r = 3, which
+// needs one replica besides the coordinator: it asks the others one at a
+// time on the caller's goroutine until one answers, so the read costs no
+// goroutine and no detached context. Each call is bounded by CallTimeout
+// (see coalescer). If the answer and the local copy differ, the stale one
+// is repaired in the background.
+func (n *Node) readFromOne(ctx context.Context, keys [][]byte, others []chord.Peer, local answer) ([]answer, error) {
+	var errs []error
+	for _, p := range others {
+		reads, err := n.reads.call(ctx, p, keys)
+		if err == nil {
+			a := answer{peer: p, reads: reads}
+			if differ(a, local) {
+				n.background.Add(1)
+				go func() {
+					defer n.background.Add(-1)
+					n.readRepair(keys, []answer{a, local})
+				}()
+			}
+			return []answer{a}, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", p.Addr, err))
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%s: 0 of the 1 replicas required answered in time: %w", OpGet, errors.Join(errs...))
+		}
+	}
+	return nil, fmt.Errorf("%w: %s: 0 of the 1 replicas required answered: %w", ErrUnavailable, OpGet, errors.Join(errs...))
+}
+
+// differ tells whether two replicas' answers disagree on any key.
+func differ(a, b answer) bool {
+	for i := range a.reads {
+		x, y := a.reads[i], b.reads[i]
+		if x.Found != y.Found || (x.Found && x.Entry.Version != y.Entry.Version) {
+			return true
+		}
+	}
+	return false
 }
 
 // newestOf is the i-th key's entry with the largest version among the

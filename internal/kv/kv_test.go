@@ -105,6 +105,7 @@ type fakePeers struct {
 	mu     sync.Mutex
 	stores map[string]*store.Store
 	dead   map[string]bool
+	reads  map[string]int // Read calls per replica, dead ones included
 }
 
 func (f *fakePeers) setDead(p chord.Peer, dead bool) {
@@ -136,6 +137,9 @@ func (f *fakePeers) ForwardMany(context.Context, chord.Peer, Op, []Item, Consist
 	return nil, errors.New("unused")
 }
 func (f *fakePeers) Read(_ context.Context, p chord.Peer, keys [][]byte) ([]ReadResult, error) {
+	f.mu.Lock()
+	f.reads[p.Addr]++
+	f.mu.Unlock()
 	s, err := f.get(p)
 	if err != nil {
 		return nil, err
@@ -167,7 +171,7 @@ func newTestNode(t *testing.T) (*Node, *fakePeers, []chord.Peer) {
 	}
 	self := chord.NewPeer("a:1")
 	others := []chord.Peer{chord.NewPeer("b:1"), chord.NewPeer("c:1")}
-	peers := &fakePeers{stores: map[string]*store.Store{}, dead: map[string]bool{}}
+	peers := &fakePeers{stores: map[string]*store.Store{}, dead: map[string]bool{}, reads: map[string]int{}}
 	for _, p := range others {
 		peers.stores[p.Addr] = open()
 	}

@@ -82,8 +82,26 @@ func (n *Node) Config() Config { return n.cfg }
 // with momentarily different ring views cannot bounce it around.
 func (n *Node) Get(ctx context.Context, key []byte, c Consistency, forwarded bool) (store.Entry, error) {
 	r := n.get(ctx, key, c, forwarded)
-	reportForward(ctx, r.Owner)
 	return r.Entry, r.Err
+}
+
+// Do runs one client request as Get, Put or Delete would. The result also
+// names the node the request was forwarded to, so that a transport can tell
+// a client that asked the wrong node where the key lives.
+func (n *Node) Do(ctx context.Context, req Request, forwarded bool) Result {
+	switch req.Op {
+	case OpGet:
+		return n.get(ctx, req.Key, req.Consistency, forwarded)
+	case OpPut, OpDelete:
+		if err := n.checkItem(req.Op, Item{Key: req.Key, Value: req.Value}); err != nil {
+			return Result{Err: err}
+		}
+		if req.Op == OpDelete && len(req.Value) > 0 {
+			return Result{Err: fmt.Errorf("%w: a delete carries no value", ErrInvalidArgument)}
+		}
+		return n.write(ctx, req, forwarded)
+	}
+	return Result{Err: fmt.Errorf("%w: unknown operation %d", ErrInvalidArgument, req.Op)}
 }
 
 func (n *Node) get(ctx context.Context, key []byte, c Consistency, forwarded bool) Result {
@@ -112,25 +130,14 @@ func (n *Node) get(ctx context.Context, key []byte, c Consistency, forwarded boo
 
 // Put stores value under key and returns the version it was written with.
 func (n *Node) Put(ctx context.Context, key, value []byte, c Consistency, forwarded bool) (store.Version, error) {
-	if err := n.checkKey(key); err != nil {
-		return store.Version{}, err
-	}
-	if len(value) > n.cfg.MaxValueBytes {
-		return store.Version{}, fmt.Errorf("%w: value is %d bytes, the limit is %d bytes (--max-value-bytes)", ErrInvalidArgument, len(value), n.cfg.MaxValueBytes)
-	}
-	r := n.write(ctx, Request{Op: OpPut, Key: key, Value: value, Consistency: c}, forwarded)
-	reportForward(ctx, r.Owner)
+	r := n.Do(ctx, Request{Op: OpPut, Key: key, Value: value, Consistency: c}, forwarded)
 	return r.Entry.Version, r.Err
 }
 
 // Delete writes a tombstone under key and returns its version. Deleting a
 // missing key succeeds: the tombstone still orders it after older writes.
 func (n *Node) Delete(ctx context.Context, key []byte, c Consistency, forwarded bool) (store.Version, error) {
-	if err := n.checkKey(key); err != nil {
-		return store.Version{}, err
-	}
-	r := n.write(ctx, Request{Op: OpDelete, Key: key, Consistency: c}, forwarded)
-	reportForward(ctx, r.Owner)
+	r := n.Do(ctx, Request{Op: OpDelete, Key: key, Consistency: c}, forwarded)
 	return r.Entry.Version, r.Err
 }
 
@@ -199,27 +206,6 @@ func (n *Node) route(ctx context.Context, req Request) (r Result, done bool) {
 		errs = append(errs, fmt.Errorf("%s: %w", p.Addr, err))
 	}
 	return Result{Err: fmt.Errorf("%w: %s: no replica of the key answered: %w", ErrUnavailable, req.Op, errors.Join(errs...))}, true
-}
-
-// reportForward notes owner for the caller of WithForwardReport, if any.
-func reportForward(ctx context.Context, owner chord.Peer) {
-	if owner.Addr == "" {
-		return
-	}
-	if to, ok := ctx.Value(forwardReportKey{}).(*chord.Peer); ok {
-		*to = owner
-	}
-}
-
-type forwardReportKey struct{}
-
-// WithForwardReport returns a context under which Get, Put and Delete note in
-// *to the node they forwarded the request to and that answered it, so the
-// transport can tell a client that sent the request to the wrong node where
-// the key lives. *to stays zero when this node coordinated the request. Only
-// the goroutine running the request writes *to; read it after it returns.
-func WithForwardReport(ctx context.Context, to *chord.Peer) context.Context {
-	return context.WithValue(ctx, forwardReportKey{}, to)
 }
 
 // replicas is this node followed by its first r-1 successors: the replica

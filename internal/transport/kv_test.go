@@ -372,6 +372,18 @@ func (f *fakeKV) Delete(_ context.Context, key []byte, _ kv.Consistency, fwd boo
 	f.record(fwd)
 	return store.Version{HLC: 9, Node: ring.HashKey(key)}, f.err
 }
+func (f *fakeKV) Do(ctx context.Context, req kv.Request, fwd bool) kv.Result {
+	var r kv.Result
+	switch req.Op {
+	case kv.OpGet:
+		r.Entry, r.Err = f.Get(ctx, req.Key, req.Consistency, fwd)
+	case kv.OpPut:
+		r.Entry.Version, r.Err = f.Put(ctx, req.Key, req.Value, req.Consistency, fwd)
+	default:
+		r.Entry.Version, r.Err = f.Delete(ctx, req.Key, req.Consistency, fwd)
+	}
+	return r
+}
 func (f *fakeKV) GetMany(ctx context.Context, keys [][]byte, c kv.Consistency, fwd bool) []kv.Result {
 	out := make([]kv.Result, len(keys))
 	for i, k := range keys {

@@ -37,9 +37,7 @@ const DefaultKVDeadline = 10 * time.Second
 // KVNode is what the KV and Replica services need from the replication
 // layer; *kv.Node has it.
 type KVNode interface {
-	Get(ctx context.Context, key []byte, c kv.Consistency, forwarded bool) (store.Entry, error)
-	Put(ctx context.Context, key, value []byte, c kv.Consistency, forwarded bool) (store.Version, error)
-	Delete(ctx context.Context, key []byte, c kv.Consistency, forwarded bool) (store.Version, error)
+	Do(ctx context.Context, req kv.Request, forwarded bool) kv.Result
 	GetMany(ctx context.Context, keys [][]byte, c kv.Consistency, forwarded bool) []kv.Result
 	PutMany(ctx context.Context, items []kv.Item, c kv.Consistency, forwarded bool) []kv.Result
 	DeleteMany(ctx context.Context, keys [][]byte, c kv.Consistency, forwarded bool) []kv.Result
@@ -110,15 +108,6 @@ func isForwarded(ctx context.Context) bool {
 	return false
 }
 
-// reportOwner asks kv to note in *owner where it forwarded a request that a
-// client sent here directly; forwarded requests are never forwarded again.
-func reportOwner(ctx context.Context, fwd bool, owner *chord.Peer) context.Context {
-	if fwd {
-		return ctx
-	}
-	return kv.WithForwardReport(ctx, owner)
-}
-
 // setOwnerHeader tells the client, with the OwnerHeader response header, which
 // node coordinated its request when it was not this one. It is sent on errors
 // too (NotFound is an answer from the owner). SetHeader fails only when there
@@ -130,52 +119,44 @@ func setOwnerHeader(ctx context.Context, owner chord.Peer) {
 	_ = grpc.SetHeader(ctx, metadata.Pairs(OwnerHeader, owner.Addr))
 }
 
+// do runs one client request through the replication layer and tells the
+// client, when this node forwarded it, which node coordinated it.
+func (s *KVServer) do(ctx context.Context, op kv.Op, key, value []byte, c pb.Consistency) (kv.Result, error) {
+	ctx, cancel, cons, fwd, err := s.clientRequest(ctx, c)
+	if err != nil {
+		return kv.Result{}, err
+	}
+	defer cancel()
+	r := s.node.Do(ctx, kv.Request{Op: op, Key: key, Value: value, Consistency: cons}, fwd)
+	setOwnerHeader(ctx, r.Owner)
+	return r, kvStatus(r.Err)
+}
+
 // Get implements pb.KVServer.
 func (s *KVServer) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse, error) {
-	ctx, cancel, cons, fwd, err := s.clientRequest(ctx, req.GetConsistency())
+	r, err := s.do(ctx, kv.OpGet, req.GetKey(), nil, req.GetConsistency())
 	if err != nil {
 		return nil, err
 	}
-	defer cancel()
-	var owner chord.Peer
-	e, err := s.node.Get(reportOwner(ctx, fwd, &owner), req.GetKey(), cons, fwd)
-	setOwnerHeader(ctx, owner)
-	if err != nil {
-		return nil, kvStatus(err)
-	}
-	return &pb.GetResponse{Value: e.Value, Version: EncodeVersion(e.Version)}, nil
+	return &pb.GetResponse{Value: r.Entry.Value, Version: EncodeVersion(r.Entry.Version)}, nil
 }
 
 // Put implements pb.KVServer.
 func (s *KVServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, error) {
-	ctx, cancel, cons, fwd, err := s.clientRequest(ctx, req.GetConsistency())
+	r, err := s.do(ctx, kv.OpPut, req.GetKey(), req.GetValue(), req.GetConsistency())
 	if err != nil {
 		return nil, err
 	}
-	defer cancel()
-	var owner chord.Peer
-	v, err := s.node.Put(reportOwner(ctx, fwd, &owner), req.GetKey(), req.GetValue(), cons, fwd)
-	setOwnerHeader(ctx, owner)
-	if err != nil {
-		return nil, kvStatus(err)
-	}
-	return &pb.PutResponse{Version: EncodeVersion(v)}, nil
+	return &pb.PutResponse{Version: EncodeVersion(r.Entry.Version)}, nil
 }
 
 // Delete implements pb.KVServer.
 func (s *KVServer) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.DeleteResponse, error) {
-	ctx, cancel, cons, fwd, err := s.clientRequest(ctx, req.GetConsistency())
+	r, err := s.do(ctx, kv.OpDelete, req.GetKey(), nil, req.GetConsistency())
 	if err != nil {
 		return nil, err
 	}
-	defer cancel()
-	var owner chord.Peer
-	v, err := s.node.Delete(reportOwner(ctx, fwd, &owner), req.GetKey(), cons, fwd)
-	setOwnerHeader(ctx, owner)
-	if err != nil {
-		return nil, kvStatus(err)
-	}
-	return &pb.DeleteResponse{Version: EncodeVersion(v)}, nil
+	return &pb.DeleteResponse{Version: EncodeVersion(r.Entry.Version)}, nil
 }
 
 // Apply implements pb.ReplicaServer. Replica calls are served whether or not
