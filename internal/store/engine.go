@@ -30,6 +30,16 @@ type Engine interface {
 	Close() error
 }
 
+// deferredSyncer is an Engine that can split a synced Write in two: the
+// batch is made visible (and queued for the log) at once, and wait returns
+// once it is durable. Apply holds the keys' stripe locks only for the
+// first half, so that a write to a key whose last write is still waiting
+// for its fsync can join that same fsync instead of the next one. wait must
+// be called exactly once.
+type deferredSyncer interface {
+	WriteDeferredSync(ops []Op) (wait func() error, err error)
+}
+
 // Op is one put or delete in an Engine write batch.
 type Op struct {
 	Key    []byte

@@ -85,8 +85,54 @@ func (p *pebbleEngine) Write(ops []Op, sync bool) error {
 	if p.closed {
 		return ErrClosed
 	}
-	b := p.db.NewBatch()
+	b, err := p.batch(ops)
+	if err != nil {
+		return err
+	}
 	defer b.Close()
+	wo := pebble.NoSync
+	if sync {
+		wo = pebble.Sync
+	}
+	return b.Commit(wo)
+}
+
+// WriteDeferredSync implements deferredSyncer with Pebble's
+// ApplyNoSyncWait (marked experimental by Pebble, and what CockroachDB
+// uses for its Raft log): the batch is in the WAL queue and visible when
+// it returns, exactly as with a synced Commit before its fsync, and wait
+// blocks until the fsync the batch shares with its group is done.
+func (p *pebbleEngine) WriteDeferredSync(ops []Op) (wait func() error, err error) {
+	p.closeMu.RLock()
+	if p.closed {
+		p.closeMu.RUnlock()
+		return nil, ErrClosed
+	}
+	b, err := p.batch(ops)
+	if err == nil {
+		err = p.db.ApplyNoSyncWait(b, pebble.Sync)
+	}
+	if err != nil {
+		// Nothing waits on the sync of a batch that was not committed.
+		if b != nil {
+			_ = b.Close()
+		}
+		p.closeMu.RUnlock()
+		return nil, err
+	}
+	return func() error {
+		// Close waits for closeMu, so the DB stays open until the sync.
+		defer p.closeMu.RUnlock()
+		err := b.SyncWait()
+		if cerr := b.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}, nil
+}
+
+func (p *pebbleEngine) batch(ops []Op) (*pebble.Batch, error) {
+	b := p.db.NewBatch()
 	for _, op := range ops {
 		var err error
 		if op.Delete {
@@ -95,14 +141,11 @@ func (p *pebbleEngine) Write(ops []Op, sync bool) error {
 			err = b.Set(op.Key, op.Value, nil)
 		}
 		if err != nil {
-			return err
+			_ = b.Close()
+			return nil, err
 		}
 	}
-	wo := pebble.NoSync
-	if sync {
-		wo = pebble.Sync
-	}
-	return b.Commit(wo)
+	return b, nil
 }
 
 func (p *pebbleEngine) Iterate(lower, upper []byte, fn func(key, value []byte) bool) (err error) {

@@ -282,7 +282,12 @@ func (s *Store) Apply(entries ...Entry) (applied []bool, err error) {
 		locks = append(locks, stripeOf(c.pos))
 	}
 	held := s.lockStripes(append(heldBuf[:0], locks...))
-	defer s.unlockStripes(held)
+	locked := true
+	defer func() {
+		if locked {
+			s.unlockStripes(held)
+		}
+	}()
 
 	type change struct {
 		idx    int
@@ -310,7 +315,8 @@ func (s *Store) Apply(entries ...Entry) (applied []bool, err error) {
 	if len(ops) == 0 {
 		return applied, nil
 	}
-	if err := s.eng.Write(ops, true); err != nil {
+	wait, err := s.writeSynced(ops)
+	if err != nil {
 		// The batch may or may not have reached the engine: let the next
 		// write of these keys read what it holds.
 		for _, ch := range changes {
@@ -332,7 +338,30 @@ func (s *Store) Apply(entries ...Entry) (applied []bool, err error) {
 		applied[ch.idx] = true
 	}
 	s.acctMu.Unlock()
+	if wait == nil {
+		return applied, nil
+	}
+	// The batch is visible and ordered in the log; the next writer of these
+	// keys may go ahead and share its fsync. The caller's acknowledgement
+	// still waits for it.
+	s.unlockStripes(held)
+	locked = false
+	if err := wait(); err != nil {
+		clear(applied)
+		return applied, fmt.Errorf("store: apply %d entries: sync: %w", len(ops), err)
+	}
 	return applied, nil
+}
+
+// writeSynced writes ops as one synced batch. With an engine that can defer
+// the sync wait it returns once the batch is visible, and wait (to be
+// called without the stripe locks) blocks until it is durable; otherwise
+// wait is nil and the batch is durable already.
+func (s *Store) writeSynced(ops []Op) (wait func() error, err error) {
+	if d, ok := s.eng.(deferredSyncer); ok {
+		return d.WriteDeferredSync(ops)
+	}
+	return nil, s.eng.Write(ops, true)
 }
 
 // stored returns the metadata of the record stored under sk (ok is false if
