@@ -39,7 +39,7 @@ COMPOSE_FILE_DEPLOY := deploy/docker-compose.yml
 # e.g. COMPOSE_PROFILES=monitoring make compose-up, to add Prometheus and Grafana.
 
 .PHONY: help build run test tools tools-check fmt fmt-check vet staticcheck lint \
-        proto proto-check unit e2e e2e-docker bench plots image compose-up compose-down clean
+        proto proto-check unit e2e e2e-docker bench plots rest image compose-up compose-down clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -111,6 +111,9 @@ bench: build ## throughput vs a bare gRPC ceiling (chordkv bench and ghz) and vs
 # Not part of `make test` either: about 5-10 minutes on 2 cores. Rewrites
 # docs/data/*.json and docs/img/*.png; POINT_DURATION (default 3s) sets the
 # time per point.
+rest: build ## an 8-node ring at rest: CPU and RSS of each node over 60 s (test/bench/rest.sh)
+	CHORDKV_BIN=$(abspath $(BIN)) test/bench/rest.sh
+
 plots: build ## figures for docs/benchmarks.md: sim hops vs N, bench throughput and p99 vs concurrency (test/bench/sweep.sh)
 	CHORDKV_BIN=$(abspath $(BIN)) test/bench/sweep.sh
 

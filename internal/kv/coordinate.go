@@ -32,13 +32,25 @@ func (n *Node) gather(ctx context.Context, op Op, reps []chord.Peer, need, eager
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.CallTimeout)
 	answers := make(chan answer, len(reps))
 	called := 0
-	callNext := func() {
+	var local *chord.Peer
+	callNext := func(first bool) {
 		p := reps[called]
 		called++
+		if first && p.Addr == n.self.Addr && local == nil {
+			local = &p // called below, on this goroutine
+			return
+		}
 		go func() { answers <- call(bg, p) }()
 	}
 	for called < min(eager, len(reps)) {
-		callNext()
+		callNext(true)
+	}
+	if local != nil {
+		// This node's own replica (a write's local apply) runs on the
+		// request's goroutine, while the other replicas' calls are in
+		// flight: a fresh goroutine would regrow its stack in the store
+		// on every write.
+		answers <- call(bg, *local)
 	}
 	var got []answer
 	var errs []error
@@ -56,7 +68,7 @@ func (n *Node) gather(ctx context.Context, op Op, reps []chord.Peer, need, eager
 			if len(reps)-len(errs) < need {
 				err = fmt.Errorf("%w: %s: %d of the %d replicas required answered: %w", ErrUnavailable, op, ok, need, errors.Join(errs...))
 			} else if called < len(reps) {
-				callNext()
+				callNext(false)
 			}
 		case <-ctx.Done():
 			err = fmt.Errorf("%s: %d of the %d replicas required answered in time: %w", op, ok, need, ctx.Err())

@@ -3,8 +3,10 @@ package e2e
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -18,7 +20,8 @@ const (
 	kvReplicas   = 3
 	kvKeys       = 300
 	kvDeleteStep = 10 // every 10th key is deleted
-	kvWorkers    = 4  // concurrent CLI processes in a sweep
+	kvBatchKeys  = 200
+	kvWorkers    = 4 // concurrent CLI processes in a sweep
 	exitNotFound = 3
 	// antiEntropy is short so that replicas lost to kill -9 are re-created
 	// within a few seconds.
@@ -134,9 +137,10 @@ func (c *Cluster) checkAll(s *kvState, addrs []string) error {
 
 // TestKV drives a 5-node ring with 3 replicas through the CLI as a script
 // would: 300 keys written and read back, a binary value through stdin and
-// stdout, the size limits, deletes, then kill -9 of two ring neighbours,
-// their restart, and kill -9 and restart of every node; after each step
-// every acknowledged key must read back, and every deleted key must stay
+// stdout, the size limits, deletes, 200 more keys written with one put
+// --batch through one node, then kill -9 of two ring neighbours, their
+// restart, and kill -9 and restart of every node; after each step every
+// acknowledged key must read back, and every deleted key must stay
 // deleted. Each step needs the previous one, so a failed step ends the test.
 func TestKV(t *testing.T) {
 	c := NewCluster(t, kvNodes, kvSuccessors)
@@ -238,6 +242,32 @@ func TestKV(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if err := c.checkAll(s, c.Addrs()); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"put --batch 200 keys through one node", func(t *testing.T) {
+			// One node gets every pair: it coordinates the keys it owns as
+			// one replicated write and sends each other owner its keys in
+			// one forwarded MultiPut.
+			var in strings.Builder
+			values := map[string][]byte{}
+			for i := range kvBatchKeys {
+				key := fmt.Sprintf("batch-%03d", i)
+				values[key] = []byte(fmt.Sprintf("batched %d %s", i, rand.Text()))
+				fmt.Fprintf(&in, "%s %s\n", key, values[key])
+			}
+			r := c.CLIWithInput([]byte(in.String()), "put", "--batch", "-o", "json", "--endpoints", all[0].Addr, "--timeout", cliTimeout)
+			var got struct {
+				Written, Failed int
+				Errors          []string
+			}
+			if err := json.Unmarshal([]byte(r.Stdout), &got); r.Code != exitOK || err != nil || got.Written != kvBatchKeys || got.Failed != 0 {
+				t.Fatalf("put --batch: %v (%v); want %d written, none failed", r, err, kvBatchKeys)
+			}
+			s.mu.Lock()
+			maps.Copy(s.values, values)
+			s.mu.Unlock()
 			if err := c.checkAll(s, c.Addrs()); err != nil {
 				t.Fatal(err)
 			}

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# rest.sh — a ring at rest: the RSS and CPU of each node with no traffic.
+#
+# Starts NODES chordkv nodes on 127.0.0.1 (a ring with the default
+# settings), waits SETTLE seconds for it to form, then reads each process's
+# CPU time (utime+stime from /proc/PID/stat) at the start and end of a
+# WINDOW-second window and its VmRSS at the end, and prints one line per
+# node and a summary. Every process it starts is stopped on exit, Ctrl-C
+# included.
+#
+# Environment:
+#   CHORDKV_BIN  binary to measure (default bin/chordkv)
+#   BASE_PORT    first of NODES consecutive ports (default 8301)
+#   NODES        ring size (default 8)
+#   SETTLE       seconds before measuring (default 30)
+#   WINDOW       seconds measured (default 60)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$repo"
+
+BIN=${CHORDKV_BIN:-bin/chordkv}
+BASE_PORT=${BASE_PORT:-8301}
+NODES=${NODES:-8}
+SETTLE=${SETTLE:-30}
+WINDOW=${WINDOW:-60}
+STOP_GRACE=10
+
+die() {
+	printf 'rest: %s\n' "$*" >&2
+	exit 1
+}
+[ -x "$BIN" ] || die "no executable at $BIN; run 'make build' first"
+while IFS= read -r var; do unset "$var"; done < <(compgen -e | grep '^CHORDKV_' || true)
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/chordkv-rest.XXXXXX")
+pids=()
+stop_all() {
+	trap '' INT TERM
+	local pid deadline=$((SECONDS + STOP_GRACE))
+	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	for pid in "${pids[@]}"; do
+		while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	rm -rf "$tmp"
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+
+for i in $(seq 0 $((NODES - 1))); do
+	join=()
+	((i == 0)) || join=(--join "127.0.0.1:$BASE_PORT")
+	"$BIN" serve --addr "127.0.0.1:$((BASE_PORT + i))" --data-dir "$tmp/node-$i" "${join[@]}" >"$tmp/node-$i.log" 2>&1 &
+	pids+=($!)
+	((i > 0)) || sleep 0.5 # the first node creates the ring
+done
+
+printf 'rest: %d nodes started; measuring for %ds after %ds\n' "$NODES" "$WINDOW" "$SETTLE" >&2
+sleep "$SETTLE"
+members=$("$BIN" ring --endpoints "127.0.0.1:$BASE_PORT" --timeout 2s -o json | jq '.nodes | length')
+[ "$members" = "$NODES" ] || die "the ring has $members of $NODES nodes after ${SETTLE}s; logs in $tmp"
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+declare -A start
+for pid in "${pids[@]}"; do start[$pid]=$(ticks "$pid"); done
+sleep "$WINDOW"
+hz=$(getconf CLK_TCK)
+for pid in "${pids[@]}"; do
+	cpu=$(ticks "$pid")
+	rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+	awk -v t="$((cpu - start[$pid]))" -v hz="$hz" -v w="$WINDOW" -v rss="$rss" -v pid="$pid" \
+		'BEGIN { printf "node pid %d: cpu %.2f%% of a core, rss %.1f MiB\n", pid, 100 * t / hz / w, rss / 1024 }'
+done | tee "$tmp/report"
+awk '{ cpu += $5; rss += $10; if ($5 > maxcpu) maxcpu = $5; if ($10 > maxrss) maxrss = $10; n++ }
+	END { printf "mean cpu %.2f%% (max %.2f%%), mean rss %.1f MiB (max %.1f MiB) over %d nodes\n", cpu / n, maxcpu, rss / n, maxrss, n }' "$tmp/report"
