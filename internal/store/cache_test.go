@@ -70,19 +70,23 @@ func TestVersionCacheForgetsFailedWrites(t *testing.T) {
 // enough keys that stripes collide, and checks that every store resolves
 // every write the same way and keeps exact digests and stats.
 func TestVersionCacheMatchesEngine(t *testing.T) {
+	// No caches; tiny ones (one version per stripe, a few entries of
+	// values per read-cache shard); the defaults.
 	sizes := []int{-1, 1, 0}
+	readBytes := []int64{-1, readCacheShards * 600, 0}
 	stores := make([]*Store, len(sizes))
 	for i, n := range sizes {
-		stores[i] = mustOpen(t, Options{InMemory: true, VersionCacheEntries: n, Logger: quiet})
+		stores[i] = mustOpen(t, Options{InMemory: true, VersionCacheEntries: n, ReadCacheBytes: readBytes[i], Logger: quiet})
 		defer stores[i].Close()
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
+	found := 0 // reads of a key the engine holds: what the read cache serves
 	for step := range 5000 {
 		key := fmt.Sprintf("key-%d", rng.IntN(600))
 		hlc := uint64(rng.IntN(step + 10))
 		var e Entry
-		switch r := rng.IntN(100); {
-		case r < 1:
+		switch r := rng.IntN(1000); {
+		case r < 5:
 			var a, b ring.ID
 			a[0], b[0] = byte(rng.IntN(256)), byte(rng.IntN(256))
 			for i, s := range stores {
@@ -91,14 +95,35 @@ func TestVersionCacheMatchesEngine(t *testing.T) {
 				}
 			}
 			continue
-		case r < 2:
+		case r < 10:
 			for i, s := range stores {
 				if _, err := s.CollectTombstones(time.UnixMilli(int64(step))); err != nil {
 					t.Fatalf("store %d: %v", i, err)
 				}
 			}
 			continue
-		case r < 25:
+		case r < 15:
+			cut := byte(rng.IntN(3))
+			for i, s := range stores {
+				if _, err := s.RemoveIf(ring.ID{}, ring.ID{}, func(e Entry) bool { return e.Version.Node[0] == cut }); err != nil {
+					t.Fatalf("store %d: %v", i, err)
+				}
+			}
+			continue
+		case r < 300:
+			// Reads, cached or not, see exactly what the engine holds.
+			want, wantOK, _ := stores[0].Get([]byte(key))
+			if wantOK {
+				found++
+			}
+			for i, s := range stores[1:] {
+				got, ok, err := s.Get([]byte(key))
+				if err != nil || ok != wantOK || got.Version != want.Version || got.Tombstone != want.Tombstone || string(got.Value) != string(want.Value) {
+					t.Fatalf("step %d: get %s from store %d = %+v %v %v; uncached %+v %v", step, key, i+1, got, ok, err, want, wantOK)
+				}
+			}
+			continue
+		case r < 450:
 			e = del(key, hlc, byte(rng.IntN(3)))
 		default:
 			e = put(key, hlc, byte(rng.IntN(3)), fmt.Sprint(step))
@@ -112,6 +137,9 @@ func TestVersionCacheMatchesEngine(t *testing.T) {
 				t.Fatalf("step %d: store with cache size %d applied=%v, uncached %v", step, sizes[i], got[0], want[0])
 			}
 		}
+	}
+	if found < 150 {
+		t.Fatalf("only %d reads found their key: too few to check the read cache", found)
 	}
 	for i, s := range stores {
 		checkAccounting(t, s)
