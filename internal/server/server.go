@@ -42,14 +42,14 @@ const storeDir = "data"
 
 // daemon is one running node and what serves it.
 type daemon struct {
-	cfg    Config
-	log    *slog.Logger
-	node   *chord.Node
-	kv     *kv.Node
-	store  *store.Store
-	client *transport.Client
-	grpc   *grpc.Server
-	health *health.Server
+	cfg     Config
+	log     *slog.Logger
+	node    *chord.Node
+	kv      *kv.Node
+	store   *store.Store
+	clients []*transport.Client // peer connections: ring control, data
+	grpc    *grpc.Server
+	health  *health.Server
 	// metrics and metricsHTTP are nil when metrics are off.
 	metrics     *metrics.Metrics
 	metricsHTTP *http.Server
@@ -151,15 +151,21 @@ func newDaemon(cfg Config, bound net.Addr) (*daemon, error) {
 	// Every message must fit a maximal value plus a replica batch, both
 	// ways, between peers and from clients.
 	maxMsg := transport.MaxMessageBytes(kcfg.MaxKeyBytes, kcfg.MaxValueBytes)
-	client := transport.NewClient(append(sec.client, transport.WithMaxMessageBytes(maxMsg))...)
-	node := chord.NewNode(ncfg, client)
+	// Ring maintenance and data travel on separate connections to each
+	// peer (as CockroachDB separates its system RPC class): under a heavy
+	// load, stabilize and lookup calls would otherwise queue behind replica
+	// batches on one HTTP/2 connection, miss their deadlines and make live
+	// peers look dead.
+	control := transport.NewClient(sec.client...)
+	data := transport.NewClient(append(sec.client, transport.WithMaxMessageBytes(maxMsg))...)
+	node := chord.NewNode(ncfg, control)
 	d := &daemon{
-		cfg:    cfg,
-		log:    cfg.Logger.With("node", advertise),
-		node:   node,
-		kv:     kv.New(kcfg, node, st, client, store.NewClock(time.Now)),
-		store:  st,
-		client: client,
+		cfg:     cfg,
+		log:     cfg.Logger.With("node", advertise),
+		node:    node,
+		kv:      kv.New(kcfg, node, st, data, store.NewClock(time.Now)),
+		store:   st,
+		clients: []*transport.Client{control, data},
 		grpc: grpc.NewServer(append(grpcOpts,
 			grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(maxMsg))...),
 		health:  health.NewServer(),
@@ -327,7 +333,9 @@ func (d *daemon) shutdown() {
 		}
 		cancel()
 	}
-	_ = d.client.Close()
+	for _, c := range d.clients {
+		_ = c.Close()
+	}
 	if err := d.store.Close(); err != nil {
 		d.log.Error("closing the store", "err", err)
 	}
