@@ -69,7 +69,7 @@ func DefaultConfig() Config {
 		MaxKeyBytes:          1 << 10,
 		MaxValueBytes:        1 << 20,
 		CallTimeout:          2 * time.Second,
-		ReplicaCallsInFlight: 4,
+		ReplicaCallsInFlight: 2,
 		ReplicaBatchKeys:     256,
 		AntiEntropyInterval:  5 * time.Second,
 		TombstoneGrace:       24 * time.Hour,
