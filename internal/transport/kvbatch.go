@@ -37,6 +37,15 @@ const (
 // in the MultiGet response.
 var errResponseFull = errors.New("response size limit reached: read this key in another request")
 
+// checkKeys is checkBatch for a request of keys.
+func checkKeys(keys [][]byte) error {
+	keyBytes := 0
+	for _, k := range keys {
+		keyBytes += len(k)
+	}
+	return checkBatch(len(keys), keyBytes)
+}
+
 // checkBatch refuses a batch that is over the request-level limits.
 func checkBatch(n, keyBytes int) error {
 	if n > MaxBatchItems {
@@ -77,11 +86,7 @@ func reportBatchOwner(ctx context.Context, results []kv.Result) {
 // the request was itself forwarded, when all are coordinated here).
 func (s *KVServer) MultiGet(ctx context.Context, req *pb.MultiGetRequest) (*pb.MultiGetResponse, error) {
 	keys := req.GetKeys()
-	keyBytes := 0
-	for _, k := range keys {
-		keyBytes += len(k)
-	}
-	if err := checkBatch(len(keys), keyBytes); err != nil {
+	if err := checkKeys(keys); err != nil {
 		return nil, err
 	}
 	ctx, cancel, cons, fwd, err := s.clientRequest(ctx, req.GetConsistency())
@@ -145,11 +150,7 @@ func (s *KVServer) MultiPut(ctx context.Context, req *pb.MultiPutRequest) (*pb.M
 // MultiDelete implements pb.KVServer like MultiPut.
 func (s *KVServer) MultiDelete(ctx context.Context, req *pb.MultiDeleteRequest) (*pb.MultiDeleteResponse, error) {
 	keys := req.GetKeys()
-	keyBytes := 0
-	for _, k := range keys {
-		keyBytes += len(k)
-	}
-	if err := checkBatch(len(keys), keyBytes); err != nil {
+	if err := checkKeys(keys); err != nil {
 		return nil, err
 	}
 	ctx, cancel, cons, fwd, err := s.clientRequest(ctx, req.GetConsistency())

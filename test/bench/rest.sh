@@ -26,38 +26,19 @@ SETTLE=${SETTLE:-30}
 WINDOW=${WINDOW:-60}
 STOP_GRACE=10
 
-die() {
-	printf 'rest: %s\n' "$*" >&2
-	exit 1
-}
-[ -x "$BIN" ] || die "no executable at $BIN; run 'make build' first"
-while IFS= read -r var; do unset "$var"; done < <(compgen -e | grep '^CHORDKV_' || true)
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/chordkv-rest.XXXXXX")
-pids=()
-stop_all() {
-	trap '' INT TERM
-	local pid deadline=$((SECONDS + STOP_GRACE))
-	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-	for pid in "${pids[@]}"; do
-		while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-	rm -rf "$tmp"
-}
-trap stop_all EXIT
-trap 'exit 130' INT TERM
+NAME=rest
+# shellcheck source=test/bench/lib.sh
+. test/bench/lib.sh
+bench_setup
 
 for i in $(seq 0 $((NODES - 1))); do
 	join=()
 	((i == 0)) || join=(--join "127.0.0.1:$BASE_PORT")
-	"$BIN" serve --addr "127.0.0.1:$((BASE_PORT + i))" --data-dir "$tmp/node-$i" "${join[@]}" >"$tmp/node-$i.log" 2>&1 &
-	pids+=($!)
+	start "node-$i" "$BIN" serve --addr "127.0.0.1:$((BASE_PORT + i))" --data-dir "$tmp/node-$i" "${join[@]}"
 	((i > 0)) || sleep 0.5 # the first node creates the ring
 done
 
-printf 'rest: %d nodes started; measuring for %ds after %ds\n' "$NODES" "$WINDOW" "$SETTLE" >&2
+log "$NODES nodes started; measuring for ${WINDOW}s after ${SETTLE}s"
 sleep "$SETTLE"
 members=$("$BIN" ring --endpoints "127.0.0.1:$BASE_PORT" --timeout 2s -o json | jq '.nodes | length')
 [ "$members" = "$NODES" ] || die "the ring has $members of $NODES nodes after ${SETTLE}s; logs in $tmp"

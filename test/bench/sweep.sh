@@ -53,38 +53,10 @@ STOP_GRACE=10   # seconds after SIGTERM before SIGKILL
 BENCH_LIMIT=300 # seconds any one bench run (preload included) may take
 SIM_LIMIT=600   # seconds any one simulation may take (16,384 nodes: about 30 s)
 
-die() {
-	printf 'sweep: %s\n' "$*" >&2
-	exit 1
-}
-log() { printf 'sweep: %s\n' "$*" >&2; }
-
-[ -x "$BIN" ] || die "no executable at $BIN; run 'make build' first"
-command -v jq >/dev/null || die "jq is needed to check the JSON reports"
-# Clients started here must not pick up a user's CHORDKV_* settings.
-while IFS= read -r var; do unset "$var"; done < <(compgen -e | grep '^CHORDKV_' || true)
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/chordkv-sweep.XXXXXX")
-pids=()
-
-# stop_all: SIGTERM everything started here, SIGKILL what is still alive
-# after STOP_GRACE seconds, then remove the temp dir.
-stop_all() {
-	trap '' INT TERM
-	local pid alive deadline=$((SECONDS + STOP_GRACE))
-	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-	while ((SECONDS < deadline)); do
-		alive=0
-		for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-		((alive)) || break
-		sleep 0.2
-	done
-	for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done # all dead: returns at once
-	rm -rf "$tmp"
-}
-trap stop_all EXIT
-trap 'exit 130' INT TERM
+NAME=sweep
+# shellcheck source=test/bench/lib.sh
+. test/bench/lib.sh
+bench_setup
 
 mkdir -p "$DATA_DIR"
 # Results are written to the temp dir first and moved into DATA_DIR only
@@ -111,43 +83,8 @@ if [ "$BENCH" = 1 ]; then
 	single=$(port 1)
 	ring=("$(port 2)" "$(port 3)" "$(port 4)")
 
-	log "building the ceiling server"
-	go build -o "$tmp/ceiling" ./test/bench/ceiling
-
-	start() { # start NAME CMD...: run in the background, log to $tmp/NAME.log
-		local name=$1
-		shift
-		"$@" >"$tmp/$name.log" 2>&1 &
-		pids+=($!)
-	}
-	start ceiling "$tmp/ceiling" --addr "$ceiling"
-	start single "$BIN" serve --addr "$single" --data-dir "$tmp/single"
-	start ring1 "$BIN" serve --addr "${ring[0]}" --data-dir "$tmp/ring1" --replicas 3
-	for i in 1 2; do
-		start "ring$((i + 1))" "$BIN" serve --addr "${ring[i]}" --data-dir "$tmp/ring$((i + 1))" --replicas 3 --join "${ring[0]}"
-	done
-
-	# until_ok SECONDS WHAT CMD...: retry CMD every 0.2 s for at most SECONDS.
-	until_ok() {
-		local limit=$1 what=$2 deadline
-		shift 2
-		deadline=$((SECONDS + limit))
-		until "$@" >/dev/null 2>&1; do
-			((SECONDS < deadline)) || die "$what not ready within ${limit}s; logs in $tmp"
-			sleep 0.2
-		done
-	}
-	ring_has_3() {
-		local a
-		for a in "${ring[@]}"; do
-			[ "$("$BIN" ring --endpoints "$a" --timeout 1s -o json | jq '.nodes | length')" = 3 ] || return 1
-			"$BIN" put bench-probe x --endpoints "$a" --timeout 1s --consistency all || return 1
-		done
-	}
-	log "waiting for the servers"
-	until_ok "$READY_WAIT" "ceiling" "$BIN" put bench-probe x --endpoints "$ceiling" --timeout 1s
-	until_ok "$READY_WAIT" "1-node chordkv" "$BIN" put bench-probe x --endpoints "$single" --timeout 1s --consistency all
-	until_ok "$READY_WAIT" "3-node ring" ring_has_3
+	start_targets
+	wait_targets
 
 	mkdir -p "$tmp/bench"
 	# target name, endpoints, routing
