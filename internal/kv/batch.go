@@ -2,6 +2,7 @@ package kv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -107,8 +108,11 @@ func (n *Node) place(ctx context.Context, op Op, items []Item, valid []int, resu
 		i := elsewhere[j]
 		id := ring.HashKey(items[i].Key)
 		res, err := n.ring.Lookup(ctx, id)
-		if err != nil || len(res.Successors) == 0 {
-			results[i].Err = fmt.Errorf("%w: %s: route %s: %v", ErrUnavailable, op, id.Short(), err)
+		if err == nil && len(res.Successors) == 0 {
+			err = errors.New("the lookup named no owner")
+		}
+		if err != nil {
+			results[i].Err = fmt.Errorf("%w: %s: route %s: %w", ErrUnavailable, op, id.Short(), err)
 			return
 		}
 		owners[j] = res.Successors[0]

@@ -562,3 +562,47 @@ func FuzzDecodeKVWire(f *testing.F) {
 		}
 	})
 }
+
+// oldReplica is a Replica service from before ReadMany: single-key Read only.
+type oldReplica struct {
+	pb.UnimplementedReplicaServer
+	reads int
+}
+
+func (o *oldReplica) Read(_ context.Context, req *pb.ReadRequest) (*pb.ReadResponse, error) {
+	o.reads++
+	if string(req.GetKey()) == "absent" {
+		return &pb.ReadResponse{}, nil
+	}
+	e := store.Entry{Key: req.GetKey(), Value: []byte("v"), Version: store.Version{HLC: 1, Node: ring.HashKey(req.GetKey())}}
+	return &pb.ReadResponse{Found: true, Entry: encodeEntry(e)}, nil
+}
+
+// A node reading from a peer that predates ReadMany falls back to one Read
+// per key, so replicas keep answering during a rolling upgrade.
+func TestReadFallsBackToSingleReads(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := &oldReplica{}
+	gs := grpc.NewServer()
+	pb.RegisterReplicaServer(gs, old)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	c := NewClient()
+	defer c.Close()
+	keys := [][]byte{[]byte("a"), []byte("absent"), []byte("b")}
+	got, err := c.Read(ctxTimeout(t, 5*time.Second), chord.NewPeer(lis.Addr().String()), keys)
+	if err != nil || len(got) != len(keys) {
+		t.Fatalf("read: %d results, %v", len(got), err)
+	}
+	for i, want := range []bool{true, false, true} {
+		if got[i].Found != want || (want && string(got[i].Entry.Key) != string(keys[i])) {
+			t.Errorf("key %s: %+v, want found %v", keys[i], got[i], want)
+		}
+	}
+	if old.reads != len(keys) {
+		t.Errorf("%d single reads for %d keys", old.reads, len(keys))
+	}
+}

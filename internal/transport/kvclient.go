@@ -195,7 +195,7 @@ func decodeRead(key []byte, r *pb.ReadResponse) (kv.ReadResult, error) {
 	return kv.ReadResult{Entry: e, Found: true}, nil
 }
 
-// ForwardMany implements kv.Peers with a MultiGet or MultiPut marked as
+// ForwardMany implements kv.Peers with a MultiGet, MultiPut or MultiDelete marked as
 // forwarded, so the owner coordinates every item itself.
 func (c *Client) ForwardMany(ctx context.Context, to chord.Peer, op kv.Op, items []kv.Item, cons kv.Consistency) ([]kv.Result, error) {
 	ctx = metadata.AppendToOutgoingContext(ctx, ForwardedHeader, "1")
