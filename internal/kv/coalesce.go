@@ -23,9 +23,10 @@ import (
 // context ends stops waiting for it.
 type coalescer[Req, Resp any] struct {
 	send     func(ctx context.Context, to chord.Peer, reqs []Req) ([]Resp, error)
-	inFlight int           // calls outstanding per replica before calls queue
-	maxBatch int           // requests merged into one call at most
-	timeout  time.Duration // bounds each merged call
+	inFlight int            // calls outstanding per replica before calls queue
+	maxBatch int            // requests merged into one call at most
+	timeout  time.Duration  // bounds each merged call
+	sent     func(keys int) // hears of every call made
 
 	mu     sync.Mutex
 	queues map[string]*peerQueue[Req, Resp] // by replica address
@@ -48,9 +49,12 @@ type pendingCall[Req, Resp any] struct {
 }
 
 func newCoalescer[Req, Resp any](inFlight, maxBatch int, timeout time.Duration,
-	send func(ctx context.Context, to chord.Peer, reqs []Req) ([]Resp, error)) *coalescer[Req, Resp] {
+	send func(ctx context.Context, to chord.Peer, reqs []Req) ([]Resp, error), sent func(keys int)) *coalescer[Req, Resp] {
+	if sent == nil {
+		sent = func(int) {}
+	}
 	return &coalescer[Req, Resp]{
-		send: send, inFlight: max(1, inFlight), maxBatch: max(1, maxBatch), timeout: timeout,
+		send: send, inFlight: max(1, inFlight), maxBatch: max(1, maxBatch), timeout: timeout, sent: sent,
 		queues: map[string]*peerQueue[Req, Resp]{},
 	}
 }
@@ -139,6 +143,7 @@ func (c *coalescer[Req, Resp]) sendBatch(to chord.Peer, batch []*pendingCall[Req
 			reqs = append(reqs, p.reqs...)
 		}
 	}
+	c.sent(len(reqs))
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	resps, err := c.send(ctx, to, reqs)
 	cancel()

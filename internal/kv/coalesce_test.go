@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,7 +102,7 @@ func drained(t *testing.T, c *coalescer[int, int]) {
 // a merged call never exceeds maxBatch requests unless one caller alone does.
 func TestCoalescerMergesWhileBusy(t *testing.T) {
 	g := newGatedSend()
-	c := newCoalescer(1, 5, time.Minute, g.send)
+	c := newCoalescer(1, 5, time.Minute, g.send, nil)
 	to := chord.NewPeer("r:1")
 	type reply struct {
 		id   int
@@ -150,7 +151,7 @@ func TestCoalescerMergesWhileBusy(t *testing.T) {
 func TestCoalescerErrorsAndCancel(t *testing.T) {
 	g := newGatedSend()
 	g.err = errors.New("replica down")
-	c := newCoalescer(1, 100, time.Minute, g.send)
+	c := newCoalescer(1, 100, time.Minute, g.send, nil)
 	to := chord.NewPeer("r:1")
 	errs := make(chan error, 3)
 	go func() { _, err := c.call(context.Background(), to, []int{1}); errs <- err }()
@@ -189,7 +190,8 @@ func TestCoalescerConcurrentCallers(t *testing.T) {
 		}
 		return out, nil
 	}
-	c := newCoalescer(2, 64, time.Minute, send)
+	var keysSent atomic.Int64
+	c := newCoalescer(2, 64, time.Minute, send, func(keys int) { keysSent.Add(int64(keys)) })
 	peers := []chord.Peer{chord.NewPeer("r:1"), chord.NewPeer("r:2")}
 	var wg sync.WaitGroup
 	const callers = 200
@@ -207,5 +209,8 @@ func TestCoalescerConcurrentCallers(t *testing.T) {
 		t.Errorf("%d calls for %d callers", calls, callers)
 	}
 	t.Logf("%d callers made %d calls", callers, calls)
+	if keysSent.Load() != 2*callers {
+		t.Errorf("calls carried %d keys in all, want %d", keysSent.Load(), 2*callers)
+	}
 	drained(t, c)
 }

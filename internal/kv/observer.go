@@ -29,8 +29,15 @@ type Observer interface {
 	// as replicated client writes and cannot be told apart from them, so the
 	// receiver does not count them; the pusher counts them as out.
 	EntriesHandedOff(dir Direction, n int)
+
+	// ReplicaCallSent reports one call to another replica on behalf of
+	// client requests, after concurrent requests' calls were merged (see
+	// ReplicaCallsInFlight): call is "read" or "apply", keys how many keys
+	// it carried. Under load, keys per call is what merging saves.
+	ReplicaCallSent(call string, keys int)
 }
 
 type nopObserver struct{}
 
 func (nopObserver) EntriesHandedOff(Direction, int) {}
+func (nopObserver) ReplicaCallSent(string, int)     {}

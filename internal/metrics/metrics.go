@@ -55,6 +55,7 @@ type Metrics struct {
 	requestDuration *prometheus.HistogramVec
 	stabilize       *prometheus.CounterVec
 	handoff         *prometheus.CounterVec
+	replicaCallKeys *prometheus.HistogramVec
 	grpc            *grpcprom.ServerMetrics
 	// byMethod holds, per KV method, the series every request of it
 	// touches, resolved once: a label lookup per request hashes the label
@@ -111,6 +112,11 @@ func New(log *slog.Logger) *Metrics {
 			Name: "chordkv_handoff_keys_total",
 			Help: "Entries moved by hand-off, anti-entropy and cleanup: out = pushed to and stored by a peer, in = pulled from a peer and stored here.",
 		}, []string{"direction"}),
+		replicaCallKeys: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "chordkv_replica_call_keys",
+			Help:    "Keys per call this node made to another replica for client requests (read or apply), after merging concurrent requests' calls.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 9), // 1 to 256 (ReplicaBatchKeys)
+		}, []string{"call"}),
 		grpc: grpcprom.NewServerMetrics(
 			grpcprom.WithServerHandlingTimeHistogram(grpcprom.WithHistogramBuckets(latencyBuckets)),
 		),
@@ -127,8 +133,10 @@ func New(log *slog.Logger) *Metrics {
 	m.stabilize.WithLabelValues("error")
 	m.handoff.WithLabelValues(string(kv.DirectionIn))
 	m.handoff.WithLabelValues(string(kv.DirectionOut))
+	m.replicaCallKeys.WithLabelValues("read")
+	m.replicaCallKeys.WithLabelValues("apply")
 	m.reg.MustRegister(
-		m.lookupHops, m.lookupDuration, m.requests, m.requestDuration, m.stabilize, m.handoff, m.grpc,
+		m.lookupHops, m.lookupDuration, m.requests, m.requestDuration, m.stabilize, m.handoff, m.replicaCallKeys, m.grpc,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -159,6 +167,11 @@ func (m *Metrics) StabilizeDone(err error) {
 // EntriesHandedOff implements kv.Observer.
 func (m *Metrics) EntriesHandedOff(dir kv.Direction, n int) {
 	m.handoff.WithLabelValues(string(dir)).Add(float64(n))
+}
+
+// ReplicaCallSent implements kv.Observer.
+func (m *Metrics) ReplicaCallSent(call string, keys int) {
+	m.replicaCallKeys.WithLabelValues(call).Observe(float64(keys))
 }
 
 // ServerOptions instruments a gRPC server: the middleware's grpc_server_*

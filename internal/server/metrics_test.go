@@ -42,6 +42,7 @@ var wantFamilies = map[string]struct {
 	"chordkv_ring_size_estimate":       {dto.MetricType_GAUGE, nil},
 	"chordkv_stabilize_total":          {dto.MetricType_COUNTER, []string{"result"}},
 	"chordkv_handoff_keys_total":       {dto.MetricType_COUNTER, []string{"direction"}},
+	"chordkv_replica_call_keys":        {dto.MetricType_HISTOGRAM, []string{"call"}},
 	"chordkv_node_info":                {dto.MetricType_GAUGE, []string{"addr", "id", "version"}},
 	// From the gRPC middleware and the Go and process collectors.
 	"grpc_server_handled_total":     {dto.MetricType_COUNTER, []string{"grpc_code", "grpc_method", "grpc_service", "grpc_type"}},

@@ -12,6 +12,8 @@ import (
 
 type transferCounter struct{ in, out atomic.Int64 }
 
+func (c *transferCounter) ReplicaCallSent(string, int) {}
+
 func (c *transferCounter) EntriesHandedOff(dir kv.Direction, n int) {
 	switch dir {
 	case kv.DirectionIn:
