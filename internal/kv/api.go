@@ -92,6 +92,24 @@ type Item struct {
 	Key, Value []byte
 }
 
+// Keys returns the keys of items, in order.
+func Keys(items []Item) [][]byte {
+	keys := make([][]byte, len(items))
+	for i, it := range items {
+		keys[i] = it.Key
+	}
+	return keys
+}
+
+// itemsOf makes value-less items of keys, in order.
+func itemsOf(keys [][]byte) []Item {
+	items := make([]Item, len(keys))
+	for i, k := range keys {
+		items[i].Key = k
+	}
+	return items
+}
+
 // Result is one item's outcome in a batch.
 type Result struct {
 	// Entry is the value read, or for a write the key and the version it

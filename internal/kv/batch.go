@@ -23,11 +23,7 @@ const batchWorkers = 16
 // local pass and one call per other replica; the keys of every other owner
 // go to that owner in one call. forwarded means as for Get.
 func (n *Node) GetMany(ctx context.Context, keys [][]byte, c Consistency, forwarded bool) []Result {
-	items := make([]Item, len(keys))
-	for i, k := range keys {
-		items[i].Key = k
-	}
-	return n.many(ctx, OpGet, items, c, forwarded)
+	return n.many(ctx, OpGet, itemsOf(keys), c, forwarded)
 }
 
 // PutMany writes a batch of items; results[i] answers items[i] with the
@@ -42,11 +38,7 @@ func (n *Node) PutMany(ctx context.Context, items []Item, c Consistency, forward
 // DeleteMany deletes a batch of keys, each as Delete would, with PutMany's
 // grouping; results[i] answers keys[i] with the tombstone's version.
 func (n *Node) DeleteMany(ctx context.Context, keys [][]byte, c Consistency, forwarded bool) []Result {
-	items := make([]Item, len(keys))
-	for i, k := range keys {
-		items[i].Key = k
-	}
-	return n.many(ctx, OpDelete, items, c, forwarded)
+	return n.many(ctx, OpDelete, itemsOf(keys), c, forwarded)
 }
 
 // ownerGroup is the items of a batch one other node owns.

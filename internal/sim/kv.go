@@ -173,19 +173,11 @@ func (e kvEndpoint) ForwardMany(ctx context.Context, to chord.Peer, op kv.Op, it
 	if err != nil {
 		return nil, err
 	}
-	if op == kv.OpGet {
-		keys := make([][]byte, len(items))
-		for i, it := range items {
-			keys[i] = it.Key
-		}
-		return k.KV.GetMany(ctx, keys, c, true), nil
-	}
-	if op == kv.OpDelete {
-		keys := make([][]byte, len(items))
-		for i, it := range items {
-			keys[i] = it.Key
-		}
-		return k.KV.DeleteMany(ctx, keys, c, true), nil
+	switch op {
+	case kv.OpGet:
+		return k.KV.GetMany(ctx, kv.Keys(items), c, true), nil
+	case kv.OpDelete:
+		return k.KV.DeleteMany(ctx, kv.Keys(items), c, true), nil
 	}
 	return k.KV.PutMany(ctx, items, c, true), nil
 }

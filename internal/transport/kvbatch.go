@@ -80,22 +80,36 @@ func reportBatchOwner(ctx context.Context, results []kv.Result) {
 	}
 }
 
+// batch checks a batch request of keys against the request-level limits,
+// runs it through run with the request's consistency and forwarded flag
+// under the request's deadline, and reports a forwarded item's owner.
+func (s *KVServer) batch(ctx context.Context, keys [][]byte, c pb.Consistency,
+	run func(context.Context, kv.Consistency, bool) []kv.Result) ([]kv.Result, error) {
+	if err := checkKeys(keys); err != nil {
+		return nil, err
+	}
+	ctx, cancel, cons, fwd, err := s.clientRequest(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	got := run(ctx, cons, fwd)
+	reportBatchOwner(ctx, got)
+	return got, nil
+}
+
 // MultiGet implements pb.KVServer. The replication layer groups the keys
 // by owner: the keys this node owns cost one local read and one call per
 // other replica, the keys of each other owner one forwarded call (unless
 // the request was itself forwarded, when all are coordinated here).
 func (s *KVServer) MultiGet(ctx context.Context, req *pb.MultiGetRequest) (*pb.MultiGetResponse, error) {
 	keys := req.GetKeys()
-	if err := checkKeys(keys); err != nil {
-		return nil, err
-	}
-	ctx, cancel, cons, fwd, err := s.clientRequest(ctx, req.GetConsistency())
+	got, err := s.batch(ctx, keys, req.GetConsistency(), func(ctx context.Context, cons kv.Consistency, fwd bool) []kv.Result {
+		return s.node.GetMany(ctx, keys, cons, fwd)
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer cancel()
-	got := s.node.GetMany(ctx, keys, cons, fwd)
-	reportBatchOwner(ctx, got)
 	results := make([]*pb.GetResult, len(keys))
 	// Bound the response in request order, so which values are left out
 	// does not depend on which reads finished first.
@@ -123,26 +137,16 @@ func (s *KVServer) MultiGet(ctx context.Context, req *pb.MultiGetRequest) (*pb.M
 // atomicity across items. The request's size is bounded by the gRPC message
 // size, each value by --max-value-bytes (a per-item error).
 func (s *KVServer) MultiPut(ctx context.Context, req *pb.MultiPutRequest) (*pb.MultiPutResponse, error) {
-	in := req.GetItems()
-	keyBytes := 0
-	items := make([]kv.Item, len(in))
-	for i, it := range in {
-		keyBytes += len(it.GetKey())
+	items := make([]kv.Item, len(req.GetItems()))
+	for i, it := range req.GetItems() {
 		items[i] = kv.Item{Key: it.GetKey(), Value: it.GetValue()}
 	}
-	if err := checkBatch(len(items), keyBytes); err != nil {
-		return nil, err
-	}
-	ctx, cancel, cons, fwd, err := s.clientRequest(ctx, req.GetConsistency())
+	keys := kv.Keys(items)
+	got, err := s.batch(ctx, keys, req.GetConsistency(), func(ctx context.Context, cons kv.Consistency, fwd bool) []kv.Result {
+		return s.node.PutMany(ctx, items, cons, fwd)
+	})
 	if err != nil {
 		return nil, err
-	}
-	defer cancel()
-	got := s.node.PutMany(ctx, items, cons, fwd)
-	reportBatchOwner(ctx, got)
-	keys := make([][]byte, len(items))
-	for i, it := range items {
-		keys[i] = it.Key
 	}
 	return &pb.MultiPutResponse{Results: writeResults(keys, got)}, nil
 }
@@ -150,16 +154,12 @@ func (s *KVServer) MultiPut(ctx context.Context, req *pb.MultiPutRequest) (*pb.M
 // MultiDelete implements pb.KVServer like MultiPut.
 func (s *KVServer) MultiDelete(ctx context.Context, req *pb.MultiDeleteRequest) (*pb.MultiDeleteResponse, error) {
 	keys := req.GetKeys()
-	if err := checkKeys(keys); err != nil {
-		return nil, err
-	}
-	ctx, cancel, cons, fwd, err := s.clientRequest(ctx, req.GetConsistency())
+	got, err := s.batch(ctx, keys, req.GetConsistency(), func(ctx context.Context, cons kv.Consistency, fwd bool) []kv.Result {
+		return s.node.DeleteMany(ctx, keys, cons, fwd)
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer cancel()
-	got := s.node.DeleteMany(ctx, keys, cons, fwd)
-	reportBatchOwner(ctx, got)
 	return &pb.MultiDeleteResponse{Results: writeResults(keys, got)}, nil
 }
 

@@ -204,11 +204,7 @@ func (c *Client) ForwardMany(ctx context.Context, to chord.Peer, op kv.Op, items
 		client := pb.NewKVClient(cc)
 		switch op {
 		case kv.OpGet:
-			keys := make([][]byte, len(items))
-			for i, it := range items {
-				keys[i] = it.Key
-			}
-			resp, err := client.MultiGet(ctx, &pb.MultiGetRequest{Keys: keys, Consistency: encodeConsistency(cons)})
+			resp, err := client.MultiGet(ctx, &pb.MultiGetRequest{Keys: kv.Keys(items), Consistency: encodeConsistency(cons)})
 			if err != nil {
 				return err
 			}
@@ -232,11 +228,7 @@ func (c *Client) ForwardMany(ctx context.Context, to chord.Peer, op kv.Op, items
 			}
 			return decodeBatchResults(to.Addr, items, resp.GetResults(), out, decodeWriteResult)
 		case kv.OpDelete:
-			keys := make([][]byte, len(items))
-			for i, it := range items {
-				keys[i] = it.Key
-			}
-			resp, err := client.MultiDelete(ctx, &pb.MultiDeleteRequest{Keys: keys, Consistency: encodeConsistency(cons)})
+			resp, err := client.MultiDelete(ctx, &pb.MultiDeleteRequest{Keys: kv.Keys(items), Consistency: encodeConsistency(cons)})
 			if err != nil {
 				return err
 			}
