@@ -349,8 +349,7 @@ func (s *Store) Apply(entries ...Entry) (applied []bool, err error) {
 		// The batch may or may not have reached the engine: let the next
 		// write of these keys read what it holds.
 		for _, ch := range changes {
-			s.stripes[ch.stripe].forget(ch.key)
-			s.dropRead(ch.key)
+			s.uncache(ch.stripe, ch.key)
 		}
 		return applied, fmt.Errorf("store: apply %d entries: %w", len(ops), err)
 	}
@@ -387,6 +386,13 @@ func (s *Store) Apply(entries ...Entry) (applied []bool, err error) {
 		return applied, fmt.Errorf("store: apply %d entries: sync: %w", len(ops), err)
 	}
 	return applied, nil
+}
+
+// uncache forgets key in both caches, after an engine write whose outcome
+// is unknown or that removed the key. The caller holds the key's stripe.
+func (s *Store) uncache(stripe int, key []byte) {
+	s.stripes[stripe].forget(key)
+	s.dropRead(key)
 }
 
 // dropRead forgets key in the read cache, if there is one.
@@ -646,8 +652,7 @@ func (s *Store) removeWhere(a, b ring.ID, pred func(*Entry) bool) (int, error) {
 			err := s.eng.Write(ops, false)
 			// Removed, or unknown after an error: either way not cached.
 			for _, op := range ops {
-				s.stripes[stripeOf(ring.ID(op.Key[:idLen]))].forget(op.Key[idLen:])
-				s.dropRead(op.Key[idLen:])
+				s.uncache(stripeOf(ring.ID(op.Key[:idLen])), op.Key[idLen:])
 			}
 			if err != nil {
 				return err
