@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	mrand "math/rand/v2"
 	"os"
 	"os/signal"
@@ -56,6 +57,7 @@ type benchFlags struct {
 	valueSize   int
 	batch       int
 	routing     string
+	rate        float64
 }
 
 func (f *benchFlags) register(cmd *cobra.Command) {
@@ -68,6 +70,7 @@ func (f *benchFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.keys, "keys", 10000, "size of the key space; keys are picked uniformly at random")
 	fl.IntVar(&f.valueSize, "value-size", 100, "bytes of random data per value")
 	fl.IntVar(&f.batch, "batch", 1, "keys per call: above 1, each caller sends MultiGet/MultiPut/MultiDelete batches of this many random keys (with --op mixed, each batch all gets or all puts), one RPC per owner with --routing client")
+	fl.Float64Var(&f.rate, "rate", 0, "operations per second across all callers (keys per second with --batch), spaced evenly; 0 calls back to back. Latency then counts from each call's scheduled start, so a backlog shows in it")
 	fl.StringVar(&f.routing, "routing", routingClient, "client: send each request straight to its key's owner, learned from the ring; endpoint: send it to --endpoints round-robin")
 	f.kv.register(cmd)
 }
@@ -94,6 +97,7 @@ func (f *benchFlags) validate() (pb.Consistency, error) {
 		{f.keys < 1, "--keys must be at least 1"},
 		{f.valueSize < 0, "--value-size must not be negative"},
 		{f.batch < 1, "--batch must be at least 1"},
+		{!(f.rate >= 0) || math.IsInf(f.rate, 1), "--rate must be a finite number, at least 0"},
 		{f.batch > transport.MaxBatchItems, fmt.Sprintf("--batch must be at most %d, the most keys a node accepts in one call", transport.MaxBatchItems)},
 	}
 	for _, c := range checks {
@@ -144,6 +148,9 @@ type benchJSON struct {
 	// and fallbacks then count RPCs too.
 	Batch      int    `json:"batch"`
 	LatencyPer string `json:"latency_per"`
+	// Rate is --rate: the offered operations per second, 0 for callers
+	// that call back to back.
+	Rate float64 `json:"rate"`
 }
 
 func newBenchCmd(opts *clientOptions) *cobra.Command {
@@ -161,9 +168,12 @@ func newBenchCmd(opts *clientOptions) *cobra.Command {
 			"node it reaches forwards the call when it is not the owner. Every call has the --timeout\n" +
 			"deadline. A progress line goes to standard error every second; Ctrl-C ends the run\n" +
 			"early and still prints the report. Latency percentiles come from an HDR histogram\n" +
-			"(microsecond resolution, 3 significant digits); errors are not in the percentiles.",
+			"(microsecond resolution, 3 significant digits); errors are not in the percentiles.\n" +
+			"With --rate the callers' calls are spaced to that total rate (an open-loop load, as\n" +
+			"wrk2 offers): measure latency at a given load, or CPU per operation below saturation.",
 		Example: "  chordkv bench --op get --concurrency 64 --connections 8 --duration 5s\n" +
-			"  chordkv bench --op mixed --ratio 0.95 --endpoints a:7000,b:7000 -o json",
+			"  chordkv bench --op mixed --ratio 0.95 --endpoints a:7000,b:7000 -o json\n" +
+			"  chordkv bench --op put --rate 2000 --concurrency 64 --duration 30s",
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cons, err := f.validate()
@@ -276,6 +286,8 @@ type bencher struct {
 	// batch is the keys per call; above 1 the callers send MultiGet or
 	// MultiPut.
 	batch int
+	// pace, when set (--rate), spaces the callers' calls.
+	pace *pacer
 
 	// redirects counts answers from a node that forwarded the call (the
 	// chordkv-owner header) on the endpoint path; the router counts its own.
@@ -285,6 +297,9 @@ type bencher struct {
 
 func newBencher(conns []*grpc.ClientConn, f *benchFlags, timeout time.Duration, cons pb.Consistency) *bencher {
 	b := &bencher{op: f.op, ratio: f.ratio, cons: cons, timeout: timeout, value: make([]byte, f.valueSize), batch: f.batch}
+	if f.rate > 0 {
+		b.pace = &pacer{interval: float64(time.Second) / f.rate}
+	}
 	for _, cc := range conns {
 		b.clients = append(b.clients, pb.NewKVClient(cc))
 	}
@@ -392,6 +407,9 @@ func (b *bencher) measure(ctx context.Context, callers int, d time.Duration, w i
 	runCtx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	start := time.Now()
+	if b.pace != nil {
+		b.pace.start = start
+	}
 	stopProgress := b.progress(runCtx, w, start)
 
 	hists := make([]*hdrhistogram.Histogram, callers)
@@ -427,13 +445,22 @@ func (b *bencher) caller(ctx context.Context, c pb.KVClient, rng *mrand.Rand) *h
 	end, _ := ctx.Deadline()
 	over := func() bool { return ctx.Err() != nil || !time.Now().Before(end) }
 	for !over() {
+		var start time.Time // zero: now
+		if b.pace != nil {
+			var ok bool
+			if start, ok = b.pace.wait(ctx, b.batch); !ok {
+				break
+			}
+		}
 		op := b.pickOp(rng)
 		if b.batch > 1 {
-			b.batchRound(ctx, c, op, rng, h, over)
+			b.batchRound(ctx, c, op, rng, h, over, start)
 			continue
 		}
 		key := b.keys[rng.IntN(len(b.keys))]
-		start := time.Now()
+		if start.IsZero() {
+			start = time.Now()
+		}
 		err := b.call(ctx, c, op, key)
 		elapsed := time.Since(start)
 		if err != nil && over() {
@@ -448,6 +475,36 @@ func (b *bencher) caller(ctx context.Context, c pb.KVClient, rng *mrand.Rand) *h
 		_ = h.RecordValue(min(elapsed.Microseconds(), h.HighestTrackableValue()))
 	}
 	return h
+}
+
+// pacer spaces calls at a fixed total rate across callers (--rate): call k
+// of the run is due at start + k·interval. Latency counts from that due
+// time rather than from the send, as wrk2 does: otherwise a server that
+// falls behind would delay the very calls that measure it (coordinated
+// omission) and look faster than it is.
+type pacer struct {
+	start    time.Time
+	interval float64 // nanoseconds between calls
+	next     atomic.Int64
+}
+
+// wait reserves n consecutive calls (a batch counts its keys), sleeps until
+// the first is due, and returns its due time; false if ctx ended first.
+func (p *pacer) wait(ctx context.Context, n int) (time.Time, bool) {
+	k := p.next.Add(int64(n)) - int64(n)
+	due := p.start.Add(time.Duration(float64(k) * p.interval))
+	d := time.Until(due)
+	if d <= 0 {
+		return due, ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return due, true
+	case <-ctx.Done():
+		return due, false
+	}
 }
 
 // latencyMaxMicros is the largest latency the histogram tells apart; a
@@ -506,6 +563,7 @@ func (b *bencher) report(f *benchFlags, res benchResult) benchJSON {
 		Fallbacks:   res.fallbacks,
 		Batch:       f.batch,
 		LatencyPer:  "op",
+		Rate:        f.rate,
 	}
 	if f.batch > 1 {
 		r.LatencyPer = "rpc"
@@ -531,6 +589,11 @@ func printBench(w io.Writer, output string, r benchJSON) error {
 	}
 	if r.LatencyPer == "rpc" {
 		if _, err := fmt.Fprintf(w, "batches of %d keys: OPS counts keys, latency is per RPC\n", r.Batch); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+	}
+	if r.Rate > 0 {
+		if _, err := fmt.Fprintf(w, "offered %s ops/s: latency counts from each call's scheduled start\n", strconv.FormatFloat(r.Rate, 'f', -1, 64)); err != nil {
 			return fmt.Errorf("write report: %w", err)
 		}
 	}

@@ -27,6 +27,9 @@ func TestBenchFlagValidation(t *testing.T) {
 		{"negative value size", []string{"--value-size", "-1"}, "--value-size"},
 		{"batch 0", []string{"--batch", "0"}, "--batch"},
 		{"batch over the node cap", []string{"--op", "get", "--batch", "1001"}, "at most 1000"},
+		{"negative rate", []string{"--rate", "-1"}, "--rate"},
+		{"rate NaN", []string{"--rate", "NaN"}, "--rate"},
+		{"rate infinite", []string{"--rate", "+Inf"}, "--rate"},
 		{"bad routing", []string{"--routing", "owner"}, "--routing"},
 		{"bad consistency", []string{"--consistency", "some"}, "--consistency"},
 		{"bad output", []string{"-o", "yaml"}, "--output"},
@@ -87,6 +90,33 @@ func TestBenchAgainstANode(t *testing.T) {
 			}
 			if wantPreload := op != benchPut; strings.Contains(r.stderr, "preloading") != wantPreload {
 				t.Errorf("preload line present = %v, want %v; stderr %q", !wantPreload, wantPreload, r.stderr)
+			}
+		})
+	}
+}
+
+// TestBenchRate checks that --rate caps the calls made, single and batched,
+// and is reported. Only the cap is checked: a slow machine may fall short
+// of the rate, and that is not what is under test.
+func TestBenchRate(t *testing.T) {
+	a := startServer(t)
+	waitServing(t, a)
+	for _, batch := range []string{"1", "10"} {
+		t.Run("batch "+batch, func(t *testing.T) {
+			r := runCLI("bench", "--endpoints", a, "--op", "put", "--rate", "100", "--batch", batch, "--duration", "1s",
+				"--keys", "50", "--concurrency", "8", "-o", "json")
+			if r.code != ExitOK {
+				t.Fatalf("exit %d: stdout %q stderr %q", r.code, r.stdout, r.stderr)
+			}
+			var rep benchJSON
+			if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+				t.Fatalf("not JSON: %v: %q", err, r.stdout)
+			}
+			// Calls are due at 0, 10 ms, ... ; in a run of s seconds at
+			// most 100·s + 1 are due, plus one batch begun at the end.
+			limit := int64(100*rep.Seconds) + 1 + 10
+			if rep.Rate != 100 || rep.Ops <= 0 || rep.Ops > limit || rep.Errors != 0 {
+				t.Errorf("report %+v: want rate 100, 0 < ops <= %d, no errors", rep, limit)
 			}
 		})
 	}

@@ -35,8 +35,8 @@ type rpcOutcome struct {
 // latency per successful RPC. With client routing the batch is split by
 // owner and the parts go out in parallel, one RPC each, so a round takes
 // as long as its slowest owner; with endpoint routing the whole batch goes
-// to c.
-func (b *bencher) batchRound(ctx context.Context, c pb.KVClient, op string, rng *mrand.Rand, h *hdrhistogram.Histogram, over func() bool) {
+// to c. Latency counts from due, when set (see pacer), else from each send.
+func (b *bencher) batchRound(ctx context.Context, c pb.KVClient, op string, rng *mrand.Rand, h *hdrhistogram.Histogram, over func() bool, due time.Time) {
 	keys := make([][]byte, b.batch)
 	for i := range keys {
 		keys[i] = b.keys[rng.IntN(len(b.keys))]
@@ -45,7 +45,7 @@ func (b *bencher) batchRound(ctx context.Context, c pb.KVClient, op string, rng 
 	outs := make([]rpcOutcome, len(groups))
 	var wg sync.WaitGroup
 	for i, g := range groups {
-		wg.Go(func() { outs[i] = b.batchCall(ctx, c, op, g) })
+		wg.Go(func() { outs[i] = b.batchCall(ctx, c, op, g, due) })
 	}
 	wg.Wait()
 	for _, o := range outs {
@@ -100,11 +100,14 @@ func (b *bencher) groupByOwner(keys [][]byte) [][][]byte {
 // their owner with client routing (router.Do routes by the first key, and
 // the group shares its owner), falling back to c when the router cannot
 // route it; to c with endpoint routing.
-func (b *bencher) batchCall(ctx context.Context, c pb.KVClient, op string, keys [][]byte) rpcOutcome {
+func (b *bencher) batchCall(ctx context.Context, c pb.KVClient, op string, keys [][]byte, due time.Time) rpcOutcome {
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
 	out := rpcOutcome{keys: len(keys)}
-	start := time.Now()
+	start := due
+	if start.IsZero() {
+		start = time.Now()
+	}
 	if b.router != nil {
 		err := b.router.Do(ctx, keys[0], func(ctx context.Context, cc grpc.ClientConnInterface, opts ...grpc.CallOption) error {
 			var err error
