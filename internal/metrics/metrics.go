@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
-	"slices"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -15,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/chordkv/chordkv/internal/chord"
@@ -198,7 +196,7 @@ func (m *Metrics) InitializeGRPC(s *grpc.Server) { m.grpc.InitializeMetrics(s) }
 // every RPC, forwarded ones included.
 func (m *Metrics) countRequests(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	series, ok := m.byMethod[info.FullMethod]
-	if !ok || forwarded(ctx) {
+	if !ok || transport.IsForwarded(ctx) {
 		return handler(ctx, req)
 	}
 	start := time.Now()
@@ -212,10 +210,6 @@ func (m *Metrics) countRequests(ctx context.Context, req any, info *grpc.UnarySe
 	return resp, err
 }
 
-func forwarded(ctx context.Context) bool {
-	md, _ := metadata.FromIncomingContext(ctx)
-	return slices.Contains(md.Get(transport.ForwardedHeader), "1")
-}
 
 // Handler serves the metrics on Path and, with withPprof, the runtime
 // profiles of net/http/pprof under /debug/pprof/. A collector that fails

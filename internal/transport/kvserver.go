@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -95,17 +96,14 @@ func (s *KVServer) clientRequest(ctx context.Context, c pb.Consistency) (context
 	if _, ok := ctx.Deadline(); !ok {
 		ctx, cancel = context.WithTimeout(ctx, DefaultKVDeadline)
 	}
-	return ctx, cancel, cons, isForwarded(ctx), nil
+	return ctx, cancel, cons, IsForwarded(ctx), nil
 }
 
-func isForwarded(ctx context.Context) bool {
-	md, _ := metadata.FromIncomingContext(ctx)
-	for _, v := range md.Get(ForwardedHeader) {
-		if v == "1" {
-			return true
-		}
-	}
-	return false
+// IsForwarded says whether the request in ctx was forwarded by another
+// node (the ForwardedHeader). It reads the one header rather than copying
+// the request's metadata, since every client request asks.
+func IsForwarded(ctx context.Context) bool {
+	return slices.Contains(metadata.ValueFromIncomingContext(ctx, ForwardedHeader), "1")
 }
 
 // setOwnerHeader tells the client, with the OwnerHeader response header, which
