@@ -38,6 +38,8 @@
 #   REDIS        1 (default) runs the Redis section, 0 skips it
 #   REDIS_REQUESTS  requests per redis-benchmark test (default 100000)
 #   REDIS_BATCHES   --batch sizes compared with Redis (default "16 64")
+#   FIXED_RATE   puts/s of the fixed-load section (default: half the ring's
+#                client-routed put rate measured here, in hundreds)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -217,6 +219,35 @@ if ((redis)); then
 	done
 fi
 
+# Fixed load: every target takes the same put rate, below all their
+# saturation points (--rate, open loop), and the report gives each one's
+# server CPU per put, read from /proc before and after. Saturated ops/s
+# moves by ±10% from run to run on a shared 2-core VM; CPU per operation
+# at a fixed rate moves by about ±1%, so it is the figure to compare two
+# versions by. The processes are those start_targets started, in order.
+declare -A server_pids
+server_pids=([ceiling]="${pids[0]}" [single]="${pids[1]}" [ring3]="${pids[*]:2:3}")
+cpu_ticks() { # cpu_ticks PID...: user+system clock ticks of the processes
+	local t=0 p
+	for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+	echo "$t"
+}
+fixed_rate=${FIXED_RATE:-$(jq -r '[.ops_per_sec / 200 | floor, 1] | max * 100' "$tmp/ring3client-put-64.json")}
+for t in "${targets[@]}"; do
+	routing=endpoint
+	[ "$t" = ring3 ] && routing=client
+	log "$t put at --rate $fixed_rate, $routing routing, for $DURATION"
+	# shellcheck disable=SC2086 # the ring's three pids are three words
+	before=$(cpu_ticks ${server_pids[$t]})
+	timeout "$BENCH_LIMIT" "$BIN" bench --endpoints "$(endpoints_of "$t")" --op put --rate "$fixed_rate" \
+		--concurrency 64 --connections 8 --duration "$DURATION" \
+		--keys "$KEYS" --value-size "$VALUE_SIZE" --routing "$routing" -o json >"$tmp/fixed-$t-put.json"
+	# shellcheck disable=SC2086
+	after=$(cpu_ticks ${server_pids[$t]})
+	jq -n --argjson b "$before" --argjson a "$after" --argjson hz "$(getconf CLK_TCK)" \
+		'{cpu_seconds: (($a - $b) / $hz)}' >"$tmp/fixed-$t-cpu.txt"
+done
+
 # field TARGET OP C JQ-EXPR
 field() { jq -r "$4" "$tmp/$1-$2-$3.json"; }
 fmt_ops() { field "$@" '.ops_per_sec | floor'; }
@@ -343,6 +374,68 @@ EOF2
 		done
 	done
 fi
+
+cat <<EOF
+
+Fixed load: \`chordkv bench --op put --rate $fixed_rate --concurrency 64 --connections 8 --duration $DURATION --keys $KEYS --value-size $VALUE_SIZE\`
+(endpoint routing for the ceiling and the 1-node chordkv, client routing for the ring), every
+target at the same rate. Server CPU: user + system time of the server processes (the three
+nodes together for the ring) over the run, per put; compare versions by it, since it moves
+far less between runs than saturated ops/s. Latency counts from each call's scheduled start.
+
+| target | puts/s | latency p50 / p99 ms | server CPU µs per put |
+|---|---:|---|---:|
+EOF
+for t in "${targets[@]}"; do
+	jq -rn --slurpfile r "$tmp/fixed-$t-put.json" --slurpfile c "$tmp/fixed-$t-cpu.txt" --arg t "$t" \
+		'$r[0] as $r | "| \($t) | \($r.ops_per_sec | floor) | \($r.p50_ms) / \($r.p99_ms) | \($c[0].cpu_seconds / ([$r.ops, 1] | max) * 1e6 | round) |"'
+done
+
+# goal_row GOAL TARGET MEASURED: one row of the goals table; MEASURED is a
+# ratio, or empty when its section did not run.
+goal_row() {
+	local verdict="not met"
+	if [ -z "$3" ]; then
+		verdict="not measured"
+	elif jq -en --argjson m "$3" --argjson g "$2" '$m >= $g' >/dev/null; then
+		verdict=met
+	fi
+	printf '| %s | ≥ %s | %s | %s |\n' "$1" "$2" "${3:--}" "$verdict"
+}
+over() { # over A B: ops/s of the run in $tmp/A.json over that of $tmp/B.json
+	jq -rn --slurpfile a "$tmp/$1.json" --slurpfile b "$tmp/$2.json" '$a[0].ops_per_sec / $b[0].ops_per_sec * 100 | round / 100'
+}
+ghz_over() { # ghz_over OP: the 1-node chordkv's ghz rate over the ceiling's
+	[ -n "$ghz" ] || return 0
+	jq -rn --slurpfile a "$tmp/ghz-single-$1.sum" --slurpfile b "$tmp/ghz-ceiling-$1.sum" '$a[0].rps / $b[0].rps * 100 | round / 100'
+}
+redis_best() { # redis_best TARGET OP TEST: the best --batch run's keys/s over Redis -c 64
+	((redis)) || return 0
+	local b best=0 r
+	r=$(redis_col 64 "$3" 2)
+	for b in $REDIS_BATCHES; do
+		best=$(jq -rn --slurpfile a "$tmp/$1-$2-b$b.json" --argjson r "$r" --argjson best "$best" \
+			'[$a[0].ops_per_sec / $r * 100 | round / 100, $best] | max')
+	done
+	echo "$best"
+}
+cat <<EOF
+
+Issue 5's goals in this run: ratios of ops/s within this run; the ring's are its
+client-routed ops/s over the ceiling's for the same op (\`chordkv bench\`, 64 callers over 8
+connections); batched ones are the best of --batch $REDIS_BATCHES over Redis at -c 64.
+
+| goal | target | measured | |
+|---|---:|---:|---|
+EOF
+goal_row "1 node Get / ceiling, ghz" 0.8 "$(ghz_over get)"
+goal_row "1 node durable Put / ceiling, ghz" 0.6 "$(ghz_over put)"
+goal_row "3 nodes r=3 Get / ceiling, client routing" 0.6 "$(over ring3client-get-64 ceiling-get-64)"
+goal_row "3 nodes r=3 quorum Put / ceiling, client routing" 0.3 "$(over ring3client-put-64 ceiling-put-64)"
+goal_row "1 node batched Get / Redis" 1.0 "$(redis_best single get GET)"
+goal_row "1 node batched durable Put / Redis" 1.0 "$(redis_best single put SET)"
+goal_row "3 nodes r=3 batched Get / Redis" 1.0 "$(redis_best ring3 get GET)"
+goal_row "3 nodes r=3 batched quorum Put / Redis" 1.0 "$(redis_best ring3 put SET)"
 
 # Runs with errors, with the first error each saw, so a report with errors
 # says what they were (chordkv bench keeps its first error in first_error).
