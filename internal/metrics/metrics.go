@@ -210,7 +210,6 @@ func (m *Metrics) countRequests(ctx context.Context, req any, info *grpc.UnarySe
 	return resp, err
 }
 
-
 // Handler serves the metrics on Path and, with withPprof, the runtime
 // profiles of net/http/pprof under /debug/pprof/. A collector that fails
 // (say, the store cannot be read) is logged and its family left out; the
