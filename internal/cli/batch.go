@@ -172,7 +172,13 @@ func sendBatch[R any](ctx context.Context, opts *clientOptions, b *batchReport, 
 				again = append(again, chunk[i])
 			}
 		}
-		if len(again) > 0 {
+		switch {
+		case len(again) == len(chunk):
+			// No progress: asking again would loop forever.
+			for _, l := range again {
+				b.fail(l, "the node answered every item of the request with \"ask again\"")
+			}
+		case len(again) > 0:
 			pending = append([][]batchLine{again}, pending...)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -54,8 +55,8 @@ func runGetBatch(cmd *cobra.Command, opts *clientOptions, f *kvFlags) error {
 		return out.GetResults(), err
 	}, func(l batchLine, r *pb.GetResult) bool {
 		switch {
-		case r.GetError() == transport.ErrResponseFull.Error():
-			return true // the values before it filled the response
+		case leftOut(r.GetError()):
+			return true
 		case r.GetError() != "":
 			b.fail(l, r.GetError())
 		case !r.GetFound():
@@ -90,6 +91,14 @@ func runGetBatch(cmd *cobra.Command, opts *clientOptions, f *kvFlags) error {
 		return withExitCode(ExitNotFound, fmt.Errorf("get --batch: %d of %d keys not found", res.Missing, len(lines)))
 	}
 	return nil
+}
+
+// leftOut reports whether a MultiGet item's error says the values before
+// it filled the response, so the key is to be asked for again. A node that
+// forwarded the key to its owner passes the owner's error on behind the
+// owner's address.
+func leftOut(itemError string) bool {
+	return strings.HasSuffix(itemError, transport.ErrResponseFull.Error())
 }
 
 // unprintableLine says why key and value cannot be printed as one `KEY
