@@ -59,6 +59,17 @@ func scanBatchInput(r io.Reader, parse func(n int, text []byte) error) error {
 	return nil
 }
 
+// readBatch is every --batch command's prologue: the --consistency flag,
+// then the whole input parsed by parse, all before any call.
+func readBatch(cmd *cobra.Command, f *kvFlags, parse func(io.Reader) ([]batchLine, error)) (pb.Consistency, []batchLine, error) {
+	cons, err := f.parse()
+	if err != nil {
+		return 0, nil, err
+	}
+	lines, err := parse(cmd.InOrStdin())
+	return cons, lines, err
+}
+
 // parseBatchKeys reads the input of get --batch and del --batch: each
 // line, as it is, is one key.
 func parseBatchKeys(r io.Reader) ([]batchLine, error) {

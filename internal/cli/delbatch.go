@@ -17,11 +17,7 @@ type delBatchJSON struct {
 
 // runDelBatch is `chordkv del --batch`.
 func runDelBatch(cmd *cobra.Command, opts *clientOptions, f *kvFlags) error {
-	cons, err := f.parse()
-	if err != nil {
-		return err
-	}
-	lines, err := parseBatchKeys(cmd.InOrStdin())
+	cons, lines, err := readBatch(cmd, f, parseBatchKeys)
 	if err != nil {
 		return err
 	}

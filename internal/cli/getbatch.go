@@ -35,11 +35,7 @@ type getBatchItemJSON struct {
 
 // runGetBatch is `chordkv get --batch`.
 func runGetBatch(cmd *cobra.Command, opts *clientOptions, f *kvFlags) error {
-	cons, err := f.parse()
-	if err != nil {
-		return err
-	}
-	lines, err := parseBatchKeys(cmd.InOrStdin())
+	cons, lines, err := readBatch(cmd, f, parseBatchKeys)
 	if err != nil {
 		return err
 	}

@@ -76,11 +76,7 @@ func FuzzParseBatchKeys(f *testing.F) {
 }
 
 func TestGetAndDelBatchAgainstARing(t *testing.T) {
-	a := startServer(t)
-	b := startServer(t, a)
-	c := startServer(t, a)
-	waitServing(t, a, b, c)
-	dead := deadAddr(t)
+	a, b, c, dead := startRing(t)
 
 	// What put --batch writes, get --batch prints back line for line, an
 	// empty value and values with spaces included; the keys are asked for

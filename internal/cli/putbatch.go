@@ -40,11 +40,7 @@ func parseBatchLines(r io.Reader) ([]batchLine, error) {
 
 // runPutBatch is `chordkv put --batch`.
 func runPutBatch(cmd *cobra.Command, opts *clientOptions, f *kvFlags) error {
-	cons, err := f.parse()
-	if err != nil {
-		return err
-	}
-	lines, err := parseBatchLines(cmd.InOrStdin())
+	cons, lines, err := readBatch(cmd, f, parseBatchLines)
 	if err != nil {
 		return err
 	}

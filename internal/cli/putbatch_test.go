@@ -8,11 +8,7 @@ import (
 )
 
 func TestPutBatchAgainstARing(t *testing.T) {
-	a := startServer(t)
-	b := startServer(t, a)
-	c := startServer(t, a)
-	waitServing(t, a, b, c)
-	dead := deadAddr(t)
+	a, b, c, dead := startRing(t)
 
 	// Values keep their inner and trailing spaces; empty lines are skipped.
 	input := "alpha 1\n\nbeta two words \ngamma \n" + "delta x y\n"
