@@ -114,15 +114,10 @@ func newPutCmd(opts *clientOptions) *cobra.Command {
 			"  chordkv put photo < photo.jpg --consistency all\n" +
 			"  chordkv put greeting hello -o json   # {\"key\":\"greeting\",\"version\":{...}}\n" +
 			"  printf 'a 1\\nb two words\\n' | chordkv put --batch -o json   # {\"written\":2,\"failed\":0,\"errors\":[]}",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if batch && len(args) > 0 {
-				return usageErrorf("put --batch takes no KEY or VALUE argument: the pairs come from standard input")
-			}
-			if batch {
-				return nil
-			}
-			return withExitCode(ExitUsage, cobra.RangeArgs(1, 2)(cmd, args))
-		},
+		Args: batchArgs(&batch, "put --batch takes no KEY or VALUE argument: the pairs come from standard input",
+			func(cmd *cobra.Command, args []string) error {
+				return withExitCode(ExitUsage, cobra.RangeArgs(1, 2)(cmd, args))
+			}),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if batch {
 				return runPutBatch(cmd, opts, &f)
@@ -167,16 +162,27 @@ func readValue(r io.Reader) ([]byte, error) {
 
 func newGetCmd(opts *clientOptions) *cobra.Command {
 	var f kvFlags
+	var batch bool
 	cmd := &cobra.Command{
-		Use:   "get KEY",
+		Use:   "get KEY | get --batch",
 		Short: "Print the value stored under KEY",
 		Long: "Print the value stored under KEY: the raw bytes, with no newline added, so\n" +
-			"binary values can be redirected to a file. A missing or deleted key exits 3.",
+			"binary values can be redirected to a file. A missing or deleted key exits 3.\n\n" +
+			"With --batch, standard input is one key per line (empty lines are skipped), read\n" +
+			"in MultiGet calls of up to 500. Each found key prints one `KEY VALUE` line, in\n" +
+			"input order, the format put --batch reads; a missing key prints nothing. A value\n" +
+			"with a newline cannot be printed so: that key fails (-o json shows it, base64).\n" +
+			"The counts go to standard error. It exits 0 when every key was found, 3 when some\n" +
+			"were missing and none failed, 1 when some failed, 4 when no endpoint answered.",
 		Example: "  chordkv get greeting\n" +
 			"  chordkv get photo > photo.jpg\n" +
-			"  chordkv get greeting -o json   # {\"key\":\"greeting\",\"value\":\"aGVsbG8=\",\"version\":{...}}",
-		Args: exactArgs(1),
+			"  chordkv get greeting -o json   # {\"key\":\"greeting\",\"value\":\"aGVsbG8=\",\"version\":{...}}\n" +
+			"  chordkv get --batch < keys.txt | chordkv put --batch --endpoints other:7000",
+		Args: batchArgs(&batch, "get --batch takes no KEY argument: the keys come from standard input", exactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if batch {
+				return runGetBatch(cmd, opts, &f)
+			}
 			key := args[0]
 			cons, err := f.prepare(key)
 			if err != nil {
@@ -202,20 +208,30 @@ func newGetCmd(opts *clientOptions) *cobra.Command {
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().BoolVar(&batch, "batch", false, "read keys, one per line, from standard input and read them with MultiGet")
 	return cmd
 }
 
 func newDelCmd(opts *clientOptions) *cobra.Command {
 	var f kvFlags
+	var batch bool
 	cmd := &cobra.Command{
-		Use:   "del KEY",
+		Use:   "del KEY | del --batch",
 		Short: "Delete KEY",
 		Long: "Delete KEY. Deleting a key that does not exist succeeds: the delete is\n" +
-			"recorded (a tombstone) and orders after every earlier write of the key.",
+			"recorded (a tombstone) and orders after every earlier write of the key.\n\n" +
+			"With --batch, standard input is one key per line (empty lines are skipped),\n" +
+			"deleted in MultiDelete calls of up to 500. It prints one summary line, and exits\n" +
+			"0 only when every key was deleted, 1 when some were not, 4 when no endpoint\n" +
+			"answered.",
 		Example: "  chordkv del greeting\n" +
-			"  chordkv del greeting -o json   # {\"key\":\"greeting\",\"version\":{...}}",
-		Args: exactArgs(1),
+			"  chordkv del greeting -o json   # {\"key\":\"greeting\",\"version\":{...}}\n" +
+			"  printf 'a\\nb\\n' | chordkv del --batch -o json   # {\"deleted\":2,\"failed\":0,\"errors\":[]}",
+		Args: batchArgs(&batch, "del --batch takes no KEY argument: the keys come from standard input", exactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if batch {
+				return runDelBatch(cmd, opts, &f)
+			}
 			key := args[0]
 			cons, err := f.prepare(key)
 			if err != nil {
@@ -231,6 +247,7 @@ func newDelCmd(opts *clientOptions) *cobra.Command {
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().BoolVar(&batch, "batch", false, "read keys, one per line, from standard input and delete them with MultiDelete")
 	return cmd
 }
 

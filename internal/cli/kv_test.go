@@ -30,12 +30,19 @@ func waitServing(t *testing.T, addrs ...string) {
 	}
 }
 
-func TestKeyCommandsAgainstARing(t *testing.T) {
-	a := startServer(t)
-	b := startServer(t, a)
-	c := startServer(t, a)
+// startRing starts three in-process nodes, waits until each serves keys,
+// and returns their addresses and one where nothing listens.
+func startRing(t *testing.T) (a, b, c, dead string) {
+	t.Helper()
+	a = startServer(t)
+	b = startServer(t, a)
+	c = startServer(t, a)
 	waitServing(t, a, b, c)
-	dead := deadAddr(t)
+	return a, b, c, deadAddr(t)
+}
+
+func TestKeyCommandsAgainstARing(t *testing.T) {
+	a, b, c, dead := startRing(t)
 
 	// Text: put prints OK, get prints the raw value and nothing else.
 	if r := runCLI("put", "greeting", "hello", "--endpoints", a); r.code != ExitOK || r.stdout != "OK\n" {

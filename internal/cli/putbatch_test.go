@@ -8,11 +8,7 @@ import (
 )
 
 func TestPutBatchAgainstARing(t *testing.T) {
-	a := startServer(t)
-	b := startServer(t, a)
-	c := startServer(t, a)
-	waitServing(t, a, b, c)
-	dead := deadAddr(t)
+	a, b, c, dead := startRing(t)
 
 	// Values keep their inner and trailing spaces; empty lines are skipped.
 	input := "alpha 1\n\nbeta two words \ngamma \n" + "delta x y\n"
@@ -28,15 +24,15 @@ func TestPutBatchAgainstARing(t *testing.T) {
 
 	// More pairs than one MultiPut carries go out in several.
 	var many strings.Builder
-	for i := range putBatchItems + 20 {
+	for i := range batchItems + 20 {
 		fmt.Fprintf(&many, "k%d v%d\n", i, i)
 	}
 	r = runCLIWithInput([]byte(many.String()), "put", "--batch", "--endpoints", c, "-o", "json")
 	var rep putBatchJSON
-	if err := json.Unmarshal([]byte(r.stdout), &rep); r.code != ExitOK || err != nil || rep.Written != putBatchItems+20 || rep.Failed != 0 {
-		t.Fatalf("put --batch of %d: exit %d, %v, %+v: %s", putBatchItems+20, r.code, err, rep, r.stderr)
+	if err := json.Unmarshal([]byte(r.stdout), &rep); r.code != ExitOK || err != nil || rep.Written != batchItems+20 || rep.Failed != 0 {
+		t.Fatalf("put --batch of %d: exit %d, %v, %+v: %s", batchItems+20, r.code, err, rep, r.stderr)
 	}
-	if r := runCLI("get", fmt.Sprint("k", putBatchItems+19), "--endpoints", a); r.code != ExitOK || r.stdout != fmt.Sprint("v", putBatchItems+19) {
+	if r := runCLI("get", fmt.Sprint("k", batchItems+19), "--endpoints", a); r.code != ExitOK || r.stdout != fmt.Sprint("v", batchItems+19) {
 		t.Errorf("get the last pair: exit %d, %q", r.code, r.stdout)
 	}
 

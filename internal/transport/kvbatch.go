@@ -33,9 +33,10 @@ const (
 	maxItemErrorBytes = 512
 )
 
-// errResponseFull is the per-item error of a key whose value did not fit
-// in the MultiGet response.
-var errResponseFull = errors.New("response size limit reached: read this key in another request")
+// ErrResponseFull is the per-item error of a key whose value did not fit
+// in the MultiGet response. Clients match its text to ask for the key
+// again in a later request.
+var ErrResponseFull = errors.New("response size limit reached: read this key in another request")
 
 // checkKeys is checkBatch for a request of keys.
 func checkKeys(keys [][]byte) error {
@@ -123,7 +124,7 @@ func (s *KVServer) MultiGet(ctx context.Context, req *pb.MultiGetRequest) (*pb.M
 		case g.Err != nil:
 			r.Error = itemError(g.Err)
 		case size > 0 && size+len(g.Entry.Value) > batchResponseBudget:
-			r.Error = errResponseFull.Error()
+			r.Error = ErrResponseFull.Error()
 		default:
 			size += len(g.Entry.Value)
 			r.Found, r.Value, r.Version = true, g.Entry.Value, EncodeVersion(g.Entry.Version)

@@ -21,8 +21,10 @@ const (
 	kvKeys       = 300
 	kvDeleteStep = 10 // every 10th key is deleted
 	kvBatchKeys  = 200
-	kvWorkers    = 4 // concurrent CLI processes in a sweep
-	exitNotFound = 3
+	// kvBatchDeleteStep: del --batch deletes every 4th batched key.
+	kvBatchDeleteStep = 4
+	kvWorkers         = 4 // concurrent CLI processes in a sweep
+	exitNotFound      = 3
 	// antiEntropy is short so that replicas lost to kill -9 are re-created
 	// within a few seconds.
 	antiEntropy = "500ms"
@@ -129,6 +131,38 @@ func (c *Cluster) checkKey(s *kvState, key, endpoints string) error {
 	return fmt.Errorf("get %s (live=%v): %v", key, live, r)
 }
 
+// checkBatch reads keys with one get --batch through endpoints and
+// compares its output with the acknowledged state: a `KEY VALUE` line for
+// each live key in order, nothing for a deleted one, whose presence makes
+// the exit 3.
+func (c *Cluster) checkBatch(s *kvState, keys []string, endpoints string) error {
+	var in, want strings.Builder
+	missing := 0
+	s.mu.Lock()
+	for _, k := range keys {
+		fmt.Fprintln(&in, k)
+		if v, live := s.values[k]; live {
+			fmt.Fprintf(&want, "%s %s\n", k, v)
+		} else {
+			missing++
+		}
+	}
+	s.mu.Unlock()
+	r := c.CLIWithInput([]byte(in.String()), "get", "--batch", "--endpoints", endpoints, "--timeout", cliTimeout)
+	wantCode := exitOK
+	if missing > 0 {
+		wantCode = exitNotFound
+	}
+	summary := fmt.Sprintf("found %d, missing %d, failed 0\n", len(keys)-missing, missing)
+	if r.Code != wantCode || !strings.HasPrefix(r.Stderr, summary) {
+		return fmt.Errorf("get --batch of %d keys: %v; want exit %d and %q", len(keys), r, wantCode, summary)
+	}
+	if r.Stdout != want.String() {
+		return fmt.Errorf("%w: get --batch of %d keys printed %d bytes that differ from the %d acknowledged", errWrongData, len(keys), len(r.Stdout), want.Len())
+	}
+	return nil
+}
+
 // checkAll reads every key once through addrs.
 func (c *Cluster) checkAll(s *kvState, addrs []string) error {
 	keys := s.keys()
@@ -138,10 +172,11 @@ func (c *Cluster) checkAll(s *kvState, addrs []string) error {
 // TestKV drives a 5-node ring with 3 replicas through the CLI as a script
 // would: 300 keys written and read back, a binary value through stdin and
 // stdout, the size limits, deletes, 200 more keys written with one put
-// --batch through one node, then kill -9 of two ring neighbours, their
-// restart, and kill -9 and restart of every node; after each step every
-// acknowledged key must read back, and every deleted key must stay
-// deleted. Each step needs the previous one, so a failed step ends the test.
+// --batch through one node, read back with one get --batch through another
+// and a quarter of them deleted with del --batch, then kill -9 of two ring
+// neighbours, their restart, and kill -9 and restart of every node; after
+// each step every acknowledged key must read back, and every deleted key
+// must stay deleted. Each step needs the previous one, so a failed step ends the test.
 func TestKV(t *testing.T) {
 	c := NewCluster(t, kvNodes, kvSuccessors)
 	c.ExtraArgs = []string{"--replicas", fmt.Sprint(kvReplicas), "--anti-entropy-interval", antiEntropy}
@@ -150,6 +185,7 @@ func TestKV(t *testing.T) {
 	}
 	all := c.Nodes
 	s := &kvState{values: map[string][]byte{}, deleted: map[string]bool{}}
+	var batched []string // the keys put --batch wrote, in order
 
 	steps := []struct {
 		name string
@@ -256,6 +292,7 @@ func TestKV(t *testing.T) {
 				key := fmt.Sprintf("batch-%03d", i)
 				values[key] = []byte(fmt.Sprintf("batched %d %s", i, rand.Text()))
 				fmt.Fprintf(&in, "%s %s\n", key, values[key])
+				batched = append(batched, key)
 			}
 			r := c.CLIWithInput([]byte(in.String()), "put", "--batch", "-o", "json", "--endpoints", all[0].Addr, "--timeout", cliTimeout)
 			var got struct {
@@ -268,6 +305,33 @@ func TestKV(t *testing.T) {
 			s.mu.Lock()
 			maps.Copy(s.values, values)
 			s.mu.Unlock()
+			if err := c.checkAll(s, c.Addrs()); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"get --batch the 200 keys through another node", func(t *testing.T) {
+			if err := c.checkBatch(s, batched, all[1].Addr); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"del --batch every 4th batched key, get --batch finds them missing", func(t *testing.T) {
+			var in strings.Builder
+			for i := 0; i < len(batched); i += kvBatchDeleteStep {
+				fmt.Fprintln(&in, batched[i])
+			}
+			r := c.CLIWithInput([]byte(in.String()), "del", "--batch", "--endpoints", all[2].Addr, "--timeout", cliTimeout)
+			if want := fmt.Sprintf("deleted %d, failed 0\n", len(batched)/kvBatchDeleteStep); r.Code != exitOK || r.Stdout != want {
+				t.Fatalf("del --batch: %v; want %q", r, want)
+			}
+			s.mu.Lock()
+			for i := 0; i < len(batched); i += kvBatchDeleteStep {
+				delete(s.values, batched[i])
+				s.deleted[batched[i]] = true
+			}
+			s.mu.Unlock()
+			if err := c.checkBatch(s, batched, all[3].Addr); err != nil {
+				t.Fatal(err)
+			}
 			if err := c.checkAll(s, c.Addrs()); err != nil {
 				t.Fatal(err)
 			}
