@@ -320,6 +320,9 @@ if [ -n "$ghz" ]; then
 	ghz_label="ghz github.com/bojand/ghz@$GHZ_VERSION"
 	[ -n "${GHZ_BIN:-}" ] && ghz_label="ghz from GHZ_BIN=$GHZ_BIN"
 	ghz_field() { jq -r "$3" "$tmp/ghz-$1-$2.sum"; }
+	ghz_ratio() { # ghz_ratio OP: the 1-node chordkv's ghz rate over the ceiling's
+		jq -rn --slurpfile a "$tmp/ghz-single-$1.sum" --slurpfile b "$tmp/ghz-ceiling-$1.sum" '$a[0].rps / $b[0].rps * 100 | round / 100'
+	}
 	cat <<EOF2
 
 $ghz_label:
@@ -336,8 +339,7 @@ EOF2
 			"$(ghz_field ceiling "$op" '.rps | floor')" "$(ghz_field ceiling "$op" '"\(.p50_ms * 1000 | round / 1000) / \(.p99_ms * 1000 | round / 1000)"')" \
 			"$(ghz_field ceiling "$op" .errors)" \
 			"$(ghz_field single "$op" '.rps | floor')" "$(ghz_field single "$op" '"\(.p50_ms * 1000 | round / 1000) / \(.p99_ms * 1000 | round / 1000)"')" \
-			"$(ghz_field single "$op" .errors)" \
-			"$(jq -rn --slurpfile a "$tmp/ghz-single-$op.sum" --slurpfile b "$tmp/ghz-ceiling-$op.sum" '$a[0].rps / $b[0].rps * 100 | round / 100')"
+			"$(ghz_field single "$op" .errors)" "$(ghz_ratio "$op")"
 	done
 fi
 
@@ -347,6 +349,9 @@ if ((redis)); then
 	# "p99_latency_ms","max_latency_ms") for TEST (GET or SET) at C clients.
 	redis_col() { awk -F'"' -v t="$2" -v c="$3" '$2 == t { print $(2 * c) }' "$tmp/redis-$1.csv"; }
 	redis_rps() { redis_col "$1" "$2" 2 | cut -d. -f1; }
+	redis_ratio() { # redis_ratio TARGET OP B TEST: keys/s of the --batch B run over Redis -c 64's TEST
+		jq -rn --slurpfile a "$tmp/$1-$2-b$3.json" --argjson r "$(redis_col 64 "$4" 2)" '$a[0].ops_per_sec / $r * 100 | round / 100'
+	}
 	cat <<EOF2
 
 Redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'), private, no persistence (\`--save '' --appendonly no\`):
@@ -369,7 +374,7 @@ EOF2
 					"$(redis_rps 64 "$test")" "$(redis_col 64 "$test" 5)" "$(redis_col 64 "$test" 7)" \
 					"$(redis_rps 16 "$test")" "$(redis_col 16 "$test" 5)" "$(redis_col 16 "$test" 7)" \
 					"$name" "$b" "$(fmt_ops "$t" "$op" "b$b")" "$(field "$t" "$op" "b$b" '"\(.p50_ms) / \(.p99_ms)"')" \
-					"$(jq -rn --slurpfile a "$tmp/$t-$op-b$b.json" --argjson r "$(redis_col 64 "$test" 2)" '$a[0].ops_per_sec / $r * 100 | round / 100')"
+					"$(redis_ratio "$t" "$op" "$b" "$test")"
 			done
 		done
 	done
@@ -402,22 +407,11 @@ goal_row() {
 	fi
 	printf '| %s | ≥ %s | %s | %s |\n' "$1" "$2" "${3:--}" "$verdict"
 }
-over() { # over A B: ops/s of the run in $tmp/A.json over that of $tmp/B.json
-	jq -rn --slurpfile a "$tmp/$1.json" --slurpfile b "$tmp/$2.json" '$a[0].ops_per_sec / $b[0].ops_per_sec * 100 | round / 100'
-}
-ghz_over() { # ghz_over OP: the 1-node chordkv's ghz rate over the ceiling's
-	[ -n "$ghz" ] || return 0
-	jq -rn --slurpfile a "$tmp/ghz-single-$1.sum" --slurpfile b "$tmp/ghz-ceiling-$1.sum" '$a[0].rps / $b[0].rps * 100 | round / 100'
-}
-redis_best() { # redis_best TARGET OP TEST: the best --batch run's keys/s over Redis -c 64
+ghz_goal() { [ -z "$ghz" ] || ghz_ratio "$1"; } # empty when ghz did not run
+redis_best() { # redis_best TARGET OP TEST: the best --batch run's ratio to Redis, empty without Redis
 	((redis)) || return 0
-	local b best=0 r
-	r=$(redis_col 64 "$3" 2)
-	for b in $REDIS_BATCHES; do
-		best=$(jq -rn --slurpfile a "$tmp/$1-$2-b$b.json" --argjson r "$r" --argjson best "$best" \
-			'[$a[0].ops_per_sec / $r * 100 | round / 100, $best] | max')
-	done
-	echo "$best"
+	local b
+	for b in $REDIS_BATCHES; do redis_ratio "$1" "$2" "$b" "$3"; done | sort -g | tail -n 1
 }
 cat <<EOF
 
@@ -428,10 +422,10 @@ connections); batched ones are the best of --batch $REDIS_BATCHES over Redis at 
 | goal | target | measured | |
 |---|---:|---:|---|
 EOF
-goal_row "1 node Get / ceiling, ghz" 0.8 "$(ghz_over get)"
-goal_row "1 node durable Put / ceiling, ghz" 0.6 "$(ghz_over put)"
-goal_row "3 nodes r=3 Get / ceiling, client routing" 0.6 "$(over ring3client-get-64 ceiling-get-64)"
-goal_row "3 nodes r=3 quorum Put / ceiling, client routing" 0.3 "$(over ring3client-put-64 ceiling-put-64)"
+goal_row "1 node Get / ceiling, ghz" 0.8 "$(ghz_goal get)"
+goal_row "1 node durable Put / ceiling, ghz" 0.6 "$(ghz_goal put)"
+goal_row "3 nodes r=3 Get / ceiling, client routing" 0.6 "$(ratio ring3client get 64)"
+goal_row "3 nodes r=3 quorum Put / ceiling, client routing" 0.3 "$(ratio ring3client put 64)"
 goal_row "1 node batched Get / Redis" 1.0 "$(redis_best single get GET)"
 goal_row "1 node batched durable Put / Redis" 1.0 "$(redis_best single put SET)"
 goal_row "3 nodes r=3 batched Get / Redis" 1.0 "$(redis_best ring3 get GET)"
