@@ -134,63 +134,63 @@ func (b *bencher) batchCall(ctx context.Context, c pb.KVClient, op string, keys 
 // keys over c. It returns how many keys failed in an answered call, and the
 // first such failure.
 func (b *bencher) batchRPC(ctx context.Context, c pb.KVClient, op string, keys [][]byte, opts ...grpc.CallOption) (int, error, error) {
-	failed := 0
-	var first error
-	fail := func(key []byte, err error) {
-		if failed == 0 {
-			first = fmt.Errorf("%s: %w", key, err)
-		}
-		failed++
-	}
 	switch op {
 	case benchGet:
 		res, err := c.MultiGet(ctx, &pb.MultiGetRequest{Keys: keys, Consistency: b.cons}, opts...)
-		if err != nil {
-			return 0, nil, fmt.Errorf("multi-get of %d keys: %w", len(keys), err)
-		}
-		if len(res.GetResults()) != len(keys) {
-			return 0, nil, fmt.Errorf("multi-get of %d keys: node answered %d results", len(keys), len(res.GetResults()))
-		}
-		for _, r := range res.GetResults() {
-			switch {
-			case r.GetError() != "":
-				fail(r.GetKey(), errors.New(r.GetError()))
-			case !r.GetFound():
-				fail(r.GetKey(), errBenchNotFound)
+		return batchOutcome("multi-get", keys, res.GetResults(), err, func(r *pb.GetResult) error {
+			if r.GetError() == "" && !r.GetFound() {
+				return errBenchNotFound
 			}
-		}
+			return itemFailure(r)
+		})
 	case benchPut:
 		items := make([]*pb.KeyValue, len(keys))
 		for i, k := range keys {
 			items[i] = &pb.KeyValue{Key: k, Value: b.value}
 		}
 		res, err := c.MultiPut(ctx, &pb.MultiPutRequest{Items: items, Consistency: b.cons}, opts...)
-		if err != nil {
-			return 0, nil, fmt.Errorf("multi-put of %d keys: %w", len(keys), err)
-		}
-		if len(res.GetResults()) != len(keys) {
-			return 0, nil, fmt.Errorf("multi-put of %d keys: node answered %d results", len(keys), len(res.GetResults()))
-		}
-		for _, r := range res.GetResults() {
-			if r.GetError() != "" {
-				fail(r.GetKey(), errors.New(r.GetError()))
-			}
-		}
+		return batchOutcome("multi-put", keys, res.GetResults(), err, itemFailure[*pb.PutResult])
 	case benchDel:
 		res, err := c.MultiDelete(ctx, &pb.MultiDeleteRequest{Keys: keys, Consistency: b.cons}, opts...)
-		if err != nil {
-			return 0, nil, fmt.Errorf("multi-delete of %d keys: %w", len(keys), err)
-		}
-		if len(res.GetResults()) != len(keys) {
-			return 0, nil, fmt.Errorf("multi-delete of %d keys: node answered %d results", len(keys), len(res.GetResults()))
-		}
-		for _, r := range res.GetResults() {
-			if r.GetError() != "" {
-				fail(r.GetKey(), errors.New(r.GetError()))
-			}
-		}
+		return batchOutcome("multi-delete", keys, res.GetResults(), err, itemFailure[*pb.PutResult])
 	default:
 		return 0, nil, fmt.Errorf("bench: op %q has no batch RPC", op)
+	}
+}
+
+// batchItem is what batchOutcome reads of one item of a batch answer.
+type batchItem interface {
+	GetKey() []byte
+	GetError() string
+}
+
+// itemFailure is an item's own error, nil when it succeeded.
+func itemFailure[R batchItem](r R) error {
+	if r.GetError() != "" {
+		return errors.New(r.GetError())
+	}
+	return nil
+}
+
+// batchOutcome accounts for the answer to a batch call named what: the
+// call's own error (err, or an answer that does not have one result per
+// key), else how many items failed and the first failure.
+func batchOutcome[R batchItem](what string, keys [][]byte, results []R, err error, failure func(R) error) (int, error, error) {
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s of %d keys: %w", what, len(keys), err)
+	}
+	if len(results) != len(keys) {
+		return 0, nil, fmt.Errorf("%s of %d keys: node answered %d results", what, len(keys), len(results))
+	}
+	failed := 0
+	var first error
+	for _, r := range results {
+		if ferr := failure(r); ferr != nil {
+			if failed == 0 {
+				first = fmt.Errorf("%s: %w", r.GetKey(), ferr)
+			}
+			failed++
+		}
 	}
 	return failed, first, nil
 }
