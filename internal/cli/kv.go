@@ -115,9 +115,7 @@ func newPutCmd(opts *clientOptions) *cobra.Command {
 			"  chordkv put greeting hello -o json   # {\"key\":\"greeting\",\"version\":{...}}\n" +
 			"  printf 'a 1\\nb two words\\n' | chordkv put --batch -o json   # {\"written\":2,\"failed\":0,\"errors\":[]}",
 		Args: batchArgs(&batch, "put --batch takes no KEY or VALUE argument: the pairs come from standard input",
-			func(cmd *cobra.Command, args []string) error {
-				return withExitCode(ExitUsage, cobra.RangeArgs(1, 2)(cmd, args))
-			}),
+			usageArgs(cobra.RangeArgs(1, 2))),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if batch {
 				return runPutBatch(cmd, opts, &f)

@@ -156,8 +156,11 @@ func (o *clientOptions) validate() error {
 }
 
 // exactArgs is cobra.ExactArgs reporting a usage error.
-func exactArgs(n int) cobra.PositionalArgs {
+func exactArgs(n int) cobra.PositionalArgs { return usageArgs(cobra.ExactArgs(n)) }
+
+// usageArgs is check reporting its refusal as a usage error (exit 2).
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
-		return withExitCode(ExitUsage, cobra.ExactArgs(n)(cmd, args))
+		return withExitCode(ExitUsage, check(cmd, args))
 	}
 }
