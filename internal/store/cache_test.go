@@ -27,7 +27,7 @@ func (r *recordingEngine) Write(ops []Op, sync bool) error {
 	return r.memEngine.Write(ops, sync)
 }
 
-// TestApplyWritesAreSynced checks the durability contract the version cache
+// TestApplyWritesAreSynced checks the durability contract the key cache
 // must not change: every Apply that writes reaches the engine as one synced
 // batch, whether the old version came from the cache or the engine, so an
 // acknowledged write is durable before Apply returns.
@@ -44,10 +44,10 @@ func TestApplyWritesAreSynced(t *testing.T) {
 	}
 }
 
-// TestVersionCacheForgetsFailedWrites: after a write whose outcome is
+// TestKeyCacheForgetsFailedWrites: after a write whose outcome is
 // unknown, the next Apply must read the engine, not trust the version it
 // tried to write.
-func TestVersionCacheForgetsFailedWrites(t *testing.T) {
+func TestKeyCacheForgetsFailedWrites(t *testing.T) {
 	eng := &recordingEngine{memEngine: newMemEngine()}
 	s := mustOpen(t, Options{Engine: eng, Logger: quiet})
 	defer s.Close()
@@ -64,23 +64,22 @@ func TestVersionCacheForgetsFailedWrites(t *testing.T) {
 	checkAccounting(t, s)
 }
 
-// TestVersionCacheMatchesEngine runs a random mix of writes, deletes,
-// purges and tombstone collection with a one-entry-per-stripe cache (so it
-// evicts all the time), with the default cache and without one, on few
+// TestKeyCacheMatchesEngine runs a random mix of reads, writes, deletes,
+// purges and tombstone collection with a tiny cache (so it evicts all the
+// time), with the default cache and without one, on few
 // enough keys that stripes collide, and checks that every store resolves
 // every write the same way and keeps exact digests and stats.
-func TestVersionCacheMatchesEngine(t *testing.T) {
-	// No caches; tiny ones (one version per stripe, a few entries of
-	// values per read-cache shard); the defaults.
-	sizes := []int{-1, 1, 0}
-	readBytes := []int64{-1, readCacheShards * 600, 0}
+func TestKeyCacheMatchesEngine(t *testing.T) {
+	// No cache; a tiny one (about five keys per stripe, so it evicts all
+	// the time); the default.
+	sizes := []int64{-1, numStripes * 1000, 0}
 	stores := make([]*Store, len(sizes))
 	for i, n := range sizes {
-		stores[i] = mustOpen(t, Options{InMemory: true, VersionCacheEntries: n, ReadCacheBytes: readBytes[i], Logger: quiet})
+		stores[i] = mustOpen(t, Options{InMemory: true, KeyCacheBytes: n, Logger: quiet})
 		defer stores[i].Close()
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	found := 0 // reads of a key the engine holds: what the read cache serves
+	found := 0 // reads of a key the engine holds: what the key cache serves
 	for step := range 5000 {
 		key := fmt.Sprintf("key-%d", rng.IntN(600))
 		hlc := uint64(rng.IntN(step + 10))
@@ -134,12 +133,12 @@ func TestVersionCacheMatchesEngine(t *testing.T) {
 			if i == 0 {
 				want = got
 			} else if got[0] != want[0] {
-				t.Fatalf("step %d: store with cache size %d applied=%v, uncached %v", step, sizes[i], got[0], want[0])
+				t.Fatalf("step %d: store with cache budget %d applied=%v, uncached %v", step, sizes[i], got[0], want[0])
 			}
 		}
 	}
 	if found < 150 {
-		t.Fatalf("only %d reads found their key: too few to check the read cache", found)
+		t.Fatalf("only %d reads found their key: too few to check the key cache", found)
 	}
 	for i, s := range stores {
 		checkAccounting(t, s)

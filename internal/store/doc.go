@@ -9,11 +9,12 @@
 //     the stored one, so every replica converges on the same value whatever
 //     order writes arrive in. One Apply is one atomic, synced engine batch;
 //     the engine (Pebble) lets concurrent synced batches share an fsync.
-//     The stored version Apply compares against comes from a small per-stripe
-//     cache of recently written keys when it can (Options.VersionCacheEntries)
-//     and from the engine otherwise.
+//     The stored version Apply compares against comes from the per-stripe
+//     cache of recently read and written keys when it can
+//     (Options.KeyCacheBytes) and from the engine otherwise.
 //   - Get returns the entry including tombstones; the caller decides what a
-//     tombstone means to the client.
+//     tombstone means to the client. The same cache serves it, values
+//     included, without the engine.
 //   - Scan walks a ring interval (a, b] in ring order.
 //   - BucketDigests and BucketEntries support anti-entropy.
 //   - CollectTombstones drops deletes older than a grace period; Purge drops

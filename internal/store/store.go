@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"slices"
 	"sync"
@@ -18,14 +19,9 @@ import (
 const (
 	DefaultCacheBytes    = 8 << 20
 	DefaultMemTableBytes = 4 << 20
-	// DefaultVersionCacheEntries is sized so that a working set of about
-	// ten thousand keys (the benchmark's) fits with room to spare in every
-	// stripe, at under 3 MiB: each entry is about 100 bytes plus its key,
-	// and keys over maxVersionCacheKey bytes are never cached.
-	DefaultVersionCacheEntries = 16 << 10
-	// DefaultReadCacheBytes holds a working set of about 75,000 keys of
+	// DefaultKeyCacheBytes holds a working set of about 70,000 keys of
 	// 100-byte values; an idle node's cache is empty.
-	DefaultReadCacheBytes = 16 << 20
+	DefaultKeyCacheBytes = 20 << 20
 )
 
 // Options configures Open.
@@ -39,20 +35,17 @@ type Options struct {
 	CacheBytes int64
 	// MemTableBytes is Pebble's memtable size; 0 means DefaultMemTableBytes.
 	MemTableBytes uint64
-	// VersionCacheEntries bounds how many keys' latest versions (not their
-	// values) Apply keeps in memory. Overwriting a cached key skips the
-	// engine read that last-writer-wins needs, which profiling showed to be
-	// a quarter of a node's CPU under a put load; the cost is memory, about
-	// 100 bytes plus the key per entry. 0 means DefaultVersionCacheEntries;
-	// a negative value turns the cache off (every Apply reads the engine).
-	VersionCacheEntries int
-	// ReadCacheBytes bounds the copies of recently read and written
-	// entries that Get serves without the engine (see readCache): a
-	// memtable or block lookup per read was a fifth of a loaded node's CPU.
-	// More bytes keep a larger working set hot, at that much memory under
-	// load. 0 means DefaultReadCacheBytes; a negative value turns the cache
-	// off.
-	ReadCacheBytes int64
+	// KeyCacheBytes bounds the memory of the per-key cache (see keyCache):
+	// recently read and written keys' versions, which spare Apply the
+	// engine read that last-writer-wins needs (a quarter of a node's CPU
+	// under a put load), and their values, which Get serves without a
+	// memtable or block lookup (a fifth of a node's CPU under a get load).
+	// A key costs about 200 bytes plus its key and value; values over a
+	// quarter of a stripe's share (1/256 of the budget) keep only their
+	// version. More bytes keep a larger working set hot, at that much
+	// memory under load. 0 means DefaultKeyCacheBytes; a negative value
+	// turns the cache off (every Apply and Get reads the engine).
+	KeyCacheBytes int64
 	// Logger receives the store's and Pebble's messages; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -77,12 +70,12 @@ type Store struct {
 	eng Engine
 	log *slog.Logger
 
-	// Apply's read-modify-write of a key happens under the key's stripe.
+	// Apply's read-modify-write of a key happens under the key's stripe,
+	// chosen by hashing the key with seed.
 	stripes [numStripes]stripe
-	// perStripe is each stripe's version cache capacity; 0: no cache.
+	seed    maphash.Seed
+	// perStripe is each stripe's key cache budget in bytes; 0: no cache.
 	perStripe int
-	// reads serves Get from memory; nil when turned off.
-	reads *readCache
 
 	acctMu  sync.Mutex // guards digest, live and stats
 	digest  [NumBuckets]uint64
@@ -91,48 +84,12 @@ type Store struct {
 	corrupt int // records skipped by the rebuild on Open
 }
 
-// stripe is one of the locks serialising writes to a key, and the cache of
-// the latest versions of the stripe's keys that Apply reads instead of the
-// engine. The cache is only read and written under the lock, around the
-// engine write, so it always equals what the engine holds for the keys it
-// names; a key it does not name is simply read from the engine.
+// stripe is one of the locks serialising writes to a key, with the cache
+// of the stripe's keys (see keyCache).
 type stripe struct {
 	sync.Mutex
-	known map[string]recMeta // user key -> its stored record's metadata
+	cache keyCache
 }
-
-// maxVersionCacheKey is the longest key the version cache keeps, so that
-// its memory stays bounded even with the 1 KiB default key limit; longer
-// keys are read from the engine on every write.
-const maxVersionCacheKey = 64
-
-// lookup returns the cached metadata of key's stored record.
-func (st *stripe) lookup(key []byte) (recMeta, bool) {
-	m, ok := st.known[string(key)]
-	return m, ok
-}
-
-// remember records m as key's stored record, evicting an arbitrary entry
-// (Go's map iteration order is randomised) when the stripe is full.
-func (st *stripe) remember(key []byte, m recMeta, capacity int) {
-	if capacity == 0 || len(key) > maxVersionCacheKey {
-		return
-	}
-	if st.known == nil {
-		st.known = make(map[string]recMeta, capacity)
-	}
-	if _, ok := st.known[string(key)]; !ok && len(st.known) >= capacity {
-		for k := range st.known {
-			delete(st.known, k)
-			break
-		}
-	}
-	st.known[string(key)] = m
-}
-
-// forget drops key from the cache, after an engine write whose outcome is
-// unknown or that removed the key.
-func (st *stripe) forget(key []byte) { delete(st.known, string(key)) }
 
 // numStripes spreads keys over enough locks that unrelated writes almost
 // never wait on each other, so their syncs can be grouped by the engine.
@@ -175,18 +132,12 @@ func Open(o Options) (*Store, error) {
 		}
 		eng = pe
 	}
-	s := &Store{eng: eng, log: log}
-	switch n := o.ReadCacheBytes; {
+	s := &Store{eng: eng, log: log, seed: maphash.MakeSeed()}
+	switch n := o.KeyCacheBytes; {
 	case n == 0:
-		s.reads = newReadCache(DefaultReadCacheBytes)
+		s.perStripe = DefaultKeyCacheBytes / numStripes
 	case n > 0:
-		s.reads = newReadCache(n)
-	}
-	switch n := o.VersionCacheEntries; {
-	case n == 0:
-		s.perStripe = (DefaultVersionCacheEntries + numStripes - 1) / numStripes
-	case n > 0:
-		s.perStripe = (n + numStripes - 1) / numStripes
+		s.perStripe = int(max(n/numStripes, 1))
 	}
 	start := time.Now()
 	if err := s.rebuild(); err != nil {
@@ -228,15 +179,16 @@ func (s *Store) Close() error {
 // ok is false when the store has never seen the key (or has collected its
 // tombstone). A record that cannot be decoded yields an error wrapping
 // ErrCorrupt; an Apply to the key repairs it. The entry may share memory
-// with the store's read cache: callers must not modify its Key or Value.
+// with the store's key cache: callers must not modify its Key or Value.
 func (s *Store) Get(key []byte) (e Entry, ok bool, err error) {
 	if len(key) == 0 {
 		return e, false, errors.New("store: get: empty key")
 	}
+	cache := &s.stripes[s.stripeOf(key)].cache
 	var gen uint64
-	if s.reads != nil {
+	if s.perStripe > 0 {
 		var hit bool
-		if e, hit, gen = s.reads.get(key); hit {
+		if e, hit, gen = cache.get(key); hit {
 			return e, true, nil
 		}
 	}
@@ -252,8 +204,8 @@ func (s *Store) Get(key []byte) (e Entry, ok bool, err error) {
 		return Entry{}, false, fmt.Errorf("store: get %q: %w", key, err)
 	}
 	e.Key = slices.Clone(key)
-	if s.reads != nil {
-		s.reads.fill(key, e, gen)
+	if s.perStripe > 0 {
+		cache.fill(key, &e, metaOf(sk, &e), gen, s.perStripe)
 	}
 	return e, true, nil
 }
@@ -308,7 +260,7 @@ func (s *Store) Apply(entries ...Entry) (applied []bool, err error) {
 	var lockBuf, heldBuf [4]int
 	locks := lockBuf[:0] // locks[i] is cands[i]'s stripe
 	for _, c := range cands {
-		locks = append(locks, stripeOf(c.pos))
+		locks = append(locks, s.stripeOf(entries[c.idx].Key))
 	}
 	held := s.lockStripes(append(heldBuf[:0], locks...))
 	locked := true
@@ -323,6 +275,7 @@ func (s *Store) Apply(entries ...Entry) (applied []bool, err error) {
 		key    []byte
 		stripe int
 		bucket int
+		cached *cachedKey // the key's cache record, if it had one
 		old    recMeta
 		hasOld bool
 		new    recMeta
@@ -331,7 +284,7 @@ func (s *Store) Apply(entries ...Entry) (applied []bool, err error) {
 	changes := make([]change, 0, len(cands))
 	for i, c := range cands {
 		e := &entries[c.idx]
-		old, hasOld, err := s.stored(locks[i], c.sk)
+		cached, old, hasOld, err := s.stored(locks[i], c.sk)
 		if err != nil {
 			return applied, fmt.Errorf("store: apply %q: %w", e.Key, err)
 		}
@@ -339,7 +292,7 @@ func (s *Store) Apply(entries ...Entry) (applied []bool, err error) {
 			continue
 		}
 		ops = append(ops, Op{Key: c.sk, Value: encodeValue(e)})
-		changes = append(changes, change{idx: c.idx, key: e.Key, stripe: locks[i], bucket: BucketOf(c.pos), old: old, hasOld: hasOld, new: metaOf(c.sk, e)})
+		changes = append(changes, change{idx: c.idx, key: e.Key, stripe: locks[i], bucket: BucketOf(c.pos), cached: cached, old: old, hasOld: hasOld, new: metaOf(c.sk, e)})
 	}
 	if len(ops) == 0 {
 		return applied, nil
@@ -349,14 +302,13 @@ func (s *Store) Apply(entries ...Entry) (applied []bool, err error) {
 		// The batch may or may not have reached the engine: let the next
 		// write of these keys read what it holds.
 		for _, ch := range changes {
-			s.uncache(ch.stripe, ch.key)
+			s.uncache(ch.key)
 		}
 		return applied, fmt.Errorf("store: apply %d entries: %w", len(ops), err)
 	}
-	for _, ch := range changes {
-		s.stripes[ch.stripe].remember(ch.key, ch.new, s.perStripe)
-		if s.reads != nil {
-			s.reads.put(ch.key, entries[ch.idx])
+	if s.perStripe > 0 {
+		for _, ch := range changes {
+			s.stripes[ch.stripe].cache.store(ch.cached, ch.key, &entries[ch.idx], ch.new, s.perStripe)
 		}
 	}
 	s.acctMu.Lock()
@@ -381,24 +333,18 @@ func (s *Store) Apply(entries ...Entry) (applied []bool, err error) {
 	if err := wait(); err != nil {
 		clear(applied)
 		for _, ch := range changes {
-			s.dropRead(ch.key)
+			s.uncache(ch.key)
 		}
 		return applied, fmt.Errorf("store: apply %d entries: sync: %w", len(ops), err)
 	}
 	return applied, nil
 }
 
-// uncache forgets key in both caches, after an engine write whose outcome
-// is unknown or that removed the key. The caller holds the key's stripe.
-func (s *Store) uncache(stripe int, key []byte) {
-	s.stripes[stripe].forget(key)
-	s.dropRead(key)
-}
-
-// dropRead forgets key in the read cache, if there is one.
-func (s *Store) dropRead(key []byte) {
-	if s.reads != nil {
-		s.reads.drop(key)
+// uncache forgets key in the cache, after an engine write whose outcome is
+// unknown or that removed the key.
+func (s *Store) uncache(key []byte) {
+	if s.perStripe > 0 {
+		s.stripes[s.stripeOf(key)].cache.forget(key)
 	}
 }
 
@@ -414,17 +360,20 @@ func (s *Store) writeSynced(ops []Op) (wait func() error, err error) {
 }
 
 // stored returns the metadata of the record stored under sk (ok is false if
-// there is none), from the stripe's version cache when it has it and from
-// the engine otherwise. The caller holds the stripe's lock.
-func (s *Store) stored(stripe int, sk []byte) (m recMeta, ok bool, err error) {
-	if m, ok := s.stripes[stripe].lookup(sk[idLen:]); ok {
-		return m, true, nil
+// there is none), from the stripe's cache when it has it (cached is then
+// its cache record, for the write's update) and from the engine otherwise.
+// The caller holds the stripe's lock.
+func (s *Store) stored(stripe int, sk []byte) (cached *cachedKey, m recMeta, ok bool, err error) {
+	if s.perStripe > 0 {
+		if c, m := s.stripes[stripe].cache.lookup(sk[idLen:]); c != nil {
+			return c, m, true, nil
+		}
 	}
 	e, err := s.current(sk)
 	if err != nil || e == nil {
-		return recMeta{}, false, err
+		return nil, recMeta{}, false, err
 	}
-	return metaOf(sk, e), true, nil
+	return nil, metaOf(sk, e), true, nil
 }
 
 // current returns the decoded entry stored under sk, nil if absent. An
@@ -462,9 +411,9 @@ func (s *Store) unlockStripes(held []int) {
 	}
 }
 
-// stripeOf uses the low bytes of the ring position, so that keys sharing a
-// digest bucket (the top bits) still spread over all stripes.
-func stripeOf(pos ring.ID) int { return int(pos[idLen-1]) % numStripes }
+// stripeOf hashes the key rather than using its ring position, so that Get
+// finds a key's cache without computing the key's SHA-1.
+func (s *Store) stripeOf(key []byte) int { return int(maphash.Bytes(s.seed, key) % numStripes) }
 
 // recMeta is what Apply needs of a stored record to resolve a write
 // against it and to account for replacing it: everything but the value.
@@ -632,13 +581,13 @@ func (s *Store) removeWhere(a, b ring.ID, pred func(*Entry) bool) (int, error) {
 	flush := func() error {
 		locks := make([]int, len(cands))
 		for i, c := range cands {
-			locks[i] = stripeOf(c.pos)
+			locks[i] = s.stripeOf(c.sk[idLen:])
 		}
 		defer s.unlockStripes(s.lockStripes(slices.Clone(locks)))
 		ops := make([]Op, 0, len(cands))
 		olds := make([]recMeta, 0, len(cands))
 		for i, c := range cands {
-			old, ok, err := s.stored(locks[i], c.sk)
+			_, old, ok, err := s.stored(locks[i], c.sk)
 			if err != nil {
 				return err
 			}
@@ -652,7 +601,7 @@ func (s *Store) removeWhere(a, b ring.ID, pred func(*Entry) bool) (int, error) {
 			err := s.eng.Write(ops, false)
 			// Removed, or unknown after an error: either way not cached.
 			for _, op := range ops {
-				s.uncache(stripeOf(ring.ID(op.Key[:idLen])), op.Key[idLen:])
+				s.uncache(op.Key[idLen:])
 			}
 			if err != nil {
 				return err
