@@ -51,7 +51,7 @@ func runGetBatch(cmd *cobra.Command, opts *clientOptions, f *kvFlags) error {
 		return out.GetResults(), err
 	}, func(l batchLine, r *pb.GetResult) bool {
 		switch {
-		case leftOut(r.GetError()):
+		case leftOut(r):
 			return true
 		case r.GetError() != "":
 			b.fail(l, r.GetError())
@@ -89,12 +89,13 @@ func runGetBatch(cmd *cobra.Command, opts *clientOptions, f *kvFlags) error {
 	return nil
 }
 
-// leftOut reports whether a MultiGet item's error says the values before
-// it filled the response, so the key is to be asked for again. A node that
-// forwarded the key to its owner passes the owner's error on behind the
-// owner's address.
-func leftOut(itemError string) bool {
-	return strings.HasSuffix(itemError, transport.ErrResponseFull.Error())
+// leftOut reports whether a MultiGet item was left out because the values
+// before it filled the response, so the key is to be asked for again. Nodes
+// that predate the response_full flag say so only in the error, which a
+// node that forwarded the key to its owner passes on behind the owner's
+// address.
+func leftOut(r *pb.GetResult) bool {
+	return r.GetResponseFull() || strings.HasSuffix(r.GetError(), transport.ErrResponseFull.Error())
 }
 
 // unprintableLine says why key and value cannot be printed as one `KEY

@@ -8,6 +8,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/chordkv/chordkv/internal/transport"
+	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
 )
 
 func TestParseBatchKeys(t *testing.T) {
@@ -241,5 +244,31 @@ func TestGetAndDelBatchAgainstARing(t *testing.T) {
 	r = runCLIWithInput([]byte("k1\nk2\nk3\nk4\n"), "get", "--batch", "--endpoints", c)
 	if r.code != ExitNotFound || r.stdout != "" || !strings.HasPrefix(r.stderr, "found 0, missing 4, failed 0\n") {
 		t.Errorf("get --batch after del --batch: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// get --batch asks again for a key left out of a full response, whether
+// the node says so with the response_full flag or, predating it, only in
+// the error text, directly or behind a forwarding node's owner address.
+func TestLeftOut(t *testing.T) {
+	full := transport.ErrResponseFull.Error()
+	tests := []struct {
+		name   string
+		result *pb.GetResult
+		want   bool
+	}{
+		{"flag", &pb.GetResult{Error: full, ResponseFull: true}, true},
+		{"flag with other text", &pb.GetResult{Error: "left out", ResponseFull: true}, true},
+		{"text only, from an older node", &pb.GetResult{Error: full}, true},
+		{"text only, forwarded", &pb.GetResult{Error: "10.0.0.2:7000: " + full}, true},
+		{"another failure", &pb.GetResult{Error: "unavailable: 1 of the 2 replicas required answered"}, false},
+		{"found", &pb.GetResult{Found: true, Value: []byte(full)}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := leftOut(tt.result); got != tt.want {
+				t.Errorf("leftOut = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

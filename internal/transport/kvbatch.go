@@ -34,8 +34,10 @@ const (
 )
 
 // ErrResponseFull is the per-item error of a key whose value did not fit
-// in the MultiGet response. Clients match its text to ask for the key
-// again in a later request.
+// in the MultiGet response; the item's response_full flag says so too, and
+// a forwarding node passes the owner's flag on. Clients ask for the key
+// again in a later request (matching the text with nodes that predate the
+// flag).
 var ErrResponseFull = errors.New("response size limit reached: read this key in another request")
 
 // checkKeys is checkBatch for a request of keys.
@@ -123,8 +125,9 @@ func (s *KVServer) MultiGet(ctx context.Context, req *pb.MultiGetRequest) (*pb.M
 			// Not found is an answer, not a failure: found stays false.
 		case g.Err != nil:
 			r.Error = itemError(g.Err)
+			r.ResponseFull = errors.Is(g.Err, ErrResponseFull) // the owner's, when forwarded
 		case size > 0 && size+len(g.Entry.Value) > batchResponseBudget:
-			r.Error = ErrResponseFull.Error()
+			r.Error, r.ResponseFull = ErrResponseFull.Error(), true
 		default:
 			size += len(g.Entry.Value)
 			r.Found, r.Value, r.Version = true, g.Entry.Value, EncodeVersion(g.Entry.Version)

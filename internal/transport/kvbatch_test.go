@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -191,5 +192,32 @@ func TestMultiGetResponseBudget(t *testing.T) {
 	r := res.GetResults()
 	if !r[0].GetFound() || r[1].GetFound() || !strings.Contains(r[1].GetError(), "response size limit") || string(r[2].GetValue()) != "small" {
 		t.Errorf("results: x found %v, y found %v error %q, z %q", r[0].GetFound(), r[1].GetFound(), r[1].GetError(), r[2].GetValue())
+	}
+	if r[0].GetResponseFull() || !r[1].GetResponseFull() || r[2].GetResponseFull() {
+		t.Errorf("response_full = %v %v %v, want false true false", r[0].GetResponseFull(), r[1].GetResponseFull(), r[2].GetResponseFull())
+	}
+}
+
+// A forwarding node learns from the owner's flag, not its error text, that
+// a key was left out, and its own answer carries the flag on (MultiGet sets
+// it for any item error wrapping ErrResponseFull).
+func TestForwardedResponseFullKeepsItsType(t *testing.T) {
+	items := []kv.Item{{Key: []byte("a")}, {Key: []byte("b")}, {Key: []byte("c")}}
+	got := []*pb.GetResult{
+		{Key: []byte("a"), Error: ErrResponseFull.Error(), ResponseFull: true},
+		{Key: []byte("b"), Error: "some other failure"},
+		{Key: []byte("c"), Error: "reworded by a newer owner", ResponseFull: true},
+	}
+	out := make([]kv.Result, len(items))
+	if err := decodeBatchResults("owner:1", items, got, out, func(*pb.GetResult, *kv.Result) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{true, false, true} {
+		if full := errors.Is(out[i].Err, ErrResponseFull); full != want {
+			t.Errorf("item %d: error %v wraps ErrResponseFull = %v, want %v", i, out[i].Err, full, want)
+		}
+		if !strings.HasPrefix(out[i].Err.Error(), "owner:1: ") {
+			t.Errorf("item %d: error %q does not name the owner", i, out[i].Err)
+		}
 	}
 }

@@ -271,6 +271,9 @@ func decodeBatchResults[R batchResult](addr string, items []kv.Item, got []R, ou
 		out[i].Entry.Key = items[i].Key
 		if msg := r.GetError(); msg != "" {
 			out[i].Err = fmt.Errorf("%s: %s", addr, msg)
+			if full, ok := any(r).(interface{ GetResponseFull() bool }); ok && full.GetResponseFull() {
+				out[i].Err = fmt.Errorf("%s: %w", addr, ErrResponseFull)
+			}
 			continue
 		}
 		if err := decode(r, &out[i]); err != nil {

@@ -502,7 +502,12 @@ type GetResult struct {
 	Value   []byte   `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
 	Version *Version `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
 	// Why this key could not be read; empty when it was.
-	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	// True when the key was left out only because the values before it
+	// filled the response (error says so too): ask for it again in another
+	// request. Nodes before this field set only error; clients may also
+	// match its text.
+	ResponseFull  bool `protobuf:"varint,6,opt,name=response_full,json=responseFull,proto3" json:"response_full,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -570,6 +575,13 @@ func (x *GetResult) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *GetResult) GetResponseFull() bool {
+	if x != nil {
+		return x.ResponseFull
+	}
+	return false
 }
 
 type MultiGetResponse struct {
@@ -1553,13 +1565,14 @@ const file_chordkv_v1_kv_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\v2\x13.chordkv.v1.VersionR\aversion\"`\n" +
 	"\x0fMultiGetRequest\x12\x12\n" +
 	"\x04keys\x18\x01 \x03(\fR\x04keys\x129\n" +
-	"\vconsistency\x18\x02 \x01(\x0e2\x17.chordkv.v1.ConsistencyR\vconsistency\"\x8e\x01\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x17.chordkv.v1.ConsistencyR\vconsistency\"\xb3\x01\n" +
 	"\tGetResult\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05found\x18\x02 \x01(\bR\x05found\x12\x14\n" +
 	"\x05value\x18\x03 \x01(\fR\x05value\x12-\n" +
 	"\aversion\x18\x04 \x01(\v2\x13.chordkv.v1.VersionR\aversion\x12\x14\n" +
-	"\x05error\x18\x05 \x01(\tR\x05error\"C\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x12#\n" +
+	"\rresponse_full\x18\x06 \x01(\bR\fresponseFull\"C\n" +
 	"\x10MultiGetResponse\x12/\n" +
 	"\aresults\x18\x01 \x03(\v2\x15.chordkv.v1.GetResultR\aresults\"2\n" +
 	"\bKeyValue\x12\x10\n" +
