@@ -67,11 +67,12 @@ func (kc *keyCache) lookup(key []byte) (*cachedKey, recMeta) {
 // cache, which never modifies it: a write stores a new value slice.
 func (kc *keyCache) get(key []byte) (e Entry, ok bool, gen uint64) {
 	kc.mu.Lock()
-	defer kc.mu.Unlock()
 	if c := kc.keys[string(key)]; c != nil && c.hasValue {
-		return c.entry, true, kc.gen
+		e, ok = c.entry, true
 	}
-	return Entry{}, false, kc.gen
+	gen = kc.gen
+	kc.mu.Unlock()
+	return e, ok, gen
 }
 
 // fill caches what the engine held for key (e, with metadata m), read
