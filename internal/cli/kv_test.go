@@ -30,13 +30,36 @@ func waitServing(t *testing.T, addrs ...string) {
 	}
 }
 
-// startRing starts three in-process nodes, waits until each serves keys,
-// and returns their addresses and one where nothing listens.
+// waitReady polls each node's status until it is ready: a member with a
+// full, confirmed successor list. A put can succeed earlier, while a
+// node's list still lacks the last joiner, and a key written then may have
+// no copy on the node that owns it a moment later.
+func waitReady(t *testing.T, addrs ...string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for _, a := range addrs {
+		for {
+			r := runCLI("status", "--endpoints", a, "-o", "json")
+			var st statusJSON
+			if r.code == ExitOK && json.Unmarshal([]byte(r.stdout), &st) == nil && st.Ready {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never became ready: exit %d: %s%s", a, r.code, r.stdout, r.stderr)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// startRing starts three in-process nodes, waits until each is ready and
+// serves keys, and returns their addresses and one where nothing listens.
 func startRing(t *testing.T) (a, b, c, dead string) {
 	t.Helper()
 	a = startServer(t)
 	b = startServer(t, a)
 	c = startServer(t, a)
+	waitReady(t, a, b, c)
 	waitServing(t, a, b, c)
 	return a, b, c, deadAddr(t)
 }
