@@ -22,11 +22,11 @@ func writeCached(kc *keyCache, e Entry, budget int) {
 // or removal of the key, whatever fills raced with them, and a writer's
 // lookup finds the version it last stored.
 func TestKeyCacheNeverGoesBack(t *testing.T) {
-	const budget = 64 << 10
+	const budget, tomb = 64 << 10, "<tombstone>"
 	tests := []struct {
 		name    string
 		steps   func(kc *keyCache) // ends with the key's latest write, or its removal
-		want    string             // value get must return, "" for a miss
+		want    string             // value get must return, "" for a miss, tomb for a tombstone
 		wantVer uint64             // version lookup must return, 0 for none
 	}{
 		{"fill after a miss is kept", func(kc *keyCache) {
@@ -35,10 +35,10 @@ func TestKeyCacheNeverGoesBack(t *testing.T) {
 			kc.fill(e.Key, &e, metaFor(e), gen, budget)
 		}, "v2", 2},
 		{"a write between the read and the fill wins", func(kc *keyCache) {
-			_, _, gen := kc.get([]byte("k")) // a Get misses and reads v1 from the engine...
-			writeCached(kc, cacheEntry("k", 2, "v2"), budget)
-			stale := cacheEntry("k", 1, "v1") // ...a write stores v2...
-			kc.fill(stale.Key, &stale, metaFor(stale), gen, budget)
+			_, _, gen := kc.get([]byte("k"))                  // a Get misses and reads v1 from the engine...
+			writeCached(kc, cacheEntry("k", 2, "v2"), budget) // ...a write stores v2...
+			stale := cacheEntry("k", 1, "v1")
+			kc.fill(stale.Key, &stale, metaFor(stale), gen, budget) // ...the stale fill is dropped
 		}, "v2", 2},
 		{"a removal between the read and the fill wins", func(kc *keyCache) {
 			_, _, gen := kc.get([]byte("k"))
@@ -68,7 +68,7 @@ func TestKeyCacheNeverGoesBack(t *testing.T) {
 		{"a tombstone is served", func(kc *keyCache) {
 			writeCached(kc, cacheEntry("k", 1, "v1"), budget)
 			writeCached(kc, Entry{Key: []byte("k"), Version: Version{HLC: 2}, Tombstone: true}, budget)
-		}, "", 2},
+		}, tomb, 2},
 		{"forget forgets", func(kc *keyCache) {
 			writeCached(kc, cacheEntry("k", 1, "v1"), budget)
 			kc.forget([]byte("k"))
@@ -85,7 +85,7 @@ func TestKeyCacheNeverGoesBack(t *testing.T) {
 			e, ok, _ := kc.get([]byte("k"))
 			got := map[bool]string{true: string(e.Value)}[ok]
 			if ok && e.Tombstone {
-				got = ""
+				got = tomb
 			}
 			if got != tt.want {
 				t.Errorf("get = %q (hit %v), want %q", got, ok, tt.want)
