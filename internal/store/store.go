@@ -570,7 +570,6 @@ func (s *Store) removeWhere(a, b ring.ID, pred func(*Entry) bool) (int, error) {
 	const chunk = 512
 	type cand struct {
 		sk  []byte
-		pos ring.ID
 		ver Version
 	}
 	var (
@@ -622,7 +621,7 @@ func (s *Store) removeWhere(a, b ring.ID, pred func(*Entry) bool) (int, error) {
 		}
 		sk := make([]byte, 0, idLen+len(e.Key))
 		sk = append(append(sk, pos[:]...), e.Key...)
-		cands = append(cands, cand{sk: sk, pos: pos, ver: e.Version})
+		cands = append(cands, cand{sk: sk, ver: e.Version})
 		if len(cands) == chunk {
 			werr = flush()
 		}
