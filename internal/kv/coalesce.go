@@ -10,9 +10,10 @@ import (
 )
 
 // coalescer merges a coordinator's concurrent calls of one kind to the same
-// replica into one call. A call leaves at once while fewer than inFlight
-// calls to that replica are outstanding; calls made meanwhile queue and
-// leave together, as one batch, when a call returns. An idle node therefore
+// replica into one call. A call leaves at once when no call to that replica
+// is outstanding, or when fewer than inFlight are and at least overlapKeys
+// requests are waiting; calls made meanwhile queue and leave together, as
+// one batch, when a call returns. An idle node therefore
 // sends every call immediately, and a loaded one pays one round trip (and
 // one RPC's CPU on both sides) per batch instead of per key: under tens of
 // concurrent clients a replica leg of tens of keys costs about as much as
@@ -22,11 +23,12 @@ import (
 // caller's context, since it carries many callers' work; a caller whose
 // context ends stops waiting for it.
 type coalescer[Req, Resp any] struct {
-	send     func(ctx context.Context, to chord.Peer, reqs []Req) ([]Resp, error)
-	inFlight int            // calls outstanding per replica before calls queue
-	maxBatch int            // requests merged into one call at most
-	timeout  time.Duration  // bounds each merged call
-	sent     func(keys int) // hears of every call made
+	send        func(ctx context.Context, to chord.Peer, reqs []Req) ([]Resp, error)
+	inFlight    int            // calls outstanding per replica at most
+	overlapKeys int            // requests waiting before a call joins one in flight
+	maxBatch    int            // requests merged into one call at most
+	timeout     time.Duration  // bounds each merged call
+	sent        func(keys int) // hears of every call made
 
 	mu     sync.Mutex
 	queues map[string]*peerQueue[Req, Resp] // by replica address
@@ -36,6 +38,7 @@ type coalescer[Req, Resp any] struct {
 type peerQueue[Req, Resp any] struct {
 	peer     chord.Peer
 	waiting  []*pendingCall[Req, Resp]
+	queued   int // requests in waiting
 	inFlight int
 }
 
@@ -48,13 +51,13 @@ type pendingCall[Req, Resp any] struct {
 	done  chan struct{}
 }
 
-func newCoalescer[Req, Resp any](inFlight, maxBatch int, timeout time.Duration,
+func newCoalescer[Req, Resp any](inFlight, overlapKeys, maxBatch int, timeout time.Duration,
 	send func(ctx context.Context, to chord.Peer, reqs []Req) ([]Resp, error), sent func(keys int)) *coalescer[Req, Resp] {
 	if sent == nil {
 		sent = func(int) {}
 	}
 	return &coalescer[Req, Resp]{
-		send: send, inFlight: max(1, inFlight), maxBatch: max(1, maxBatch), timeout: timeout, sent: sent,
+		send: send, inFlight: max(1, inFlight), overlapKeys: max(1, overlapKeys), maxBatch: max(1, maxBatch), timeout: timeout, sent: sent,
 		queues: map[string]*peerQueue[Req, Resp]{},
 	}
 }
@@ -70,7 +73,10 @@ func (c *coalescer[Req, Resp]) call(ctx context.Context, to chord.Peer, reqs []R
 		c.queues[to.Addr] = q
 	}
 	q.waiting = append(q.waiting, p)
-	lead := q.inFlight < c.inFlight
+	q.queued += len(reqs)
+	// A second call in flight halves the wait but costs a call on both
+	// nodes: worth it only for enough keys.
+	lead := q.inFlight == 0 || (q.inFlight < c.inFlight && q.queued >= c.overlapKeys)
 	if lead {
 		q.inFlight++
 	}
@@ -121,6 +127,7 @@ func (c *coalescer[Req, Resp]) take(q *peerQueue[Req, Resp]) []*pendingCall[Req,
 	}
 	batch := q.waiting[:n:n]
 	q.waiting = q.waiting[n:]
+	q.queued -= size
 	return batch
 }
 

@@ -102,7 +102,7 @@ func drained(t *testing.T, c *coalescer[int, int]) {
 // a merged call never exceeds maxBatch requests unless one caller alone does.
 func TestCoalescerMergesWhileBusy(t *testing.T) {
 	g := newGatedSend()
-	c := newCoalescer(1, 5, time.Minute, g.send, nil)
+	c := newCoalescer(1, 1, 5, time.Minute, g.send, nil)
 	to := chord.NewPeer("r:1")
 	type reply struct {
 		id   int
@@ -146,12 +146,51 @@ func TestCoalescerMergesWhileBusy(t *testing.T) {
 	drained(t, c)
 }
 
+// With a call in flight and a slot free, waiting requests open a second
+// call only once there are overlapKeys of them; fewer wait for the call in
+// flight, so that single keys merge.
+func TestCoalescerOverlapsOnlyForEnoughKeys(t *testing.T) {
+	g := newGatedSend()
+	c := newCoalescer(2, 3, 100, time.Minute, g.send, nil)
+	to := chord.NewPeer("r:1")
+	errs := make(chan error, 3)
+	call := func(reqs ...int) {
+		go func() {
+			_, err := c.call(context.Background(), to, reqs)
+			errs <- err
+		}()
+	}
+
+	call(1) // the replica is idle: leaves at once
+	<-g.started
+	call(2) // one key waiting, under overlapKeys: waits despite the free slot
+	queued(t, c, to, 1)
+	select {
+	case <-g.started:
+		t.Fatal("a second call opened for one waiting key")
+	case <-time.After(50 * time.Millisecond):
+	}
+	call(3, 4) // three keys waiting: a second call takes them all
+	<-g.started
+	if got := g.callSizes(); !slices.Equal(got, []int{1, 3}) {
+		t.Errorf("call sizes %v, want [1 3]: the second call should carry both waiting callers", got)
+	}
+	g.release <- struct{}{}
+	g.release <- struct{}{}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	drained(t, c)
+}
+
 // A failed call fails every caller merged into it; a caller whose context
 // ends stops waiting without disturbing the others.
 func TestCoalescerErrorsAndCancel(t *testing.T) {
 	g := newGatedSend()
 	g.err = errors.New("replica down")
-	c := newCoalescer(1, 100, time.Minute, g.send, nil)
+	c := newCoalescer(1, 1, 100, time.Minute, g.send, nil)
 	to := chord.NewPeer("r:1")
 	errs := make(chan error, 3)
 	go func() { _, err := c.call(context.Background(), to, []int{1}); errs <- err }()
@@ -191,7 +230,7 @@ func TestCoalescerConcurrentCallers(t *testing.T) {
 		return out, nil
 	}
 	var keysSent atomic.Int64
-	c := newCoalescer(2, 64, time.Minute, send, func(keys int) { keysSent.Add(int64(keys)) })
+	c := newCoalescer(2, 1, 64, time.Minute, send, func(keys int) { keysSent.Add(int64(keys)) })
 	peers := []chord.Peer{chord.NewPeer("r:1"), chord.NewPeer("r:2")}
 	var wg sync.WaitGroup
 	const callers = 200

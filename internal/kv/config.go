@@ -33,6 +33,18 @@ type Config struct {
 	// call at once either way.
 	ReplicaCallsInFlight int
 
+	// ReplicaOverlapKeys is how many keys must be waiting for a replica
+	// before a coordinator opens another concurrent call to it (up to
+	// ReplicaCallsInFlight); an idle replica always gets a call at once.
+	// Fewer waiting keys wait for the call in flight and leave merged when
+	// it returns. Higher merges single-key requests harder (at 16, about
+	// nine keys per write call instead of six under 64 single-key writers
+	// on a 3-node ring, and 4-14% more quorum puts on 2 cores) at the price
+	// of waiting one round trip more under moderate load; a batch's keys,
+	// usually more than this, still overlap their calls. 1 opens another
+	// call whenever a slot is free.
+	ReplicaOverlapKeys int
+
 	// ReplicaBatchKeys caps the keys of one merged replica call. Larger
 	// batches amortise more; each merged call is one message, so the cap
 	// also bounds its size (with MaxKeyBytes and MaxValueBytes).
@@ -70,6 +82,7 @@ func DefaultConfig() Config {
 		MaxValueBytes:        1 << 20,
 		CallTimeout:          2 * time.Second,
 		ReplicaCallsInFlight: 2,
+		ReplicaOverlapKeys:   16,
 		ReplicaBatchKeys:     256,
 		AntiEntropyInterval:  5 * time.Second,
 		TombstoneGrace:       24 * time.Hour,
@@ -93,6 +106,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.ReplicaCallsInFlight <= 0 {
 		c.ReplicaCallsInFlight = d.ReplicaCallsInFlight
+	}
+	if c.ReplicaOverlapKeys <= 0 {
+		c.ReplicaOverlapKeys = d.ReplicaOverlapKeys
 	}
 	if c.ReplicaBatchKeys <= 0 {
 		c.ReplicaBatchKeys = d.ReplicaBatchKeys

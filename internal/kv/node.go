@@ -65,9 +65,9 @@ func New(cfg Config, r Ring, local Local, peers Peers, clock *store.Clock) *Node
 		self: self,
 	}
 	obs := cfg.Observer
-	n.reads = newCoalescer(cfg.ReplicaCallsInFlight, cfg.ReplicaBatchKeys, cfg.CallTimeout, peers.Read,
+	n.reads = newCoalescer(cfg.ReplicaCallsInFlight, cfg.ReplicaOverlapKeys, cfg.ReplicaBatchKeys, cfg.CallTimeout, peers.Read,
 		func(keys int) { obs.ReplicaCallSent("read", keys) })
-	n.applies = newCoalescer(cfg.ReplicaCallsInFlight, cfg.ReplicaBatchKeys, cfg.CallTimeout,
+	n.applies = newCoalescer(cfg.ReplicaCallsInFlight, cfg.ReplicaOverlapKeys, cfg.ReplicaBatchKeys, cfg.CallTimeout,
 		func(ctx context.Context, to chord.Peer, entries []store.Entry) ([]struct{}, error) {
 			_, err := peers.Apply(ctx, to, entries)
 			return make([]struct{}, len(entries)), err
