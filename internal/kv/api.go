@@ -170,4 +170,7 @@ type Peers interface {
 	// Fetch calls fn with batches of the entries of the given buckets that
 	// lie in (a, b] on the peer.
 	Fetch(ctx context.Context, to chord.Peer, a, b ring.ID, buckets []int, fn func([]store.Entry) error) error
+	// Versions is Fetch without the values: every entry has its key,
+	// version and tombstone flag, and no Value.
+	Versions(ctx context.Context, to chord.Peer, a, b ring.ID, buckets []int, fn func([]store.Entry) error) error
 }

@@ -55,6 +55,20 @@ type Config struct {
 	// each round costs one digest exchange per replica even when in sync.
 	AntiEntropyInterval time.Duration
 
+	// RepairSettle is how old the newer of two differing versions of a key
+	// must be before anti-entropy moves it. A younger write is normally
+	// still on its way to the replica through the write path, which keeps
+	// replicating for up to CallTimeout after the acknowledgement; under a
+	// steady write load nearly every compared bucket holds such a write, so
+	// without a settle time each round would move them all a second time.
+	// Longer settles move less under load; shorter ones repair sooner a
+	// write whose replication failed. A version stamped ahead of this
+	// node's clock (a peer's clock runs fast, within the store's drift
+	// bound) waits too. 0 means twice CallTimeout; negative moves every
+	// difference at once (simulations, whose clocks stand almost still).
+	// Hand-off and a joining node's pull never wait.
+	RepairSettle time.Duration
+
 	// TombstoneGrace is how long a delete's tombstone is kept before it is
 	// collected. It must exceed the longest time a replica can be down and
 	// come back with the old value; shorter graces save space but risk
@@ -115,6 +129,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.AntiEntropyInterval <= 0 {
 		c.AntiEntropyInterval = d.AntiEntropyInterval
+	}
+	if c.RepairSettle == 0 {
+		c.RepairSettle = 2 * c.CallTimeout
 	}
 	if c.TombstoneGrace <= 0 {
 		c.TombstoneGrace = d.TombstoneGrace

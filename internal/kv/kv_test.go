@@ -86,15 +86,18 @@ func TestDifferingBuckets(t *testing.T) {
 }
 
 // fakeRing makes this node the owner of everything with fixed successors.
+// Its predecessor is itself, so that anti-entropy covers the whole ring.
 type fakeRing struct {
 	self  chord.Peer
 	succs []chord.Peer
 }
 
-func (f fakeRing) Self() chord.Peer           { return f.self }
-func (f fakeRing) Neighbors() chord.Neighbors { return chord.Neighbors{Successors: f.succs} }
-func (f fakeRing) IsMember() bool             { return true }
-func (f fakeRing) Owns(ring.ID) bool          { return true }
+func (f fakeRing) Self() chord.Peer { return f.self }
+func (f fakeRing) Neighbors() chord.Neighbors {
+	return chord.Neighbors{Predecessor: f.self, Successors: f.succs}
+}
+func (f fakeRing) IsMember() bool    { return true }
+func (f fakeRing) Owns(ring.ID) bool { return true }
 func (f fakeRing) Lookup(context.Context, ring.ID) (chord.LookupResult, error) {
 	return chord.LookupResult{}, errors.New("unused")
 }
@@ -102,10 +105,11 @@ func (f fakeRing) Predecessors(context.Context, int) ([]chord.Peer, error) { ret
 
 // fakePeers holds replicas' stores in memory; dead replicas fail every call.
 type fakePeers struct {
-	mu     sync.Mutex
-	stores map[string]*store.Store
-	dead   map[string]bool
-	reads  map[string]int // Read calls per replica, dead ones included
+	mu       sync.Mutex
+	stores   map[string]*store.Store
+	dead     map[string]bool
+	reads    map[string]int // Read calls per replica, dead ones included
+	versions map[string]int // Versions calls per replica
 }
 
 func (f *fakePeers) setDead(p chord.Peer, dead bool) {
@@ -152,14 +156,51 @@ func (f *fakePeers) Read(_ context.Context, p chord.Peer, keys [][]byte) ([]Read
 	}
 	return out, nil
 }
-func (f *fakePeers) Digests(context.Context, chord.Peer, ring.ID, ring.ID) ([]store.BucketDigest, error) {
-	return nil, errors.New("unused")
+func (f *fakePeers) Digests(_ context.Context, p chord.Peer, a, b ring.ID) ([]store.BucketDigest, error) {
+	s, err := f.get(p)
+	if err != nil {
+		return nil, err
+	}
+	return s.BucketDigests(a, b)
 }
-func (f *fakePeers) Fetch(context.Context, chord.Peer, ring.ID, ring.ID, []int, func([]store.Entry) error) error {
-	return errors.New("unused")
+func (f *fakePeers) Fetch(_ context.Context, p chord.Peer, a, b ring.ID, buckets []int, fn func([]store.Entry) error) error {
+	s, err := f.get(p)
+	if err != nil {
+		return err
+	}
+	for _, bk := range buckets {
+		var batch []store.Entry
+		if err := s.BucketEntries(bk, a, b, func(e store.Entry) bool {
+			batch = append(batch, e)
+			return true
+		}); err != nil {
+			return err
+		}
+		if err := fn(batch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+func (f *fakePeers) Versions(ctx context.Context, p chord.Peer, a, b ring.ID, buckets []int, fn func([]store.Entry) error) error {
+	f.mu.Lock()
+	f.versions[p.Addr]++
+	f.mu.Unlock()
+	return f.Fetch(ctx, p, a, b, buckets, func(batch []store.Entry) error {
+		for i := range batch {
+			batch[i].Value = nil
+		}
+		return fn(batch)
+	})
 }
 
 func newTestNode(t *testing.T) (*Node, *fakePeers, []chord.Peer) {
+	t.Helper()
+	return newTestNodeWith(t, func(*Config) {})
+}
+
+// newTestNodeWith is newTestNode with its Config changed by set first.
+func newTestNodeWith(t *testing.T, set func(*Config)) (*Node, *fakePeers, []chord.Peer) {
 	t.Helper()
 	open := func() *store.Store {
 		s, err := store.Open(store.Options{InMemory: true, Logger: slog.New(slog.DiscardHandler)})
@@ -171,12 +212,13 @@ func newTestNode(t *testing.T) (*Node, *fakePeers, []chord.Peer) {
 	}
 	self := chord.NewPeer("a:1")
 	others := []chord.Peer{chord.NewPeer("b:1"), chord.NewPeer("c:1")}
-	peers := &fakePeers{stores: map[string]*store.Store{}, dead: map[string]bool{}, reads: map[string]int{}}
+	peers := &fakePeers{stores: map[string]*store.Store{}, dead: map[string]bool{}, reads: map[string]int{}, versions: map[string]int{}}
 	for _, p := range others {
 		peers.stores[p.Addr] = open()
 	}
 	cfg := DefaultConfig()
 	cfg.CallTimeout = time.Second
+	set(&cfg)
 	n := New(cfg, fakeRing{self: self, succs: others}, open(), peers, store.NewClock(time.Now))
 	n.MarkSynced()
 	return n, peers, others

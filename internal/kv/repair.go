@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -76,7 +77,7 @@ func (n *Node) SyncAfterJoin(ctx context.Context) error {
 	for {
 		nb := n.ring.Neighbors()
 		if !nb.Predecessor.IsZero() && len(nb.Successors) > 0 {
-			_, err := n.syncRange(ctx, nb.Successors[0], nb.Predecessor.ID, n.self.ID, false)
+			_, err := n.syncRange(ctx, nb.Successors[0], nb.Predecessor.ID, n.self.ID, pullAll)
 			if err != nil {
 				return fmt.Errorf("sync after join: %w", err)
 			}
@@ -96,16 +97,18 @@ func (n *Node) SyncAfterJoin(ctx context.Context) error {
 
 // AntiEntropy is one repair round for this node's primary range
 // (predecessor, self]: against each of its r-1 successors it compares bucket
-// digests and exchanges the entries of differing buckets both ways. After a
-// crash the node whose range grew to cover the dead node's keys re-creates
-// their missing replicas here. It returns how many replicas it compared.
+// digests, then the differing buckets key by key, and moves each differing
+// key's newer entry to the side that lacks it, both ways; keys written less
+// than RepairSettle ago are left to the write path. After a crash the node
+// whose range grew to cover the dead node's keys re-creates their missing
+// replicas here. It returns how many replicas it compared.
 func (n *Node) AntiEntropy(ctx context.Context) (int, error) {
 	nb := n.ring.Neighbors()
 	if !n.ring.IsMember() || nb.Predecessor.IsZero() {
 		return 0, nil
 	}
 	targets := nb.Successors[:min(len(nb.Successors), n.cfg.Replicas-1)]
-	return n.syncWith(ctx, targets, nb.Predecessor.ID)
+	return n.syncWith(ctx, targets, nb.Predecessor.ID, exchangeSettled)
 }
 
 // HandOff is what a node does before leaving gracefully: its primary range
@@ -118,19 +121,19 @@ func (n *Node) HandOff(ctx context.Context) (int, error) {
 	}
 	before := n.stats.pushed.Load()
 	targets := nb.Successors[:min(len(nb.Successors), n.cfg.Replicas)]
-	done, err := n.syncWith(ctx, targets, nb.Predecessor.ID)
+	done, err := n.syncWith(ctx, targets, nb.Predecessor.ID, exchange)
 	n.stats.handoffPushed.Add(n.stats.pushed.Load() - before)
 	return done, err
 }
 
-func (n *Node) syncWith(ctx context.Context, targets []chord.Peer, from ring.ID) (int, error) {
+func (n *Node) syncWith(ctx context.Context, targets []chord.Peer, from ring.ID, mode syncMode) (int, error) {
 	var errs []error
 	done := 0
 	for _, t := range targets {
 		if t.Addr == n.self.Addr {
 			continue
 		}
-		if _, err := n.syncRange(ctx, t, from, n.self.ID, true); err != nil {
+		if _, err := n.syncRange(ctx, t, from, n.self.ID, mode); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -139,10 +142,32 @@ func (n *Node) syncWith(ctx context.Context, targets []chord.Peer, from ring.ID)
 	return done, errors.Join(errs...)
 }
 
-// syncRange makes this node and peer agree on (a, b]: digests first, then
-// the entries of differing buckets pulled from the peer and, with push, sent
-// to it. It returns the number of differing buckets.
-func (n *Node) syncRange(ctx context.Context, peer chord.Peer, a, b ring.ID, push bool) (int, error) {
+// A syncMode is how syncRange settles the buckets in which two replicas'
+// digests differ.
+type syncMode int
+
+const (
+	// pullAll takes the peer's entries of every differing bucket: a
+	// joining node's pull, which starts with little of the range.
+	pullAll syncMode = iota
+	// exchange compares the differing buckets key by key and moves, in
+	// whichever direction, only the newer entry of each key that differs:
+	// hand-off.
+	exchange
+	// exchangeSettled is exchange that leaves alone the keys whose newer
+	// version is younger than RepairSettle: periodic anti-entropy.
+	exchangeSettled
+)
+
+// exchangeBuckets bounds the differing buckets compared in one Versions
+// call, so that the peer's versions held in memory stay a small part of a
+// range however much of it differs.
+const exchangeBuckets = 16
+
+// syncRange makes this node and peer agree on (a, b]: digests first, then,
+// for the differing buckets, what mode says. It returns the number of
+// differing buckets.
+func (n *Node) syncRange(ctx context.Context, peer chord.Peer, a, b ring.ID, mode syncMode) (int, error) {
 	cctx, cancel := context.WithTimeout(ctx, n.cfg.CallTimeout)
 	theirs, err := n.peers.Digests(cctx, peer, a, b)
 	cancel()
@@ -162,19 +187,23 @@ func (n *Node) syncRange(ctx context.Context, peer chord.Peer, a, b ring.ID, pus
 	// A pull can move a whole range, so it gets a deadline per bucket.
 	cctx, cancel = context.WithTimeout(ctx, n.cfg.CallTimeout*time.Duration(1+len(diff)))
 	defer cancel()
-	err = n.peers.Fetch(cctx, peer, a, b, diff, func(batch []store.Entry) error {
-		applied, err := n.ApplyLocal(batch)
-		n.stats.pulled.Add(int64(applied))
-		if applied > 0 {
-			n.cfg.Observer.EntriesHandedOff(DirectionIn, applied)
+	if mode == pullAll {
+		err = n.peers.Fetch(cctx, peer, a, b, diff, func(batch []store.Entry) error {
+			_, err := n.applyPulled(batch)
+			return err
+		})
+		if err != nil {
+			return len(diff), fmt.Errorf("pull %d buckets from %s: %w", len(diff), peer.Addr, err)
 		}
-		return err
-	})
-	if err != nil {
-		return len(diff), fmt.Errorf("pull %d buckets from %s: %w", len(diff), peer.Addr, err)
+		return len(diff), nil
 	}
-	if push {
-		if err := n.push(cctx, peer, a, b, diff); err != nil {
+	var horizon uint64 // versions above it are too young to move; 0: none
+	if mode == exchangeSettled && n.cfg.RepairSettle > 0 {
+		horizon = store.HLCAt(store.HLCTime(n.clock.Now()).Add(-n.cfg.RepairSettle))
+	}
+	for start := 0; start < len(diff); start += exchangeBuckets {
+		group := diff[start:min(len(diff), start+exchangeBuckets)]
+		if err := n.exchangeKeys(cctx, peer, a, b, group, horizon); err != nil {
 			return len(diff), err
 		}
 	}
@@ -182,39 +211,120 @@ func (n *Node) syncRange(ctx context.Context, peer chord.Peer, a, b ring.ID, pus
 	return len(diff), nil
 }
 
-func (n *Node) push(ctx context.Context, peer chord.Peer, a, b ring.ID, buckets []int) error {
-	var batch []store.Entry
-	size := 0
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
+// exchangeKeys compares buckets of (a, b] with peer key by key, from the
+// peer's versions and this node's entries, and moves each differing key's
+// newer entry to the side that lacks it, unless the newer version is above
+// horizon (when horizon is not 0). Keys in sync cost their key and version
+// on the wire; no value moves for them.
+func (n *Node) exchangeKeys(ctx context.Context, peer chord.Peer, a, b ring.ID, buckets []int, horizon uint64) error {
+	theirs := map[string]store.Version{}
+	err := n.peers.Versions(ctx, peer, a, b, buckets, func(batch []store.Entry) error {
+		for _, e := range batch {
+			theirs[string(e.Key)] = e.Version
 		}
-		if _, err := n.peers.Apply(ctx, peer, batch); err != nil {
-			return fmt.Errorf("push %d entries to %s: %w", len(batch), peer.Addr, err)
-		}
-		n.stats.pushed.Add(int64(len(batch)))
-		n.cfg.Observer.EntriesHandedOff(DirectionOut, len(batch))
-		batch, size = batch[:0], 0
 		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("versions of %d buckets from %s: %w", len(buckets), peer.Addr, err)
 	}
+	settled := func(v store.Version) bool { return horizon == 0 || v.HLC <= horizon }
+	var pull [][]byte
+	push := pushBatch{n: n, peer: peer}
 	for _, bk := range buckets {
-		var err error
-		scanErr := n.local.BucketEntries(bk, a, b, func(e store.Entry) bool {
-			batch = append(batch, e)
-			size += len(e.Key) + len(e.Value)
-			if size >= pushBatchBytes || len(batch) >= pushBatchEntries {
-				err = flush()
+		var pushErr error
+		err := n.local.BucketEntries(bk, a, b, func(e store.Entry) bool {
+			v, ok := theirs[string(e.Key)]
+			delete(theirs, string(e.Key))
+			switch {
+			case ok && v == e.Version:
+			case ok && v.After(e.Version):
+				if settled(v) {
+					pull = append(pull, e.Key)
+				}
+			case settled(e.Version):
+				pushErr = push.add(ctx, e)
 			}
-			return err == nil
+			return pushErr == nil
 		})
+		if pushErr != nil {
+			return pushErr
+		}
 		if err != nil {
 			return err
 		}
-		if scanErr != nil {
-			return scanErr
+	}
+	if err := push.flush(ctx); err != nil {
+		return err
+	}
+	for k, v := range theirs {
+		if settled(v) {
+			pull = append(pull, []byte(k))
 		}
 	}
-	return flush()
+	slices.SortFunc(pull, bytes.Compare) // map order must not leak into a seeded simulation
+	for len(pull) > 0 {
+		chunk := pull[:min(len(pull), pushBatchEntries)]
+		pull = pull[len(chunk):]
+		reads, err := n.peers.Read(ctx, peer, chunk)
+		if err != nil {
+			return fmt.Errorf("pull %d keys from %s: %w", len(chunk), peer.Addr, err)
+		}
+		var got []store.Entry
+		for _, r := range reads {
+			if r.Found {
+				got = append(got, r.Entry)
+			}
+		}
+		if _, err := n.applyPulled(got); err != nil {
+			return fmt.Errorf("pull %d keys from %s: %w", len(chunk), peer.Addr, err)
+		}
+	}
+	return nil
+}
+
+// applyPulled stores entries received from a replica and counts those that
+// were newer here.
+func (n *Node) applyPulled(entries []store.Entry) (int, error) {
+	if len(entries) == 0 {
+		return 0, nil
+	}
+	applied, err := n.ApplyLocal(entries)
+	n.stats.pulled.Add(int64(applied))
+	if applied > 0 {
+		n.cfg.Observer.EntriesHandedOff(DirectionIn, applied)
+	}
+	return applied, err
+}
+
+// pushBatch sends entries to a replica in Apply calls of at most
+// pushBatchEntries entries or about pushBatchBytes bytes.
+type pushBatch struct {
+	n       *Node
+	peer    chord.Peer
+	entries []store.Entry
+	size    int
+}
+
+func (p *pushBatch) add(ctx context.Context, e store.Entry) error {
+	p.entries = append(p.entries, e)
+	p.size += len(e.Key) + len(e.Value)
+	if p.size >= pushBatchBytes || len(p.entries) >= pushBatchEntries {
+		return p.flush(ctx)
+	}
+	return nil
+}
+
+func (p *pushBatch) flush(ctx context.Context) error {
+	if len(p.entries) == 0 {
+		return nil
+	}
+	if _, err := p.n.peers.Apply(ctx, p.peer, p.entries); err != nil {
+		return fmt.Errorf("push %d entries to %s: %w", len(p.entries), p.peer.Addr, err)
+	}
+	p.n.stats.pushed.Add(int64(len(p.entries)))
+	p.n.cfg.Observer.EntriesHandedOff(DirectionOut, len(p.entries))
+	p.entries, p.size = p.entries[:0], 0
+	return nil
 }
 
 // differingBuckets lists the buckets whose digests differ, or that only one

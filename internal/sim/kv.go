@@ -38,6 +38,11 @@ type KVCluster struct {
 // NewKVCluster returns an empty cluster; chordCfg and kvCfg are templates
 // for every node.
 func NewKVCluster(seed uint64, chordCfg chord.Config, kvCfg kv.Config) *KVCluster {
+	if kvCfg.RepairSettle == 0 {
+		// Virtual time advances a microsecond per clock reading, so no
+		// write would ever be old enough to repair.
+		kvCfg.RepairSettle = -1
+	}
 	return &KVCluster{Cluster: NewCluster(seed, chordCfg), kvcfg: kvCfg, byAddr: map[string]*KVNode{}}
 }
 
@@ -202,6 +207,15 @@ func (e kvEndpoint) Digests(ctx context.Context, to chord.Peer, a, b ring.ID) ([
 		return nil, err
 	}
 	return k.Store.BucketDigests(a, b)
+}
+
+func (e kvEndpoint) Versions(ctx context.Context, to chord.Peer, a, b ring.ID, buckets []int, fn func([]store.Entry) error) error {
+	return e.Fetch(ctx, to, a, b, buckets, func(batch []store.Entry) error {
+		for i := range batch {
+			batch[i].Value = nil
+		}
+		return fn(batch)
+	})
 }
 
 func (e kvEndpoint) Fetch(ctx context.Context, to chord.Peer, a, b ring.ID, buckets []int, fn func([]store.Entry) error) error {

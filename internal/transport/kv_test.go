@@ -228,6 +228,30 @@ func TestReplicaRoundTrip(t *testing.T) {
 		}
 	}
 
+	// Versions: the same entries, keys and versions, and no value.
+	versions := map[string]store.Entry{}
+	err = c.Versions(ctx, to, whole, whole, allBuckets(), func(batch []store.Entry) error {
+		for _, e := range batch {
+			if e.Value != nil {
+				t.Errorf("versions of %q carry a %d-byte value", e.Key, len(e.Value))
+			}
+			versions[string(e.Key)] = e
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("versions: %v", err)
+	}
+	for _, e := range entries {
+		v, ok := versions[string(e.Key)]
+		if !ok || v.Version != e.Version || v.Tombstone != e.Tombstone {
+			t.Fatalf("versions gave %+v for %q, want version %v tombstone %v", v, e.Key, e.Version, e.Tombstone)
+		}
+	}
+	if len(versions) != len(entries) {
+		t.Errorf("versions gave %d keys, want %d", len(versions), len(entries))
+	}
+
 	// An error from fn ends the stream and comes back.
 	stop := errors.New("stop")
 	if err := c.Fetch(ctx, to, whole, whole, allBuckets(), func([]store.Entry) error { return stop }); !errors.Is(err, stop) {

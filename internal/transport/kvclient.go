@@ -300,10 +300,27 @@ func (c *Client) Digests(ctx context.Context, to chord.Peer, a, b ring.ID) ([]st
 // Fetch implements kv.Peers: fn sees each chunk the peer streams, in order.
 // An error from fn ends the stream.
 func (c *Client) Fetch(ctx context.Context, to chord.Peer, a, b ring.ID, buckets []int, fn func([]store.Entry) error) error {
+	return c.fetch(ctx, to, &pb.FetchRequest{From: a[:], To: b[:], Buckets: encodeBuckets(buckets)}, fn)
+}
+
+// Versions implements kv.Peers with a Fetch that asks for no values. A peer
+// that predates versions_only sends them anyway; they are dropped here, so
+// that callers see the same entries from every peer.
+func (c *Client) Versions(ctx context.Context, to chord.Peer, a, b ring.ID, buckets []int, fn func([]store.Entry) error) error {
+	req := &pb.FetchRequest{From: a[:], To: b[:], Buckets: encodeBuckets(buckets), VersionsOnly: true}
+	return c.fetch(ctx, to, req, func(batch []store.Entry) error {
+		for i := range batch {
+			batch[i].Value = nil
+		}
+		return fn(batch)
+	})
+}
+
+func (c *Client) fetch(ctx context.Context, to chord.Peer, req *pb.FetchRequest, fn func([]store.Entry) error) error {
 	return c.call(ctx, to.Addr, "fetch", func(ctx context.Context, cc *grpc.ClientConn) error {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel() // ends the stream if fn fails
-		stream, err := pb.NewReplicaClient(cc).Fetch(ctx, &pb.FetchRequest{From: a[:], To: b[:], Buckets: encodeBuckets(buckets)})
+		stream, err := pb.NewReplicaClient(cc).Fetch(ctx, req)
 		if err != nil {
 			return err
 		}

@@ -239,7 +239,8 @@ func (s *KVServer) Digests(_ context.Context, req *pb.DigestsRequest) (*pb.Diges
 
 // Fetch implements pb.ReplicaServer: the entries of the requested buckets
 // inside (from, to], in chunks of at most fetchChunkEntries entries and about
-// fetchChunkBytes bytes, so neither side holds a whole range in memory.
+// fetchChunkBytes bytes, so neither side holds a whole range in memory; with
+// versions_only, without their values.
 func (s *KVServer) Fetch(req *pb.FetchRequest, stream grpc.ServerStreamingServer[pb.FetchResponse]) error {
 	a, b, err := decodeRange(req.GetFrom(), req.GetTo())
 	if err != nil {
@@ -259,6 +260,9 @@ func (s *KVServer) Fetch(req *pb.FetchRequest, stream grpc.ServerStreamingServer
 	for _, bk := range buckets {
 		var sendErr error
 		err := s.ranges.BucketEntries(bk, a, b, func(e store.Entry) bool {
+			if req.GetVersionsOnly() {
+				e.Value = nil
+			}
 			if sendErr = ctx.Err(); sendErr == nil {
 				sendErr = ch.add(encodeEntry(e))
 			}

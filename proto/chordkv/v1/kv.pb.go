@@ -1432,10 +1432,14 @@ func (x *DigestsResponse) GetDigests() []*BucketDigest {
 }
 
 type FetchRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	From          []byte                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
-	To            []byte                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
-	Buckets       []uint32               `protobuf:"varint,3,rep,packed,name=buckets,proto3" json:"buckets,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	From    []byte                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	To      []byte                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	Buckets []uint32               `protobuf:"varint,3,rep,packed,name=buckets,proto3" json:"buckets,omitempty"`
+	// Leave out every value: each entry has its key, version and tombstone
+	// flag only. A node that predates the field sends values anyway; the
+	// caller ignores them.
+	VersionsOnly  bool `protobuf:"varint,4,opt,name=versions_only,json=versionsOnly,proto3" json:"versions_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1489,6 +1493,13 @@ func (x *FetchRequest) GetBuckets() []uint32 {
 		return x.Buckets
 	}
 	return nil
+}
+
+func (x *FetchRequest) GetVersionsOnly() bool {
+	if x != nil {
+		return x.VersionsOnly
+	}
+	return false
 }
 
 type FetchResponse struct {
@@ -1617,11 +1628,12 @@ const file_chordkv_v1_kv_proto_rawDesc = "" +
 	"\x06bucket\x18\x01 \x01(\rR\x06bucket\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\x06R\x06digest\"E\n" +
 	"\x0fDigestsResponse\x122\n" +
-	"\adigests\x18\x01 \x03(\v2\x18.chordkv.v1.BucketDigestR\adigests\"L\n" +
+	"\adigests\x18\x01 \x03(\v2\x18.chordkv.v1.BucketDigestR\adigests\"q\n" +
 	"\fFetchRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\fR\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\fR\x02to\x12\x18\n" +
-	"\abuckets\x18\x03 \x03(\rR\abuckets\"<\n" +
+	"\abuckets\x18\x03 \x03(\rR\abuckets\x12#\n" +
+	"\rversions_only\x18\x04 \x01(\bR\fversionsOnly\"<\n" +
 	"\rFetchResponse\x12+\n" +
 	"\aentries\x18\x01 \x03(\v2\x11.chordkv.v1.EntryR\aentries*l\n" +
 	"\vConsistency\x12\x1b\n" +

@@ -375,7 +375,9 @@ type ReplicaClient interface {
 	// exchange only this.
 	Digests(ctx context.Context, in *DigestsRequest, opts ...grpc.CallOption) (*DigestsResponse, error)
 	// Fetch streams the entries of the given buckets inside (from, to],
-	// tombstones included, in chunks of bounded size.
+	// tombstones included, in chunks of bounded size. With versions_only the
+	// entries carry no values: anti-entropy compares replicas key by key
+	// before it moves any value.
 	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FetchResponse], error)
 }
 
@@ -466,7 +468,9 @@ type ReplicaServer interface {
 	// exchange only this.
 	Digests(context.Context, *DigestsRequest) (*DigestsResponse, error)
 	// Fetch streams the entries of the given buckets inside (from, to],
-	// tombstones included, in chunks of bounded size.
+	// tombstones included, in chunks of bounded size. With versions_only the
+	// entries carry no values: anti-entropy compares replicas key by key
+	// before it moves any value.
 	Fetch(*FetchRequest, grpc.ServerStreamingServer[FetchResponse]) error
 	mustEmbedUnimplementedReplicaServer()
 }

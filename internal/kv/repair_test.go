@@ -1,0 +1,121 @@
+package kv
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/chordkv/chordkv/internal/chord"
+	"github.com/chordkv/chordkv/internal/store"
+)
+
+// TestAntiEntropyMovesOnlyDifferingKeys checks the data contract's "in-sync
+// replicas cost only a small digest exchange" where digests differ: within
+// a differing bucket only the keys that differ move, each one way, and keys
+// written less than RepairSettle ago are left to the write path.
+func TestAntiEntropyMovesOnlyDifferingKeys(t *testing.T) {
+	old := store.HLCAt(time.Now().Add(-time.Hour))
+	young := store.HLCAt(time.Now())
+	writer := chord.NewPeer("w:1").ID
+	entry := func(key string, hlc uint64, value string) store.Entry {
+		return store.Entry{Key: []byte(key), Value: []byte(value), Version: store.Version{HLC: hlc, Node: writer}}
+	}
+	for _, tc := range []struct {
+		name   string
+		settle time.Duration
+		// moved: whether the young differences move too.
+		moved bool
+	}{
+		{"default settle leaves young writes", 0, false},
+		{"no settle moves everything", -1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, peers, others := newTestNodeWith(t, func(c *Config) { c.RepairSettle = tc.settle })
+			b, c := peers.stores[others[0].Addr], peers.stores[others[1].Addr]
+			var common []store.Entry
+			for i := range 20000 {
+				common = append(common, entry(fmt.Sprintf("k%05d", i), old, "same"))
+			}
+			for _, s := range []Local{n.local, b, c} {
+				if _, err := s.Apply(common...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			apply := func(s Local, es ...store.Entry) {
+				t.Helper()
+				if _, err := s.Apply(es...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			apply(n.local, entry("k00001", old+1, "newer here"), entry("only-here", old, "x"), entry("young-here", young, "y"))
+			apply(b, entry("k00002", old+1, "newer on b"), entry("only-on-b", old, "x"), entry("k00003", young, "young on b"))
+
+			if done, err := n.AntiEntropy(ctx); err != nil || done != 2 {
+				t.Fatalf("AntiEntropy = %d, %v; want 2 replicas, no error", done, err)
+			}
+
+			// This node pulls k00002 and only-on-b from b; it pushes k00001 and
+			// only-here to b, and those two plus the two it pulled to c.
+			wantPulled, wantPushed := int64(2), int64(2+4)
+			if tc.moved {
+				wantPulled++    // k00003
+				wantPushed += 3 // young-here to b and c, k00003 to c
+			}
+			st := n.Stats()
+			if st.Pulled != wantPulled || st.Pushed != wantPushed {
+				t.Errorf("pulled %d, pushed %d entries; want %d and %d (the 20,000 keys in sync must not move)",
+					st.Pulled, st.Pushed, wantPulled, wantPushed)
+			}
+			has := func(s Local, key string, hlc uint64) bool {
+				e, ok, err := s.Get([]byte(key))
+				return err == nil && ok && e.Version.HLC == hlc
+			}
+			for _, s := range []struct {
+				name string
+				s    Local
+			}{{"self", n.local}, {"b", b}, {"c", c}} {
+				for _, k := range []struct {
+					key string
+					hlc uint64
+				}{{"k00001", old + 1}, {"k00002", old + 1}, {"only-here", old}, {"only-on-b", old}} {
+					if !has(s.s, k.key, k.hlc) {
+						t.Errorf("%s lacks %s after the round", s.name, k.key)
+					}
+				}
+				if got := has(s.s, "young-here", young); got != (tc.moved || s.name == "self") {
+					t.Errorf("%s holds young-here: %v", s.name, got)
+				}
+				if got := has(s.s, "k00003", young); got != (tc.moved || s.name == "b") {
+					t.Errorf("%s holds the young k00003: %v", s.name, got)
+				}
+			}
+
+			// A second round finds nothing to move: either all agree, or
+			// only young differences remain.
+			if _, err := n.AntiEntropy(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if again := n.Stats(); again.Pulled != st.Pulled || again.Pushed != st.Pushed {
+				t.Errorf("second round moved %d more in, %d more out", again.Pulled-st.Pulled, again.Pushed-st.Pushed)
+			}
+		})
+	}
+}
+
+// TestHandOffDoesNotWait: a leaving node hands over even its youngest
+// writes, since it will not be there for the next round.
+func TestHandOffDoesNotWait(t *testing.T) {
+	n, peers, others := newTestNode(t)
+	young := store.Entry{Key: []byte("young"), Value: []byte("v"), Version: store.Version{HLC: store.HLCAt(time.Now()), Node: n.self.ID}}
+	if _, err := n.local.Apply(young); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.HandOff(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range others {
+		if _, ok, err := peers.stores[p.Addr].Get(young.Key); err != nil || !ok {
+			t.Errorf("%s lacks the young write after hand-off: %v", p.Addr, err)
+		}
+	}
+}
