@@ -291,6 +291,7 @@ func TestClientCommandErrors(t *testing.T) {
 		{"bad endpoint", []string{"status", "--endpoints", "nohostport"}, ExitUsage, "nohostport"},
 		{"serve without data dir", []string{"serve"}, ExitUsage, "--data-dir"},
 		{"serve on wildcard without advertise", []string{"serve", "--addr", "0.0.0.0:0", "--data-dir", t.TempDir()}, ExitUsage, "--advertise"},
+		{"serve with a tiny cache", []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--cache-bytes", "1000"}, ExitUsage, "--cache-bytes must be at least 1048576"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"github.com/chordkv/chordkv/internal/chord"
 	"github.com/chordkv/chordkv/internal/kv"
 	"github.com/chordkv/chordkv/internal/server"
+	"github.com/chordkv/chordkv/internal/store"
 )
 
 type serveOptions struct {
@@ -72,6 +73,7 @@ func newServeCmd(client *clientOptions) *cobra.Command {
 	f.IntVar(&o.cfg.Replicas, "replicas", k.Replicas, "copies kept of every key: its owner and the owner's next replicas-1 successors")
 	f.IntVar(&o.cfg.MaxKeyBytes, "max-key-bytes", k.MaxKeyBytes, "largest key accepted, in bytes")
 	f.IntVar(&o.cfg.MaxValueBytes, "max-value-bytes", k.MaxValueBytes, "largest value accepted, in bytes")
+	f.Int64Var(&o.cfg.CacheBytes, "cache-bytes", store.DefaultCacheBytes, "memory for the storage engine's blocks, in bytes; filled only as keys are read and written")
 	f.DurationVar(&o.cfg.AntiEntropyInterval, "anti-entropy-interval", k.AntiEntropyInterval, "how often to compare this node's range with its replicas and repair differences")
 	f.DurationVar(&o.cfg.HandOffTimeout, "handoff-timeout", 5*time.Second, "on SIGTERM, how long to spend handing this node's range to its successors before leaving")
 	f.DurationVar(&o.cfg.TombstoneGrace, "tombstone-grace", k.TombstoneGrace, "how long deletes are remembered; must exceed the longest time a replica stays down")
@@ -94,6 +96,8 @@ func (o *serveOptions) checkKV() error {
 		return usageErrorf("--max-key-bytes must be at least 1, not %d", o.cfg.MaxKeyBytes)
 	case o.cfg.MaxValueBytes < 1:
 		return usageErrorf("--max-value-bytes must be at least 1, not %d", o.cfg.MaxValueBytes)
+	case o.cfg.CacheBytes < 1<<20:
+		return usageErrorf("--cache-bytes must be at least 1048576 (1 MiB), not %d", o.cfg.CacheBytes)
 	case o.cfg.AntiEntropyInterval <= 0:
 		return usageErrorf("--anti-entropy-interval must be positive")
 	case o.cfg.TombstoneGrace <= 0:

@@ -38,6 +38,10 @@ type Config struct {
 	// kv.DefaultConfig's (1 KiB, 1 MiB).
 	MaxKeyBytes   int
 	MaxValueBytes int
+	// CacheBytes is the storage engine's block cache; zero means
+	// store.DefaultCacheBytes (64 MiB). It fills only as keys are read and
+	// written.
+	CacheBytes int64
 	// AntiEntropyInterval is how often the node compares its primary range
 	// with its replicas; zero means kv.DefaultConfig's.
 	AntiEntropyInterval time.Duration
@@ -134,7 +138,7 @@ func (c Config) check() error {
 	if c.Successors < 0 || c.StabilizeInterval < 0 || c.CallTimeout < 0 || c.ShutdownTimeout < 0 {
 		return errors.New("successors and durations must not be negative")
 	}
-	if c.Replicas < 0 || c.MaxKeyBytes < 0 || c.MaxValueBytes < 0 || c.AntiEntropyInterval < 0 ||
+	if c.Replicas < 0 || c.MaxKeyBytes < 0 || c.MaxValueBytes < 0 || c.CacheBytes < 0 || c.AntiEntropyInterval < 0 ||
 		c.TombstoneGrace < 0 || c.HandOffTimeout < 0 {
 		return errors.New("replicas, size limits and durations must not be negative")
 	}

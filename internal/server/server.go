@@ -144,7 +144,7 @@ func newDaemon(cfg Config, bound net.Addr) (*daemon, error) {
 		grpcOpts = append(grpcOpts, grpc.NumStreamWorkers(uint32(w)))
 	}
 
-	st, err := store.Open(store.Options{Dir: filepath.Join(cfg.DataDir, storeDir), Logger: cfg.Logger})
+	st, err := store.Open(store.Options{Dir: filepath.Join(cfg.DataDir, storeDir), CacheBytes: cfg.CacheBytes, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
