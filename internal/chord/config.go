@@ -50,6 +50,15 @@ type Config struct {
 	// on successor lists alone.
 	FixFingersInterval time.Duration
 
+	// FixFingersMaxInterval is how far Run slows fix-fingers down while the
+	// finger table stops changing: each pass over the table that changes
+	// nothing doubles the pause, up to this; any change restores
+	// FixFingersInterval. Longer saves more of an idle ring's traffic (the
+	// largest part of it at 100 ms); a finger gone stale while slowed costs
+	// extra hops until the next pass, never a wrong answer. Zero means ten
+	// times FixFingersInterval; equal to it turns the slowing off.
+	FixFingersMaxInterval time.Duration
+
 	// CheckPredecessorInterval is how often Run pings the predecessor, so a
 	// crashed predecessor is forgotten and a live notifier can replace it.
 	CheckPredecessorInterval time.Duration
@@ -128,6 +137,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.FixFingersInterval <= 0 {
 		c.FixFingersInterval = d.FixFingersInterval
+	}
+	if c.FixFingersMaxInterval <= 0 {
+		c.FixFingersMaxInterval = 10 * c.FixFingersInterval
 	}
 	if c.CheckPredecessorInterval <= 0 {
 		c.CheckPredecessorInterval = d.CheckPredecessorInterval

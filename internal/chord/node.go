@@ -22,6 +22,7 @@ type Node struct {
 
 	mu         sync.RWMutex
 	pred       Peer   // zero when unknown or found dead
+	predHeard  bool   // pred notified this node since the last CheckPredecessor
 	succs      []Peer // closest first; empty means "I am alone"
 	listFull   bool   // succs holds r entries, or wrapped round to self
 	confirmed  bool   // a stabilize rebuilt the same full list it had; see State.Ready
@@ -295,16 +296,19 @@ func (n *Node) Rectify(ctx context.Context, candidate Peer) {
 	}
 	n.mu.Lock()
 	pred := n.pred
+	if pred.Addr == candidate.Addr {
+		n.predHeard = true
+		n.mu.Unlock()
+		return
+	}
 	if pred.IsZero() || ring.Between(pred.ID, candidate.ID, n.self.ID) {
 		n.pred = candidate
+		n.predHeard = false
 		n.mu.Unlock()
 		n.logPredecessorChange(pred, candidate)
 		return
 	}
 	n.mu.Unlock()
-	if pred.Addr == candidate.Addr {
-		return
-	}
 	if err := n.ping(ctx, pred); err == nil {
 		return
 	}
@@ -312,6 +316,7 @@ func (n *Node) Rectify(ctx context.Context, candidate Peer) {
 	replaced := n.pred.Addr == pred.Addr
 	if replaced {
 		n.pred = candidate
+		n.predHeard = false
 	}
 	n.mu.Unlock()
 	if replaced {
@@ -326,12 +331,16 @@ func (n *Node) logPredecessorChange(from, to Peer) {
 }
 
 // CheckPredecessor forgets a predecessor that no longer answers, so that
-// the next live notifier can take its place.
+// the next live notifier can take its place. A predecessor that notified
+// this node since the last check has shown it is alive, and is not pinged:
+// on a stable ring that is every check but the ones that matter, which
+// saves a call per interval; a crash is still seen one check later.
 func (n *Node) CheckPredecessor(ctx context.Context) error {
-	n.mu.RLock()
-	pred := n.pred
-	n.mu.RUnlock()
-	if pred.IsZero() {
+	n.mu.Lock()
+	pred, heard := n.pred, n.predHeard
+	n.predHeard = false
+	n.mu.Unlock()
+	if pred.IsZero() || heard {
 		return nil
 	}
 	err := n.ping(ctx, pred)
@@ -341,6 +350,7 @@ func (n *Node) CheckPredecessor(ctx context.Context) error {
 	n.mu.Lock()
 	if n.pred.Addr == pred.Addr {
 		n.pred = Peer{}
+		n.predHeard = false
 	}
 	n.mu.Unlock()
 	n.remember(pred)
@@ -354,11 +364,18 @@ func (n *Node) CheckPredecessor(ctx context.Context) error {
 // successor has that same successor. A full pass over all 160 entries thus
 // costs about log2(N) lookups instead of 160.
 func (n *Node) FixFinger(ctx context.Context) error {
+	_, _, err := n.fixFinger(ctx)
+	return err
+}
+
+// fixFinger is FixFinger that also tells Run whether an entry changed and
+// whether this run ended a pass over the table.
+func (n *Node) fixFinger(ctx context.Context) (changed, passEnded bool, err error) {
 	n.mu.RLock()
 	i, succ, member := n.nextFinger, n.successorLocked(), n.member
 	n.mu.RUnlock()
 	if !member {
-		return nil
+		return false, false, nil
 	}
 	start := n.self.ID.AddPow2(i)
 	owner := succ
@@ -368,7 +385,7 @@ func (n *Node) FixFinger(ctx context.Context) error {
 			n.mu.Lock()
 			n.nextFinger = (i + 1) % ring.Bits
 			n.mu.Unlock()
-			return fmt.Errorf("fix finger %d: %w", i, err)
+			return true, i+1 == ring.Bits, fmt.Errorf("fix finger %d: %w", i, err)
 		}
 		owner = res.Owner
 	}
@@ -376,11 +393,14 @@ func (n *Node) FixFinger(ctx context.Context) error {
 	defer n.mu.Unlock()
 	j := i
 	for j < ring.Bits && (j == i || ring.BetweenRightIncl(n.self.ID, n.self.ID.AddPow2(j), owner.ID)) {
+		if old, ok := n.fingers.get(j); !ok || old.Addr != owner.Addr {
+			changed = true
+		}
 		n.fingers.set(j, owner)
 		j++
 	}
 	n.nextFinger = j % ring.Bits
-	return nil
+	return changed, j == ring.Bits, nil
 }
 
 // Leave tells the predecessor and the successor that this node is going, so
@@ -419,8 +439,10 @@ func (n *Node) HandleLeave(notice LeaveNotice) {
 	defer n.mu.Unlock()
 	if n.pred.Addr == gone {
 		n.pred = Peer{}
+		n.predHeard = false
 		if p := notice.Predecessor; !p.IsZero() && p.Addr != n.self.Addr {
 			n.pred = p
+			n.predHeard = false
 		}
 	}
 	if i := slices.IndexFunc(n.succs, func(p Peer) bool { return p.Addr == gone }); i >= 0 {
