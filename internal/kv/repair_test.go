@@ -26,7 +26,9 @@ func TestAntiEntropyMovesOnlyDifferingKeys(t *testing.T) {
 		// moved: whether the young differences move too.
 		moved bool
 	}{
-		{"default settle leaves young writes", 0, false},
+		// An hour, not the default (two call timeouts), so that a slow
+		// run (-race) cannot age the young writes past it.
+		{"a settle time leaves young writes", time.Hour, false},
 		{"no settle moves everything", -1, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -116,6 +118,23 @@ func TestHandOffDoesNotWait(t *testing.T) {
 	for _, p := range others {
 		if _, ok, err := peers.stores[p.Addr].Get(young.Key); err != nil || !ok {
 			t.Errorf("%s lacks the young write after hand-off: %v", p.Addr, err)
+		}
+	}
+}
+
+func TestRepairSettleDefault(t *testing.T) {
+	for _, tc := range []struct {
+		call, settle, want time.Duration
+	}{
+		{3 * time.Second, 0, 6 * time.Second},
+		{0, 0, 2 * DefaultConfig().CallTimeout},
+		{time.Second, time.Minute, time.Minute},
+		{time.Second, -1, -1},
+	} {
+		c := Config{CallTimeout: tc.call, RepairSettle: tc.settle}
+		c.withDefaults()
+		if c.RepairSettle != tc.want {
+			t.Errorf("CallTimeout %v, RepairSettle %v: got %v, want %v", tc.call, tc.settle, c.RepairSettle, tc.want)
 		}
 	}
 }
