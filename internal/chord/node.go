@@ -442,7 +442,6 @@ func (n *Node) HandleLeave(notice LeaveNotice) {
 		n.predHeard = false
 		if p := notice.Predecessor; !p.IsZero() && p.Addr != n.self.Addr {
 			n.pred = p
-			n.predHeard = false
 		}
 	}
 	if i := slices.IndexFunc(n.succs, func(p Peer) bool { return p.Addr == gone }); i >= 0 {
