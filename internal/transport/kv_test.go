@@ -630,3 +630,36 @@ func TestReadFallsBackToSingleReads(t *testing.T) {
 		t.Errorf("%d single reads for %d keys", old.reads, len(keys))
 	}
 }
+
+// Fetch on oldReplica ignores versions_only, as a node from before the field
+// does, and sends values.
+func (o *oldReplica) Fetch(_ *pb.FetchRequest, stream grpc.ServerStreamingServer[pb.FetchResponse]) error {
+	e := store.Entry{Key: []byte("k"), Value: []byte("value"), Version: store.Version{HLC: 7, Node: ring.HashKey([]byte("k"))}}
+	return stream.Send(&pb.FetchResponse{Entries: []*pb.Entry{encodeEntry(e)}})
+}
+
+// Versions from a peer that predates versions_only still yields keys and
+// versions only: the values it sends anyway are dropped.
+func TestVersionsFromAnOldPeerDropValues(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	pb.RegisterReplicaServer(gs, &oldReplica{})
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	c := NewClient()
+	defer c.Close()
+	var got []store.Entry
+	err = c.Versions(ctxTimeout(t, 5*time.Second), chord.NewPeer(lis.Addr().String()), ring.ID{}, ring.ID{}, []int{0}, func(batch []store.Entry) error {
+		got = append(got, batch...)
+		return nil
+	})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("versions: %d entries, %v", len(got), err)
+	}
+	if string(got[0].Key) != "k" || got[0].Version.HLC != 7 || got[0].Value != nil {
+		t.Errorf("versions gave %+v; want key k, HLC 7 and no value", got[0])
+	}
+}
