@@ -209,7 +209,7 @@ func TestForwardedResponseFullKeepsItsType(t *testing.T) {
 		{Key: []byte("c"), Error: "reworded by a newer owner", ResponseFull: true},
 	}
 	out := make([]kv.Result, len(items))
-	if err := decodeBatchResults("owner:1", items, got, out, func(*pb.GetResult, *kv.Result) error { return nil }); err != nil {
+	if err := decodeBatchResults("owner:1", items, got, out, getFailure, func(*pb.GetResult, *kv.Result) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	for i, want := range []bool{true, false, true} {

@@ -208,7 +208,7 @@ func (c *Client) ForwardMany(ctx context.Context, to chord.Peer, op kv.Op, items
 			if err != nil {
 				return err
 			}
-			return decodeBatchResults(to.Addr, items, resp.GetResults(), out, func(r *pb.GetResult, res *kv.Result) error {
+			return decodeBatchResults(to.Addr, items, resp.GetResults(), out, getFailure, func(r *pb.GetResult, res *kv.Result) error {
 				if !r.GetFound() {
 					res.Err = fmt.Errorf("%w: %s", kv.ErrNotFound, to.Addr)
 					return nil
@@ -226,13 +226,13 @@ func (c *Client) ForwardMany(ctx context.Context, to chord.Peer, op kv.Op, items
 			if err != nil {
 				return err
 			}
-			return decodeBatchResults(to.Addr, items, resp.GetResults(), out, decodeWriteResult)
+			return decodeBatchResults(to.Addr, items, resp.GetResults(), out, itemFailure, decodeWriteResult)
 		case kv.OpDelete:
 			resp, err := client.MultiDelete(ctx, &pb.MultiDeleteRequest{Keys: kv.Keys(items), Consistency: encodeConsistency(cons)})
 			if err != nil {
 				return err
 			}
-			return decodeBatchResults(to.Addr, items, resp.GetResults(), out, func(r *pb.PutResult, res *kv.Result) error {
+			return decodeBatchResults(to.Addr, items, resp.GetResults(), out, itemFailure, func(r *pb.PutResult, res *kv.Result) error {
 				res.Entry.Tombstone = true
 				return decodeWriteResult(r, res)
 			})
@@ -258,9 +258,24 @@ type batchResult interface {
 	GetError() string
 }
 
+// itemFailure is a failed item's error: its message.
+func itemFailure[R batchResult](r R) error { return errors.New(r.GetError()) }
+
+// getFailure is itemFailure for MultiGet, whose items left out of a full
+// response say so in a flag: those keep ErrResponseFull's type, so that a
+// forwarding node flags them again and clients ask for them again.
+func getFailure(r *pb.GetResult) error {
+	if r.GetResponseFull() {
+		return ErrResponseFull
+	}
+	return itemFailure(r)
+}
+
 // decodeBatchResults fills out from a batch response after checking that it
-// answers exactly items, in order; an item's error stays that item's.
-func decodeBatchResults[R batchResult](addr string, items []kv.Item, got []R, out []kv.Result, decode func(R, *kv.Result) error) error {
+// answers exactly items, in order; an item's error, made by failure, stays
+// that item's, behind the answering node's address.
+func decodeBatchResults[R batchResult](addr string, items []kv.Item, got []R, out []kv.Result,
+	failure func(R) error, decode func(R, *kv.Result) error) error {
 	if len(got) != len(items) {
 		return fmt.Errorf("%d results for %d items", len(got), len(items))
 	}
@@ -269,11 +284,8 @@ func decodeBatchResults[R batchResult](addr string, items []kv.Item, got []R, ou
 			return fmt.Errorf("result %d is for key %q, not %q", i, r.GetKey(), items[i].Key)
 		}
 		out[i].Entry.Key = items[i].Key
-		if msg := r.GetError(); msg != "" {
-			out[i].Err = fmt.Errorf("%s: %s", addr, msg)
-			if full, ok := any(r).(interface{ GetResponseFull() bool }); ok && full.GetResponseFull() {
-				out[i].Err = fmt.Errorf("%s: %w", addr, ErrResponseFull)
-			}
+		if r.GetError() != "" {
+			out[i].Err = fmt.Errorf("%s: %w", addr, failure(r))
 			continue
 		}
 		if err := decode(r, &out[i]); err != nil {
