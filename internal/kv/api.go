@@ -174,3 +174,15 @@ type Peers interface {
 	// version and tombstone flag, and no Value.
 	Versions(ctx context.Context, to chord.Peer, a, b ring.ID, buckets []int, fn func([]store.Entry) error) error
 }
+
+// WithoutValues wraps a Versions callback so that it sees each batch with
+// its values dropped: how a Peers serves Versions from entries that carry
+// them.
+func WithoutValues(fn func([]store.Entry) error) func([]store.Entry) error {
+	return func(batch []store.Entry) error {
+		for i := range batch {
+			batch[i].Value = nil
+		}
+		return fn(batch)
+	}
+}

@@ -186,12 +186,7 @@ func (f *fakePeers) Versions(ctx context.Context, p chord.Peer, a, b ring.ID, bu
 	f.mu.Lock()
 	f.versions[p.Addr]++
 	f.mu.Unlock()
-	return f.Fetch(ctx, p, a, b, buckets, func(batch []store.Entry) error {
-		for i := range batch {
-			batch[i].Value = nil
-		}
-		return fn(batch)
-	})
+	return f.Fetch(ctx, p, a, b, buckets, WithoutValues(fn))
 }
 
 func newTestNode(t *testing.T) (*Node, *fakePeers, []chord.Peer) {

@@ -210,12 +210,7 @@ func (e kvEndpoint) Digests(ctx context.Context, to chord.Peer, a, b ring.ID) ([
 }
 
 func (e kvEndpoint) Versions(ctx context.Context, to chord.Peer, a, b ring.ID, buckets []int, fn func([]store.Entry) error) error {
-	return e.Fetch(ctx, to, a, b, buckets, func(batch []store.Entry) error {
-		for i := range batch {
-			batch[i].Value = nil
-		}
-		return fn(batch)
-	})
+	return e.Fetch(ctx, to, a, b, buckets, kv.WithoutValues(fn))
 }
 
 func (e kvEndpoint) Fetch(ctx context.Context, to chord.Peer, a, b ring.ID, buckets []int, fn func([]store.Entry) error) error {

@@ -320,12 +320,7 @@ func (c *Client) Fetch(ctx context.Context, to chord.Peer, a, b ring.ID, buckets
 // that callers see the same entries from every peer.
 func (c *Client) Versions(ctx context.Context, to chord.Peer, a, b ring.ID, buckets []int, fn func([]store.Entry) error) error {
 	req := &pb.FetchRequest{From: a[:], To: b[:], Buckets: encodeBuckets(buckets), VersionsOnly: true}
-	return c.fetch(ctx, to, req, func(batch []store.Entry) error {
-		for i := range batch {
-			batch[i].Value = nil
-		}
-		return fn(batch)
-	})
+	return c.fetch(ctx, to, req, kv.WithoutValues(fn))
 }
 
 func (c *Client) fetch(ctx context.Context, to chord.Peer, req *pb.FetchRequest, fn func([]store.Entry) error) error {
