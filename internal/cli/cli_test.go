@@ -292,6 +292,7 @@ func TestClientCommandErrors(t *testing.T) {
 		{"serve without data dir", []string{"serve"}, ExitUsage, "--data-dir"},
 		{"serve on wildcard without advertise", []string{"serve", "--addr", "0.0.0.0:0", "--data-dir", t.TempDir()}, ExitUsage, "--advertise"},
 		{"serve with a tiny cache", []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--cache-bytes", "1000"}, ExitUsage, "--cache-bytes must be at least 1048576"},
+		{"serve with no collector target", []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--gc-percent", "0"}, ExitUsage, "--gc-percent must be at least 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -330,5 +331,28 @@ func TestCompletionScripts(t *testing.T) {
 		if r.code != ExitOK || !strings.Contains(r.stdout, marker) {
 			t.Errorf("completion %s: exit %d, stdout starts %.80q, stderr %q", shell, r.code, r.stdout, r.stderr)
 		}
+	}
+}
+
+func TestGCPercentToSet(t *testing.T) {
+	tests := []struct {
+		name      string
+		flagGiven bool
+		flag      int
+		gogc      string
+		want      int
+	}{
+		{"nothing set: serve's default", false, defaultGCPercent, "", defaultGCPercent},
+		{"GOGC set: the runtime applied it", false, defaultGCPercent, "50", 0},
+		{"GOGC=off is the operator's too", false, defaultGCPercent, "off", 0},
+		{"the flag wins over GOGC", true, 300, "50", 300},
+		{"the flag alone", true, 150, "", 150},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := gcPercentToSet(tt.flagGiven, tt.flag, tt.gogc); got != tt.want {
+				t.Errorf("gcPercentToSet(%v, %d, %q) = %d, want %d", tt.flagGiven, tt.flag, tt.gogc, got, tt.want)
+			}
+		})
 	}
 }
