@@ -143,6 +143,9 @@ type Local interface {
 	Get(key []byte) (store.Entry, bool, error)
 	Apply(entries ...store.Entry) ([]bool, error)
 	BucketDigests(a, b ring.ID) ([]store.BucketDigest, error)
+	// SettledDigests leaves out recent writes with versions above horizon
+	// (see store.Store.SettledDigests).
+	SettledDigests(a, b ring.ID, horizon uint64) ([]store.BucketDigest, error)
 	BucketEntries(bucket int, a, b ring.ID, fn func(store.Entry) bool) error
 	CollectTombstones(olderThan time.Time) (int, error)
 	Scan(a, b ring.ID, fn func(store.Entry) bool) error
@@ -166,7 +169,11 @@ type Peers interface {
 	// Read returns the peer's entries of keys, tombstones included:
 	// results[i] answers keys[i].
 	Read(ctx context.Context, to chord.Peer, keys [][]byte) ([]ReadResult, error)
-	Digests(ctx context.Context, to chord.Peer, a, b ring.ID) ([]store.BucketDigest, error)
+	// Digests returns the peer's bucket digests of (a, b]; with horizon
+	// above 0, its settled digests (Local.SettledDigests). A peer that
+	// predates settled digests answers with plain ones, which only makes
+	// more buckets differ.
+	Digests(ctx context.Context, to chord.Peer, a, b ring.ID, horizon uint64) ([]store.BucketDigest, error)
 	// Fetch calls fn with batches of the entries of the given buckets that
 	// lie in (a, b] on the peer.
 	Fetch(ctx context.Context, to chord.Peer, a, b ring.ID, buckets []int, fn func([]store.Entry) error) error

@@ -168,15 +168,29 @@ const exchangeBuckets = 16
 // for the differing buckets, what mode says. It returns the number of
 // differing buckets.
 func (n *Node) syncRange(ctx context.Context, peer chord.Peer, a, b ring.ID, mode syncMode) (int, error) {
+	// Versions above horizon are too young to move (0: none are). Writes
+	// still in flight between the two replicas make their buckets' plain
+	// digests differ; settled digests leave those writes out, so that
+	// under a write load only buckets that disagree on older entries are
+	// compared key by key.
+	var horizon uint64
+	if mode == exchangeSettled && n.cfg.RepairSettle > 0 {
+		horizon = store.HLCAt(store.HLCTime(n.clock.Now()).Add(-n.cfg.RepairSettle))
+	}
 	cctx, cancel := context.WithTimeout(ctx, n.cfg.CallTimeout)
-	theirs, err := n.peers.Digests(cctx, peer, a, b)
+	theirs, err := n.peers.Digests(cctx, peer, a, b, horizon)
 	cancel()
 	if err != nil {
 		return 0, fmt.Errorf("digests from %s: %w", peer.Addr, err)
 	}
 	n.stats.syncRounds.Add(1)
 	n.stats.digestBytes.Add(int64(len(theirs) * digestWireBytes))
-	mine, err := n.local.BucketDigests(a, b)
+	var mine []store.BucketDigest
+	if horizon > 0 {
+		mine, err = n.local.SettledDigests(a, b, horizon)
+	} else {
+		mine, err = n.local.BucketDigests(a, b)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -196,10 +210,6 @@ func (n *Node) syncRange(ctx context.Context, peer chord.Peer, a, b ring.ID, mod
 			return len(diff), fmt.Errorf("pull %d buckets from %s: %w", len(diff), peer.Addr, err)
 		}
 		return len(diff), nil
-	}
-	var horizon uint64 // versions above it are too young to move; 0: none
-	if mode == exchangeSettled && n.cfg.RepairSettle > 0 {
-		horizon = store.HLCAt(store.HLCTime(n.clock.Now()).Add(-n.cfg.RepairSettle))
 	}
 	for start := 0; start < len(diff); start += exchangeBuckets {
 		group := diff[start:min(len(diff), start+exchangeBuckets)]

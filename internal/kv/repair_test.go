@@ -138,3 +138,49 @@ func TestRepairSettleDefault(t *testing.T) {
 		}
 	}
 }
+
+// TestAntiEntropyIgnoresWritesInFlight: under a write load most buckets
+// hold a write one replica has and another has not yet; with a settle time
+// those buckets must not count as differing (settled digests), so a round
+// compares nothing key by key. Without one they do.
+func TestAntiEntropyIgnoresWritesInFlight(t *testing.T) {
+	old := store.HLCAt(time.Now().Add(-time.Hour))
+	young := store.HLCAt(time.Now())
+	writer := chord.NewPeer("w:1").ID
+	for _, tc := range []struct {
+		name     string
+		settle   time.Duration
+		wantDiff bool
+	}{
+		{"settled digests agree", time.Hour, false},
+		{"plain digests differ", -1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, peers, others := newTestNodeWith(t, func(c *Config) { c.RepairSettle = tc.settle })
+			b := peers.stores[others[0].Addr]
+			var common, inFlight []store.Entry
+			for i := range 2000 {
+				common = append(common, store.Entry{Key: []byte(fmt.Sprintf("k%05d", i)), Value: []byte("v"), Version: store.Version{HLC: old, Node: writer}})
+				if i%4 == 0 {
+					inFlight = append(inFlight, store.Entry{Key: []byte(fmt.Sprintf("k%05d", i)), Value: []byte("w"), Version: store.Version{HLC: young, Node: writer}})
+				}
+			}
+			for _, s := range []Local{n.local, b} {
+				if _, err := s.Apply(common...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := n.local.Apply(inFlight...); err != nil {
+				t.Fatal(err)
+			}
+			nb := n.ring.Neighbors()
+			diff, err := n.syncRange(ctx, others[0], nb.Predecessor.ID, n.self.ID, exchangeSettled)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (diff > 0) != tc.wantDiff {
+				t.Errorf("%d buckets differ; want some: %v", diff, tc.wantDiff)
+			}
+		})
+	}
+}

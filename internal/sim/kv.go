@@ -201,10 +201,13 @@ func (e kvEndpoint) Read(ctx context.Context, to chord.Peer, keys [][]byte) ([]k
 	return out, nil
 }
 
-func (e kvEndpoint) Digests(ctx context.Context, to chord.Peer, a, b ring.ID) ([]store.BucketDigest, error) {
+func (e kvEndpoint) Digests(ctx context.Context, to chord.Peer, a, b ring.ID, horizon uint64) ([]store.BucketDigest, error) {
 	k, err := e.target(ctx, to)
 	if err != nil {
 		return nil, err
+	}
+	if horizon > 0 {
+		return k.Store.SettledDigests(a, b, horizon)
 	}
 	return k.Store.BucketDigests(a, b)
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/chordkv/chordkv/internal/ring"
 )
@@ -78,6 +79,21 @@ type BucketDigest struct {
 // two buckets straddling its ends are computed by scanning their entries in
 // the interval, about 1/2048 of the ring's data.
 func (s *Store) BucketDigests(a, b ring.ID) ([]BucketDigest, error) {
+	return s.digests(a, b, false, 0)
+}
+
+// SettledDigests is BucketDigests as if the writes this store applied
+// recently with versions above horizon (an HLC) had not arrived: what two
+// replicas compare when writes are in flight between them (see
+// recentChanges). Writes applied too long ago to remember count as in
+// BucketDigests, and so do the at most two buckets straddling the interval's
+// ends. Digests that agree mean the replicas agree on their older entries;
+// digests that differ still need BucketEntries to say where.
+func (s *Store) SettledDigests(a, b ring.ID, horizon uint64) ([]BucketDigest, error) {
+	return s.digests(a, b, true, horizon)
+}
+
+func (s *Store) digests(a, b ring.ID, settled bool, horizon uint64) ([]BucketDigest, error) {
 	ba, bb := BucketOf(a), BucketOf(b)
 	n := (bb-ba+NumBuckets)%NumBuckets + 1
 	if a == b || (a.Cmp(b) > 0 && ba == bb) {
@@ -96,6 +112,15 @@ func (s *Store) BucketDigests(a, b ring.ID) ([]BucketDigest, error) {
 		} else {
 			partial = append(partial, i)
 		}
+	}
+	if settled {
+		s.recent.undo(horizon, func(bk int) int {
+			i := (bk - ba + NumBuckets) % NumBuckets
+			if i >= n || slices.Contains(partial, i) {
+				return -1
+			}
+			return i
+		}, out)
 	}
 	s.acctMu.Unlock()
 	for _, i := range partial {

@@ -89,8 +89,9 @@ type Store struct {
 	// perStripe is each stripe's key cache budget in bytes; 0: no cache.
 	perStripe int
 
-	acctMu  sync.Mutex // guards digest, live and stats
+	acctMu  sync.Mutex // guards digest, recent, live and stats
 	digest  [NumBuckets]uint64
+	recent  recentChanges     // the latest writes' digest changes, for SettledDigests
 	live    [NumBuckets]int64 // per bucket, entries whose latest write is a value; see CountKeys
 	stats   Stats
 	corrupt int // records skipped by the rebuild on Open
@@ -331,6 +332,11 @@ func (s *Store) Apply(entries ...Entry) (applied []bool, err error) {
 			old = &ch.old
 		}
 		s.accountLocked(ch.bucket, old, &ch.new)
+		delta := ch.new.hash
+		if ch.hasOld {
+			delta ^= ch.old.hash
+		}
+		s.recent.record(ch.bucket, ch.new.ver.HLC, delta)
 		applied[ch.idx] = true
 	}
 	s.acctMu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -194,13 +195,23 @@ func TestReplicaRoundTrip(t *testing.T) {
 	}
 
 	whole := ring.ID{}
-	ds, err := c.Digests(ctx, to, whole, whole)
+	ds, err := c.Digests(ctx, to, whole, whole, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want, _ := n.store.BucketDigests(whole, whole)
-	if len(ds) != len(want) || ds[0] != want[0] || ds[len(ds)-1] != want[len(want)-1] {
+	if !slices.Equal(ds, want) {
 		t.Errorf("digests differ from the store's: %d vs %d", len(ds), len(want))
+	}
+	// Settled digests below every write here leave all of them out.
+	settled, err := c.Digests(ctx, to, whole, whole, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSettled, _ := n.store.SettledDigests(whole, whole, 1)
+	if !slices.Equal(settled, wantSettled) || slices.Equal(settled, want) {
+		t.Errorf("settled digests: got the store's %v, the plain ones %v; want the store's and not the plain ones",
+			slices.Equal(settled, wantSettled), slices.Equal(settled, want))
 	}
 
 	var chunks, total int
@@ -435,6 +446,9 @@ func (f *fakeKV) ApplyLocal([]store.Entry) (int, error)                    { ret
 func (f *fakeKV) ReadLocal([]byte) (store.Entry, bool, error)              { return store.Entry{}, false, f.err }
 func (f *fakeKV) IsMember() bool                                           { return f.member }
 func (f *fakeKV) BucketDigests(_, _ ring.ID) ([]store.BucketDigest, error) { return nil, f.err }
+func (f *fakeKV) SettledDigests(_, _ ring.ID, _ uint64) ([]store.BucketDigest, error) {
+	return nil, f.err
+}
 func (f *fakeKV) BucketEntries(int, ring.ID, ring.ID, func(store.Entry) bool) error {
 	return f.err
 }

@@ -50,6 +50,7 @@ type KVNode interface {
 // has it.
 type RangeReader interface {
 	BucketDigests(a, b ring.ID) ([]store.BucketDigest, error)
+	SettledDigests(a, b ring.ID, horizon uint64) ([]store.BucketDigest, error)
 	BucketEntries(bucket int, a, b ring.ID, fn func(store.Entry) bool) error
 }
 
@@ -230,7 +231,12 @@ func (s *KVServer) Digests(_ context.Context, req *pb.DigestsRequest) (*pb.Diges
 	if err != nil {
 		return nil, invalidArgument(err)
 	}
-	ds, err := s.ranges.BucketDigests(a, b)
+	var ds []store.BucketDigest
+	if h := req.GetSettledBefore(); h > 0 {
+		ds, err = s.ranges.SettledDigests(a, b, h)
+	} else {
+		ds, err = s.ranges.BucketDigests(a, b)
+	}
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}

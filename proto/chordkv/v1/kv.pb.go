@@ -1284,9 +1284,14 @@ func (x *ReadManyResponse) GetResults() []*ReadResponse {
 }
 
 type DigestsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	From          []byte                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
-	To            []byte                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	From  []byte                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	To    []byte                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	// settled_before, when not 0, asks for settled digests: computed as if the
+	// writes the replica applied recently with a version HLC above it had not
+	// arrived, so that writes in flight between replicas do not make buckets
+	// differ. A replica that predates the field answers with plain digests.
+	SettledBefore uint64 `protobuf:"varint,3,opt,name=settled_before,json=settledBefore,proto3" json:"settled_before,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1333,6 +1338,13 @@ func (x *DigestsRequest) GetTo() []byte {
 		return x.To
 	}
 	return nil
+}
+
+func (x *DigestsRequest) GetSettledBefore() uint64 {
+	if x != nil {
+		return x.SettledBefore
+	}
+	return 0
 }
 
 type BucketDigest struct {
@@ -1620,10 +1632,11 @@ const file_chordkv_v1_kv_proto_rawDesc = "" +
 	"\x0fReadManyRequest\x12\x12\n" +
 	"\x04keys\x18\x01 \x03(\fR\x04keys\"F\n" +
 	"\x10ReadManyResponse\x122\n" +
-	"\aresults\x18\x01 \x03(\v2\x18.chordkv.v1.ReadResponseR\aresults\"4\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.chordkv.v1.ReadResponseR\aresults\"[\n" +
 	"\x0eDigestsRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\fR\x04from\x12\x0e\n" +
-	"\x02to\x18\x02 \x01(\fR\x02to\">\n" +
+	"\x02to\x18\x02 \x01(\fR\x02to\x12%\n" +
+	"\x0esettled_before\x18\x03 \x01(\x04R\rsettledBefore\">\n" +
 	"\fBucketDigest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\rR\x06bucket\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\x06R\x06digest\"E\n" +
