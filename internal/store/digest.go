@@ -114,6 +114,10 @@ func (s *Store) digests(a, b ring.ID, settled bool, horizon uint64) ([]BucketDig
 		}
 	}
 	if settled {
+		// The horizon trails the clock by the settle time, far less
+		// than the window: what is older than the window before it is
+		// no longer asked about.
+		s.recent.forget(horizon)
 		s.recent.undo(horizon, func(bk int) int {
 			i := (bk - ba + NumBuckets) % NumBuckets
 			if i >= n || slices.Contains(partial, i) {

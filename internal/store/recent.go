@@ -44,10 +44,21 @@ const (
 func (r *recentChanges) record(bucket int, hlc, delta uint64) {
 	r.log = append(r.log, digestChange{bucket: bucket, hlc: hlc, delta: delta})
 	r.newest = max(r.newest, hlc)
-	for r.head < len(r.log) && (len(r.log)-r.head > maxRecentChanges || r.log[r.head].hlc+recentWindow < r.newest) {
+	r.forget(r.newest)
+}
+
+// forget drops changes from the front of the log that are older than the
+// window before now (an HLC), and the oldest past maxRecentChanges. A log
+// that empties gives its memory back, so a node idle after a burst of
+// writes does not keep it: anti-entropy calls this every round.
+func (r *recentChanges) forget(now uint64) {
+	for r.head < len(r.log) && (len(r.log)-r.head > maxRecentChanges || r.log[r.head].hlc+recentWindow < now) {
 		r.head++
 	}
-	if r.head > len(r.log)/2 {
+	switch {
+	case r.head == len(r.log):
+		r.log, r.head = nil, 0
+	case r.head > len(r.log)/2:
 		r.log = append(r.log[:0], r.log[r.head:]...)
 		r.head = 0
 	}

@@ -114,6 +114,20 @@ func TestRecentChangesForget(t *testing.T) {
 			}
 		})
 	}
+	t.Run("an idle log empties and gives its memory back", func(t *testing.T) {
+		var r recentChanges
+		for i := range 1000 {
+			r.record(i%NumBuckets, 1, 1)
+		}
+		r.forget(recentWindow) // nothing is older than the window yet
+		if got := len(r.log) - r.head; got != 1000 {
+			t.Fatalf("%d changes remembered, want 1000", got)
+		}
+		r.forget(recentWindow + 2)
+		if r.log != nil || r.head != 0 {
+			t.Errorf("log of %d (head %d) kept after every change left the window", len(r.log), r.head)
+		}
+	})
 	t.Run("at most maxRecentChanges", func(t *testing.T) {
 		var r recentChanges
 		for i := range maxRecentChanges + 10 {
