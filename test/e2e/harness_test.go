@@ -60,17 +60,22 @@ func chordkvBin(t testing.TB) string {
 }
 
 // freeAddrs returns n distinct 127.0.0.1 addresses that were free a moment
-// ago. All listeners are held open together so that no port repeats.
-func freeAddrs(t testing.TB, n int) []string {
+// ago, none of them in avoid: addresses picked earlier, whose listeners are
+// closed, so that the kernel may hand their ports out again (a node's
+// address came back as another node's metrics address once). All listeners
+// are held open together so that no port repeats.
+func freeAddrs(t testing.TB, n int, avoid ...string) []string {
 	t.Helper()
 	addrs := make([]string, 0, n)
-	for range n {
+	for len(addrs) < n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatalf("pick a free port: %v", err)
 		}
 		defer l.Close()
-		addrs = append(addrs, l.Addr().String())
+		if a := l.Addr().String(); !slices.Contains(avoid, a) {
+			addrs = append(addrs, a)
+		}
 	}
 	return addrs
 }

@@ -27,7 +27,11 @@ func TestPrometheusScrapesRing(t *testing.T) {
 		t.Skip("prometheus not installed (apt-get install prometheus); skipping the real-scrape test")
 	}
 	c := NewCluster(t, 3, 0)
-	metricsAddrs := freeAddrs(t, len(c.Nodes)+1)
+	var nodeAddrs []string
+	for _, n := range c.Nodes {
+		nodeAddrs = append(nodeAddrs, n.Addr)
+	}
+	metricsAddrs := freeAddrs(t, len(c.Nodes)+1, nodeAddrs...)
 	for i, n := range c.Nodes {
 		n.ExtraArgs = []string{"--metrics-addr", metricsAddrs[i]}
 		if i == 0 {
