@@ -265,6 +265,19 @@ func TestKeysSurviveAGracefulStop(t *testing.T) {
 		t.Errorf("oversized key: %v", err)
 	}
 	c.shutdown(t)
+	// Reads at "all" count the replicas a node knows of: wait until the two
+	// left have dropped c from their successor lists, which the leave
+	// notice normally does at once. Under -race on a loaded machine CI once
+	// read in the moment before, and a read then waits for c.
+	waitFor(t, "a and b without c", func() bool {
+		for _, n := range []*testNode{a, b} {
+			st, _ := status(t, n.addr)
+			if st == nil || slices.Contains(st.GetSuccessors(), c.addr) {
+				return false
+			}
+		}
+		return true
+	})
 	for i := range keys {
 		k := fmt.Appendf(nil, "key-%d", i)
 		for _, n := range []*testNode{a, b} {
