@@ -256,13 +256,26 @@ func TestRouting(t *testing.T) {
 	for i, m := range members {
 		rotated[i] = Member{ID: m.ID, Addr: members[(i+1)%len(members)].Addr}
 	}
+	// The dead node's port stays held, by a listener that hangs up on
+	// every caller: a closed port could be handed to a node of another test
+	// package running at the same time, which then answered every put (CI
+	// saw it once).
 	dead := slices.Clone(members)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { lis.Close() })
+	go func() {
+		for {
+			conn, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
 	dead[0].Addr = lis.Addr().String()
-	lis.Close()
 
 	tests := []struct {
 		name         string
