@@ -142,9 +142,9 @@ type Ring interface {
 type Local interface {
 	Get(key []byte) (store.Entry, bool, error)
 	Apply(entries ...store.Entry) ([]bool, error)
-	BucketDigests(a, b ring.ID) ([]store.BucketDigest, error)
-	// SettledDigests leaves out recent writes with versions above horizon
-	// (see store.Store.SettledDigests).
+	// SettledDigests returns the bucket digests of (a, b], leaving out
+	// recent writes with versions above horizon, if it is not 0 (see
+	// store.Store.SettledDigests).
 	SettledDigests(a, b ring.ID, horizon uint64) ([]store.BucketDigest, error)
 	BucketEntries(bucket int, a, b ring.ID, fn func(store.Entry) bool) error
 	CollectTombstones(olderThan time.Time) (int, error)

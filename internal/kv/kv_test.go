@@ -161,10 +161,7 @@ func (f *fakePeers) Digests(_ context.Context, p chord.Peer, a, b ring.ID, horiz
 	if err != nil {
 		return nil, err
 	}
-	if horizon > 0 {
-		return s.SettledDigests(a, b, horizon)
-	}
-	return s.BucketDigests(a, b)
+	return s.SettledDigests(a, b, horizon)
 }
 func (f *fakePeers) Fetch(_ context.Context, p chord.Peer, a, b ring.ID, buckets []int, fn func([]store.Entry) error) error {
 	s, err := f.get(p)

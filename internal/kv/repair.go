@@ -185,12 +185,7 @@ func (n *Node) syncRange(ctx context.Context, peer chord.Peer, a, b ring.ID, mod
 	}
 	n.stats.syncRounds.Add(1)
 	n.stats.digestBytes.Add(int64(len(theirs) * digestWireBytes))
-	var mine []store.BucketDigest
-	if horizon > 0 {
-		mine, err = n.local.SettledDigests(a, b, horizon)
-	} else {
-		mine, err = n.local.BucketDigests(a, b)
-	}
+	mine, err := n.local.SettledDigests(a, b, horizon)
 	if err != nil {
 		return 0, err
 	}

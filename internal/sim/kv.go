@@ -206,10 +206,7 @@ func (e kvEndpoint) Digests(ctx context.Context, to chord.Peer, a, b ring.ID, ho
 	if err != nil {
 		return nil, err
 	}
-	if horizon > 0 {
-		return k.Store.SettledDigests(a, b, horizon)
-	}
-	return k.Store.BucketDigests(a, b)
+	return k.Store.SettledDigests(a, b, horizon)
 }
 
 func (e kvEndpoint) Versions(ctx context.Context, to chord.Peer, a, b ring.ID, buckets []int, fn func([]store.Entry) error) error {

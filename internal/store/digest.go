@@ -79,7 +79,7 @@ type BucketDigest struct {
 // two buckets straddling its ends are computed by scanning their entries in
 // the interval, about 1/2048 of the ring's data.
 func (s *Store) BucketDigests(a, b ring.ID) ([]BucketDigest, error) {
-	return s.digests(a, b, false, 0)
+	return s.SettledDigests(a, b, 0)
 }
 
 // SettledDigests is BucketDigests as if the writes this store applied
@@ -88,12 +88,9 @@ func (s *Store) BucketDigests(a, b ring.ID) ([]BucketDigest, error) {
 // recentChanges). Writes applied too long ago to remember count as in
 // BucketDigests, and so do the at most two buckets straddling the interval's
 // ends. Digests that agree mean the replicas agree on their older entries;
-// digests that differ still need BucketEntries to say where.
+// digests that differ still need BucketEntries to say where. Horizon 0
+// leaves nothing out: the digests are BucketDigests.
 func (s *Store) SettledDigests(a, b ring.ID, horizon uint64) ([]BucketDigest, error) {
-	return s.digests(a, b, true, horizon)
-}
-
-func (s *Store) digests(a, b ring.ID, settled bool, horizon uint64) ([]BucketDigest, error) {
 	ba, bb := BucketOf(a), BucketOf(b)
 	n := (bb-ba+NumBuckets)%NumBuckets + 1
 	if a == b || (a.Cmp(b) > 0 && ba == bb) {
@@ -113,7 +110,7 @@ func (s *Store) digests(a, b ring.ID, settled bool, horizon uint64) ([]BucketDig
 			partial = append(partial, i)
 		}
 	}
-	if settled {
+	if horizon > 0 {
 		// The horizon trails the clock by the settle time, far less
 		// than the window: what is older than the window before it is
 		// no longer asked about.

@@ -442,10 +442,9 @@ func (f *fakeKV) DeleteMany(ctx context.Context, keys [][]byte, c kv.Consistency
 	}
 	return out
 }
-func (f *fakeKV) ApplyLocal([]store.Entry) (int, error)                    { return 0, f.err }
-func (f *fakeKV) ReadLocal([]byte) (store.Entry, bool, error)              { return store.Entry{}, false, f.err }
-func (f *fakeKV) IsMember() bool                                           { return f.member }
-func (f *fakeKV) BucketDigests(_, _ ring.ID) ([]store.BucketDigest, error) { return nil, f.err }
+func (f *fakeKV) ApplyLocal([]store.Entry) (int, error)       { return 0, f.err }
+func (f *fakeKV) ReadLocal([]byte) (store.Entry, bool, error) { return store.Entry{}, false, f.err }
+func (f *fakeKV) IsMember() bool                              { return f.member }
 func (f *fakeKV) SettledDigests(_, _ ring.ID, _ uint64) ([]store.BucketDigest, error) {
 	return nil, f.err
 }

@@ -49,7 +49,7 @@ type KVNode interface {
 // RangeReader is what the Replica service reads ranges from; *store.Store
 // has it.
 type RangeReader interface {
-	BucketDigests(a, b ring.ID) ([]store.BucketDigest, error)
+	// SettledDigests with horizon 0 is the plain digests.
 	SettledDigests(a, b ring.ID, horizon uint64) ([]store.BucketDigest, error)
 	BucketEntries(bucket int, a, b ring.ID, fn func(store.Entry) bool) error
 }
@@ -231,12 +231,7 @@ func (s *KVServer) Digests(_ context.Context, req *pb.DigestsRequest) (*pb.Diges
 	if err != nil {
 		return nil, invalidArgument(err)
 	}
-	var ds []store.BucketDigest
-	if h := req.GetSettledBefore(); h > 0 {
-		ds, err = s.ranges.SettledDigests(a, b, h)
-	} else {
-		ds, err = s.ranges.BucketDigests(a, b)
-	}
+	ds, err := s.ranges.SettledDigests(a, b, req.GetSettledBefore())
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
