@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"reflect"
 	"slices"
 	"strings"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/chordkv/chordkv/internal/ring"
 	"github.com/chordkv/chordkv/internal/servertest"
+	"github.com/chordkv/chordkv/internal/testnet"
 )
 
 func envMap(m map[string]string) func(string) (string, bool) {
@@ -264,15 +264,11 @@ func ringProblem(rg ringJSON, members []string) string {
 	return ""
 }
 
+// deadAddr is an address nothing listens on, and that no node of another
+// test package is given meanwhile (see testnet).
 func deadAddr(t *testing.T) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	return addr
+	return testnet.Addr(t)
 }
 
 func TestClientCommandErrors(t *testing.T) {

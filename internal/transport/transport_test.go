@@ -17,6 +17,7 @@ import (
 
 	"github.com/chordkv/chordkv/internal/chord"
 	"github.com/chordkv/chordkv/internal/ring"
+	"github.com/chordkv/chordkv/internal/testnet"
 	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
 )
 
@@ -345,12 +346,7 @@ func TestLookupErrorsMapToCodes(t *testing.T) {
 func TestDeadPeerFailsWithinDeadline(t *testing.T) {
 	// A closed port refuses at once; a listener that never speaks HTTP/2
 	// holds the call until the deadline.
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedAddr := closed.Addr().String()
-	closed.Close()
+	closedAddr := testnet.Addr(t)
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -388,7 +384,9 @@ func TestDeadPeerFailsWithinDeadline(t *testing.T) {
 }
 
 func TestRestartedPeerIsReachableAtOnce(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	// Not a port-0 port: a connection's local end could take it while the
+	// peer is down.
+	lis, err := net.Listen("tcp", testnet.Addr(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,13 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chordkv/chordkv/internal/testnet"
 )
 
 // Bounds. None is a speed requirement: they turn a hang into a failure.
@@ -129,16 +130,11 @@ func randomSuffix() string {
 	return hex.EncodeToString(b)
 }
 
-// freePort returns a 127.0.0.1 port that was free a moment ago.
+// freePort returns a 127.0.0.1 port that was free a moment ago, below the
+// kernel's ephemeral range (see testnet).
 func freePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
+	return testnet.Port(t)
 }
 
 // buildImage builds deploy/Dockerfile in a temporary context holding only

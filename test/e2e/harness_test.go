@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chordkv/chordkv/internal/testnet"
 )
 
 // Bounds used throughout. None of them is a speed requirement: they only
@@ -60,24 +61,14 @@ func chordkvBin(t testing.TB) string {
 }
 
 // freeAddrs returns n distinct 127.0.0.1 addresses that were free a moment
-// ago, none of them in avoid: addresses picked earlier, whose listeners are
-// closed, so that the kernel may hand their ports out again (a node's
-// address came back as another node's metrics address once). All listeners
-// are held open together so that no port repeats.
-func freeAddrs(t testing.TB, n int, avoid ...string) []string {
+// ago and that no other call in this process returns. They lie below the
+// kernel's ephemeral range (see testnet), so that neither a port-0 listener
+// nor a connection's local end takes one while its node is down: a node's
+// address came back as another node's metrics address once, when they
+// were picked with port 0.
+func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
-	addrs := make([]string, 0, n)
-	for len(addrs) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("pick a free port: %v", err)
-		}
-		defer l.Close()
-		if a := l.Addr().String(); !slices.Contains(avoid, a) {
-			addrs = append(addrs, a)
-		}
-	}
-	return addrs
+	return testnet.Addrs(t, n)
 }
 
 // childEnv is the environment for every chordkv process: the test's own,

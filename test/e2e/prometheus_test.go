@@ -27,11 +27,7 @@ func TestPrometheusScrapesRing(t *testing.T) {
 		t.Skip("prometheus not installed (apt-get install prometheus); skipping the real-scrape test")
 	}
 	c := NewCluster(t, 3, 0)
-	var nodeAddrs []string
-	for _, n := range c.Nodes {
-		nodeAddrs = append(nodeAddrs, n.Addr)
-	}
-	metricsAddrs := freeAddrs(t, len(c.Nodes)+1, nodeAddrs...)
+	metricsAddrs := freeAddrs(t, len(c.Nodes)+1)
 	for i, n := range c.Nodes {
 		n.ExtraArgs = []string{"--metrics-addr", metricsAddrs[i]}
 		if i == 0 {
