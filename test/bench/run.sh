@@ -13,7 +13,8 @@
 # client/endpoint ratios; then, on the ring at 64/8 with client routing,
 # --batch $BATCH (MultiGet/MultiPut, one RPC per owner) against unbatched;
 # then GOAL_PAIRS more interleaved ceiling and client-routed ring runs, so
-# that the 3-node goal ratios are medians.
+# that the 3-node goal ratios are medians; then, for reference and not as a
+# goal, one pair with the ring's Get at --consistency one.
 # Two more sections, each behind a switch:
 #   - ghz (GHZ=1): the load generator the performance goals name, built at a
 #     pinned version through the Go module proxy, drives Get and Put on the
@@ -173,6 +174,17 @@ for ((pair = 1; pair <= GOAL_PAIRS; pair++)); do
 			--keys "$KEYS" --value-size "$VALUE_SIZE" --routing client -o json >"$tmp/ring3client-$op-64p$pair.json"
 	done
 done
+
+# Not a goal: one more pair with the ring's Get at --consistency one, where
+# the coordinator answers alone, shows what the quorum read's second
+# replica costs on this machine.
+log "reference pair: ceiling get and client-routed ring3 get --consistency one at 64/8 for $DURATION each"
+timeout "$BENCH_LIMIT" "$BIN" bench --endpoints "$ceiling" --op get \
+	--concurrency 64 --connections 8 --duration "$DURATION" \
+	--keys "$KEYS" --value-size "$VALUE_SIZE" --routing endpoint -o json >"$tmp/ceiling-get-64one.json"
+timeout "$BENCH_LIMIT" "$BIN" bench --endpoints "$(endpoints_of ring3)" --op get --consistency one \
+	--concurrency 64 --connections 8 --duration "$DURATION" \
+	--keys "$KEYS" --value-size "$VALUE_SIZE" --routing client -o json >"$tmp/ring3one-get-64one.json"
 
 # Batching on the ring at 64/8 with client routing; the client-routed
 # runs above are its baseline.
@@ -454,6 +466,13 @@ EOF
 for op in "${ops[@]}"; do
 	printf '| %s | %s | %s |\n' "$op" "$(pair_ratios "$op" | paste -sd ' ' | sed 's/ /, /g')" "$(pair_ratios "$op" | median)"
 done
+
+cat <<EOF
+
+Not a goal, for reference: in one more pair, the client-routed ring's Get at \`--consistency one\`
+(the coordinator answers alone, without the second replica's read that a quorum Get waits for)
+did $(fmt_ops ring3one get 64one) ops/s, $(ratio ring3one get 64one) of the ceiling's $(fmt_ops ceiling get 64one).
+EOF
 
 cat <<EOF
 
