@@ -16,6 +16,12 @@
 //   - dead entries are skipped, never trusted, and every remote call carries a
 //     deadline.
 //
+// A graceful leave, which the paper does not cover, notifies the leaving
+// node's predecessor and successor so that they splice it out at once; each
+// node that hears of it keeps it out of its successor list for a few
+// stabilize rounds, since rounds already in flight carry lists fetched
+// before the splice, and readmits it at once if it notifies again.
+//
 // The package never touches the network. It talks to peers through the
 // Transport interface: internal/transport implements it with gRPC,
 // internal/sim in memory. Maintenance steps (Stabilize, FixFinger,

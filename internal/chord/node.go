@@ -32,10 +32,25 @@ type Node struct {
 	seeds      []string // join addresses, kept to rejoin and to check the ring
 	alumni     []Peer   // peers that recently failed a call, newest last; see CheckRing
 	nextCheck  int      // round-robin position over seeds and alumni
+	// left holds peers that announced a graceful leave, with the
+	// stabilize rounds for which they stay out of the successor list (see
+	// HandleLeave).
+	left map[string]int
 }
 
 // maxAlumni bounds the failed peers remembered for CheckRing.
 const maxAlumni = 16
+
+// leftRounds is how many of this node's stabilize rounds a peer that
+// announced its leave is kept out of the successor list: the round that may
+// be in flight when the notice arrives, holding a list fetched before the
+// neighbours spliced the peer out, and two more for neighbours whose own
+// rounds were in flight.
+const leftRounds = 3
+
+// maxLeft bounds the leaves remembered at once. Notices come from the
+// network; past this many, more are spliced out but not remembered.
+const maxLeft = 64
 
 // NewNode builds a node that is not yet a member: call Create or Join.
 func NewNode(cfg Config, t Transport) *Node {
@@ -144,18 +159,21 @@ func (n *Node) adoptSuccessor(succ Peer, list []Peer) {
 // buildList is Zave's reconciliation: the chosen successor followed by its
 // own list, cut to r entries. Entries stop at this node (the ring is smaller
 // than r+1 and the list has wrapped) and never repeat.
+//
+// Peers that announced a graceful leave are left out (see HandleLeave), the
+// first one too; the list is then empty when every candidate has left.
+// Called with n.mu held.
 func (n *Node) buildList(first Peer, rest []Peer) (list []Peer, full bool) {
 	r := n.cfg.Successors
 	list = make([]Peer, 0, r)
-	list = append(list, first)
-	for _, p := range rest {
+	for i, p := range slices.Concat([]Peer{first}, rest) {
 		if len(list) == r {
 			break
 		}
-		if p.Addr == n.self.Addr {
+		if i > 0 && p.Addr == n.self.Addr {
 			return list, true
 		}
-		if p.IsZero() || slices.ContainsFunc(list, func(q Peer) bool { return q.Addr == p.Addr }) {
+		if p.IsZero() || n.left[p.Addr] > 0 || slices.ContainsFunc(list, func(q Peer) bool { return q.Addr == p.Addr }) {
 			continue
 		}
 		list = append(list, p)
@@ -169,9 +187,16 @@ func (n *Node) buildList(first Peer, rest []Peer) (list []Peer, full bool) {
 // from whichever node was chosen, and that node is notified. Dead successors
 // are skipped and so drop out of the list.
 func (n *Node) Stabilize(ctx context.Context) error {
-	n.mu.RLock()
+	n.mu.Lock()
 	succs, pred, member := slices.Clone(n.succs), n.pred, n.member
-	n.mu.RUnlock()
+	for addr, rounds := range n.left {
+		if rounds <= 1 {
+			delete(n.left, addr)
+		} else {
+			n.left[addr] = rounds - 1
+		}
+	}
+	n.mu.Unlock()
 	if !member {
 		return nil
 	}
@@ -198,8 +223,14 @@ func (n *Node) stabilize(ctx context.Context, succs []Peer, pred Peer) error {
 		chosen, list := n.walkPredecessors(ctx, s, nb)
 		n.mu.Lock()
 		old := n.successorLocked()
+		// A neighbour that announced its leave while this round was in
+		// flight may be in what it fetched; buildList drops it.
 		n.setSuccessorsLocked(n.buildList(chosen, list))
+		chosen = n.successorLocked()
 		n.mu.Unlock()
+		if chosen.Addr == n.self.Addr {
+			return nil
+		}
 		if old.Addr != chosen.Addr {
 			n.log.Info("successor changed", "from", old.Addr, "to", chosen.Addr)
 		}
@@ -295,6 +326,8 @@ func (n *Node) Rectify(ctx context.Context, candidate Peer) {
 		return
 	}
 	n.mu.Lock()
+	// A peer that left and notifies again has come back.
+	delete(n.left, candidate.Addr)
 	pred := n.pred
 	if pred.Addr == candidate.Addr {
 		n.predHeard = true
@@ -437,6 +470,16 @@ func (n *Node) HandleLeave(notice LeaveNotice) {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	// Stabilize rounds in flight, here or at a neighbour, may still hold a
+	// list with the leaving node in it; keep it out while they land. A
+	// node that comes back under the same address is let in again as soon
+	// as it notifies this one (see Rectify).
+	if n.left == nil {
+		n.left = map[string]int{}
+	}
+	if _, ok := n.left[gone]; ok || len(n.left) < maxLeft {
+		n.left[gone] = leftRounds
+	}
 	if n.pred.Addr == gone {
 		n.pred = Peer{}
 		n.predHeard = false

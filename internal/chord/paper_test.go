@@ -24,6 +24,10 @@ type fakeNet struct {
 	nodes map[string]*Node
 	dead  map[string]bool
 	calls int
+	// beforeNeighbors, when set, runs as a GetNeighbors call reaches its
+	// target, before the target answers: a way to make things happen
+	// while a call is in flight.
+	beforeNeighbors func(to Peer)
 }
 
 func newFakeNet() *fakeNet { return &fakeNet{nodes: map[string]*Node{}, dead: map[string]bool{}} }
@@ -42,6 +46,9 @@ func (f *fakeNet) GetNeighbors(_ context.Context, to Peer) (Neighbors, error) {
 	n, err := f.get(to)
 	if err != nil {
 		return Neighbors{}, err
+	}
+	if hook := f.beforeNeighbors; hook != nil {
+		hook(to)
 	}
 	return n.Neighbors(), nil
 }
@@ -408,6 +415,85 @@ func TestLeaveSplicesNeighbours(t *testing.T) {
 	}
 	if ns[2].IsMember() {
 		t.Fatal("a node that left still calls itself a member")
+	}
+}
+
+// A stabilize round in flight when the leave notice arrives fetched its
+// list before the splice: here the predecessor asks the leaving node itself,
+// which still answers while it shuts down. The round must not put the node
+// back; without the leave record it did, and a read at consistency all then
+// waited on a replica that was gone (CI saw it once).
+func TestLeaveOutlivesAStabilizeInFlight(t *testing.T) {
+	f := newFakeNet()
+	ns := ringOf(f, 6, 3)
+	wire(ns)
+	leaving := ns[2]
+	f.beforeNeighbors = func(to Peer) {
+		if to.Addr == leaving.self.Addr && leaving.IsMember() {
+			leaving.Leave(ctx)
+		}
+	}
+	if err := ns[1].Stabilize(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.beforeNeighbors = nil
+	wantSuccs(t, ns[1], ns[3], ns[4], ns[5])
+	delete(f.nodes, leaving.self.Addr)
+	// The node two back learns of the leave only from its successor's list.
+	if err := ns[0].Stabilize(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantSuccs(t, ns[0], ns[1], ns[3], ns[4])
+}
+
+// Leave notices come from the network: a flood of them is spliced out but
+// remembered only up to maxLeft, and each is forgotten after leftRounds.
+func TestLeaveRecordsAreBounded(t *testing.T) {
+	f := newFakeNet()
+	ns := ringOf(f, 3, 2)
+	wire(ns)
+	for i := range 3 * maxLeft {
+		ns[0].HandleLeave(LeaveNotice{Leaving: NewPeer(fmt.Sprintf("10.9.%d.%d:7000", i/250, i%250))})
+	}
+	if got := len(ns[0].left); got != maxLeft {
+		t.Fatalf("%d leaves remembered, want %d", got, maxLeft)
+	}
+	for range leftRounds {
+		if err := ns[0].Stabilize(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(ns[0].left); got != 0 {
+		t.Fatalf("%d leaves still remembered after %d rounds", got, leftRounds)
+	}
+	wantSuccs(t, ns[0], ns[1], ns[2])
+}
+
+// A node that left and comes back under the same address is a successor
+// again within the rounds its leave is remembered, or at once where it
+// notifies.
+func TestNodeBackAfterLeaveIsReadmitted(t *testing.T) {
+	f := newFakeNet()
+	ns := ringOf(f, 6, 3)
+	wire(ns)
+	ns[2].Leave(ctx)
+	restarted := NewNode(ns[2].cfg, f)
+	f.nodes[restarted.self.Addr] = restarted
+	if err := restarted.Join(ctx, []string{ns[0].self.Addr}); err != nil {
+		t.Fatal(err)
+	}
+	ring := []*Node{ns[0], ns[1], restarted, ns[3], ns[4], ns[5]}
+	for range leftRounds + 2 {
+		for _, n := range ring {
+			if err := n.Stabilize(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	wantSuccs(t, ns[0], ns[1], restarted, ns[3])
+	wantSuccs(t, ns[1], restarted, ns[3], ns[4])
+	if p := ns[3].Neighbors().Predecessor; p.Addr != restarted.self.Addr {
+		t.Fatalf("successor's predecessor = %s, want the node that came back", p.Addr)
 	}
 }
 
