@@ -8,7 +8,6 @@ import (
 	"net/http/pprof"
 	"time"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -54,7 +53,10 @@ type Metrics struct {
 	stabilize       *prometheus.CounterVec
 	handoff         *prometheus.CounterVec
 	replicaCallKeys *prometheus.HistogramVec
-	grpc            *grpcprom.ServerMetrics
+	// replicaCallKeysBy holds replicaCallKeys' series by call kind,
+	// resolved once: every merged replica call observes one.
+	replicaCallKeysBy map[string]prometheus.Observer
+	grpc              *grpcServerMetrics
 	// byMethod holds, per KV method, the series every request of it
 	// touches, resolved once: a label lookup per request hashes the label
 	// values and takes the vector's lock, on the path of every client call.
@@ -115,9 +117,7 @@ func New(log *slog.Logger) *Metrics {
 			Help:    "Keys per call this node made to another replica for client requests (read or apply), after merging concurrent requests' calls.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 9), // 1 to 256 (ReplicaBatchKeys)
 		}, []string{"call"}),
-		grpc: grpcprom.NewServerMetrics(
-			grpcprom.WithServerHandlingTimeHistogram(grpcprom.WithHistogramBuckets(latencyBuckets)),
-		),
+		grpc: newGRPCServerMetrics(latencyBuckets),
 	}
 	m.byMethod = make(map[string]opSeries, len(kvOps))
 	for method, op := range kvOps {
@@ -131,8 +131,10 @@ func New(log *slog.Logger) *Metrics {
 	m.stabilize.WithLabelValues("error")
 	m.handoff.WithLabelValues(string(kv.DirectionIn))
 	m.handoff.WithLabelValues(string(kv.DirectionOut))
-	m.replicaCallKeys.WithLabelValues("read")
-	m.replicaCallKeys.WithLabelValues("apply")
+	m.replicaCallKeysBy = map[string]prometheus.Observer{}
+	for _, call := range []string{"read", "apply"} {
+		m.replicaCallKeysBy[call] = m.replicaCallKeys.WithLabelValues(call)
+	}
 	m.reg.MustRegister(
 		m.lookupHops, m.lookupDuration, m.requests, m.requestDuration, m.stabilize, m.handoff, m.replicaCallKeys, m.grpc,
 		collectors.NewGoCollector(),
@@ -169,22 +171,26 @@ func (m *Metrics) EntriesHandedOff(dir kv.Direction, n int) {
 
 // ReplicaCallSent implements kv.Observer.
 func (m *Metrics) ReplicaCallSent(call string, keys int) {
-	m.replicaCallKeys.WithLabelValues(call).Observe(float64(keys))
+	o, ok := m.replicaCallKeysBy[call]
+	if !ok {
+		o = m.replicaCallKeys.WithLabelValues(call)
+	}
+	o.Observe(float64(keys))
 }
 
-// ServerOptions instruments a gRPC server: the middleware's grpc_server_*
-// families for every RPC, and chordkv_requests_total and
+// ServerOptions instruments a gRPC server: the grpc_server_* families (see
+// grpcServerMetrics) for every RPC, and chordkv_requests_total and
 // chordkv_request_duration_seconds for client KV requests.
 func (m *Metrics) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor(), m.countRequests),
-		grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor()),
+		grpc.ChainUnaryInterceptor(m.grpc.unary, m.countRequests),
+		grpc.ChainStreamInterceptor(m.grpc.stream),
 	}
 }
 
 // InitializeGRPC creates the zero-valued grpc_server_* series of every
 // method registered on s; call it after registering the services.
-func (m *Metrics) InitializeGRPC(s *grpc.Server) { m.grpc.InitializeMetrics(s) }
+func (m *Metrics) InitializeGRPC(s *grpc.Server) { m.grpc.initialize(s) }
 
 // countRequests records client KV requests. It is an interceptor rather than
 // code in internal/transport so that the transport stays free of metrics
@@ -192,7 +198,7 @@ func (m *Metrics) InitializeGRPC(s *grpc.Server) { m.grpc.InitializeMetrics(s) }
 // made before the replication layer is reached (not a member yet, a bad
 // consistency level). Requests another node forwarded here are left out:
 // the node the client called counts them, end to end, so summing over nodes
-// counts every client request once. The gRPC middleware's families count
+// counts every client request once. The grpc_server_* families count
 // every RPC, forwarded ones included.
 func (m *Metrics) countRequests(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	series, ok := m.byMethod[info.FullMethod]
