@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chordkv/chordkv/internal/chord"
@@ -30,6 +31,10 @@ type coalescer[Req, Resp any] struct {
 	timeout     time.Duration  // bounds each merged call
 	sent        func(keys int) // hears of every call made
 
+	// outstanding counts calls queued or in flight, from enqueue until
+	// answered; see idle.
+	outstanding atomic.Int64
+
 	mu     sync.Mutex
 	queues map[string]*peerQueue[Req, Resp] // by replica address
 }
@@ -43,12 +48,15 @@ type peerQueue[Req, Resp any] struct {
 }
 
 // pendingCall is one caller's requests and, once done is closed, its
-// answers: resps[i] answers reqs[i].
+// answers: resps[i] answers reqs[i]. A call made with start is also sent on
+// notify once answered.
 type pendingCall[Req, Resp any] struct {
-	reqs  []Req
-	resps []Resp
-	err   error
-	done  chan struct{}
+	to     chord.Peer
+	reqs   []Req
+	resps  []Resp
+	err    error
+	done   chan struct{}
+	notify chan<- *pendingCall[Req, Resp]
 }
 
 func newCoalescer[Req, Resp any](inFlight, overlapKeys, maxBatch int, timeout time.Duration,
@@ -64,24 +72,10 @@ func newCoalescer[Req, Resp any](inFlight, overlapKeys, maxBatch int, timeout ti
 
 // call sends reqs to the replica, merged with other callers' requests when
 // calls to it are already outstanding, and returns its answers in order.
+// A caller that finds no call outstanding sends on its own goroutine.
 func (c *coalescer[Req, Resp]) call(ctx context.Context, to chord.Peer, reqs []Req) ([]Resp, error) {
-	p := &pendingCall[Req, Resp]{reqs: reqs, done: make(chan struct{})}
-	c.mu.Lock()
-	q := c.queues[to.Addr]
-	if q == nil {
-		q = &peerQueue[Req, Resp]{peer: to}
-		c.queues[to.Addr] = q
-	}
-	q.waiting = append(q.waiting, p)
-	q.queued += len(reqs)
-	// A second call in flight halves the wait but costs a call on both
-	// nodes: worth it only for enough keys.
-	lead := q.inFlight == 0 || (q.inFlight < c.inFlight && q.queued >= c.overlapKeys)
-	if lead {
-		q.inFlight++
-	}
-	c.mu.Unlock()
-	if lead {
+	p := &pendingCall[Req, Resp]{to: to, reqs: reqs, done: make(chan struct{})}
+	if q, lead := c.enqueue(p); lead {
 		// This caller sends, on its own goroutine, batches (its own
 		// among them) until its answer is in; see drain.
 		c.drain(q, p)
@@ -93,6 +87,45 @@ func (c *coalescer[Req, Resp]) call(ctx context.Context, to chord.Peer, reqs []R
 		return nil, fmt.Errorf("waiting for a merged call to %s: %w", to.Addr, ctx.Err())
 	}
 }
+
+// start is call without the wait, for a caller with other work to do
+// meanwhile: the call goes out, merged as in call, and once it is answered
+// its done channel closes and it is sent on notify, which must have room
+// for it. A call that leads sends from a new goroutine, one per batch
+// rather than one per caller.
+func (c *coalescer[Req, Resp]) start(to chord.Peer, reqs []Req, notify chan<- *pendingCall[Req, Resp]) *pendingCall[Req, Resp] {
+	p := &pendingCall[Req, Resp]{to: to, reqs: reqs, done: make(chan struct{}), notify: notify}
+	if q, lead := c.enqueue(p); lead {
+		go c.drain(q, nil)
+	}
+	return p
+}
+
+// enqueue queues p for its replica and says whether the caller must send
+// (lead): when no call to the replica is outstanding, or fewer than
+// inFlight are and enough requests wait.
+func (c *coalescer[Req, Resp]) enqueue(p *pendingCall[Req, Resp]) (q *peerQueue[Req, Resp], lead bool) {
+	c.outstanding.Add(1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	q = c.queues[p.to.Addr]
+	if q == nil {
+		q = &peerQueue[Req, Resp]{peer: p.to}
+		c.queues[p.to.Addr] = q
+	}
+	q.waiting = append(q.waiting, p)
+	q.queued += len(p.reqs)
+	// A second call in flight halves the wait but costs a call on both
+	// nodes: worth it only for enough keys.
+	lead = q.inFlight == 0 || (q.inFlight < c.inFlight && q.queued >= c.overlapKeys)
+	if lead {
+		q.inFlight++
+	}
+	return q, lead
+}
+
+// idle says whether every call made so far has been answered.
+func (c *coalescer[Req, Resp]) idle() bool { return c.outstanding.Load() == 0 }
 
 // drain holds one of q's in-flight slots: it sends the waiting calls in
 // batches until the queue is empty, or, when until is set, until that call
@@ -165,6 +198,10 @@ func (c *coalescer[Req, Resp]) sendBatch(to chord.Peer, batch []*pendingCall[Req
 		off += len(p.reqs)
 		p.err = err
 		close(p.done)
+		if p.notify != nil {
+			p.notify <- p
+		}
+		c.outstanding.Add(-1)
 	}
 }
 

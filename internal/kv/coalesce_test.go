@@ -253,3 +253,40 @@ func TestCoalescerConcurrentCallers(t *testing.T) {
 	}
 	drained(t, c)
 }
+
+// start returns at once, merges like call, and hands each answered call to
+// its notify channel; idle turns true only once every call is answered.
+func TestCoalescerStartNotifies(t *testing.T) {
+	g := newGatedSend()
+	c := newCoalescer(1, 1, 10, time.Minute, g.send, nil)
+	to := chord.NewPeer("r:1")
+	answered := make(chan *pendingCall[int, int], 3)
+	first := c.start(to, []int{1}, answered) // leads: its batch leaves at once
+	<-g.started
+	second := c.start(to, []int{2, 3}, answered) // waits for the slot
+	third := c.start(to, []int{4}, answered)
+	queued(t, c, to, 2)
+	if c.idle() {
+		t.Fatal("idle with three calls outstanding")
+	}
+	g.release <- struct{}{}
+	<-g.started // the two waiting calls leave together
+	g.release <- struct{}{}
+	want := map[*pendingCall[int, int]][]int{first: {10}, second: {20, 30}, third: {40}}
+	for range want {
+		p := <-answered
+		if p.err != nil || !slices.Equal(p.resps, want[p]) {
+			t.Errorf("call %v: %v, %v; want %v", p.reqs, p.resps, p.err, want[p])
+		}
+		if !isDone(p) {
+			t.Errorf("call %v notified before done closed", p.reqs)
+		}
+	}
+	if got := g.callSizes(); !slices.Equal(got, []int{1, 3}) {
+		t.Errorf("call sizes %v, want [1 3]", got)
+	}
+	if !c.idle() {
+		t.Error("not idle after every call was answered")
+	}
+	drained(t, c)
+}

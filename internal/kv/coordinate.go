@@ -20,37 +20,24 @@ type answer struct {
 
 // gather calls the first eager replicas at once, and one more for each that
 // fails, and returns as soon as need of them succeeded, or as soon as too
-// many failed for that to happen. Writes call every replica eagerly, since
-// every replica must get the write; reads call only as many as they need,
-// which halves a quorum read's replica traffic at r = 3, and reach further
-// replicas only on failures. The calls run on a context detached from the
-// client's (bounded by CallTimeout), so they finish after the client has its
-// answer; then every answer, late ones included, goes to after (read
-// repair), if set.
+// many failed for that to happen. Reads that need more than one replica
+// besides the coordinator use it (readFromOne serves the commonest read):
+// they call only as many as they need and reach further replicas only on
+// failures. The calls run on a context detached from the client's (bounded
+// by CallTimeout), so they finish after the client has its answer; then
+// every answer, late ones included, goes to after (read repair), if set.
 func (n *Node) gather(ctx context.Context, op Op, reps []chord.Peer, need, eager int,
 	call func(context.Context, chord.Peer) answer, after func([]answer)) ([]answer, error) {
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.CallTimeout)
 	answers := make(chan answer, len(reps))
 	called := 0
-	var local *chord.Peer
-	callNext := func(first bool) {
+	callNext := func() {
 		p := reps[called]
 		called++
-		if first && p.Addr == n.self.Addr && local == nil {
-			local = &p // called below, on this goroutine
-			return
-		}
 		go func() { answers <- call(bg, p) }()
 	}
 	for called < min(eager, len(reps)) {
-		callNext(true)
-	}
-	if local != nil {
-		// This node's own replica (a write's local apply) runs on the
-		// request's goroutine, while the other replicas' calls are in
-		// flight: a fresh goroutine would regrow its stack in the store
-		// on every write.
-		answers <- call(bg, *local)
+		callNext()
 	}
 	var got []answer
 	var errs []error
@@ -68,7 +55,7 @@ func (n *Node) gather(ctx context.Context, op Op, reps []chord.Peer, need, eager
 			if len(reps)-len(errs) < need {
 				err = fmt.Errorf("%w: %s: %d of the %d replicas required answered: %w", ErrUnavailable, op, ok, need, errors.Join(errs...))
 			} else if called < len(reps) {
-				callNext(false)
+				callNext()
 			}
 		case <-ctx.Done():
 			err = fmt.Errorf("%s: %d of the %d replicas required answered in time: %w", op, ok, need, ctx.Err())
@@ -93,22 +80,53 @@ func (n *Node) gather(ctx context.Context, op Op, reps []chord.Peer, need, eager
 
 // coordinateWrite sends entries, all of keys this node owns, to every
 // replica and returns once the consistency level's count stored them
-// durably; the rest keep replicating in the background, so a write
-// acknowledged at quorum normally reaches all r. A batch shares one local
-// write (one fsync) and one call per replica, and calls to the same replica
-// from concurrent requests are merged (see coalescer).
+// durably; the rest keep replicating in the background (see WaitIdle), so a
+// write acknowledged at quorum normally reaches all r. A batch shares one
+// local write (one fsync) and one call per replica, and calls to the same
+// replica from concurrent requests are merged (see coalescer). The local
+// write runs on the request's goroutine while the replicas' calls are in
+// flight, and those calls start no goroutine per request: under load most
+// join a batch that a goroutine started for the batch sends. Goroutines per
+// request (two calls and a waiter for the late answers, as before) cost
+// about 12% of a saturated 3-node ring's CPU per put, mostly in waking
+// threads to run them (docs/benchmarks.md).
 func (n *Node) coordinateWrite(ctx context.Context, op Op, entries []store.Entry, c Consistency) error {
 	reps := n.replicas()
-	_, err := n.gather(ctx, op, reps, required(c, n.cfg.Replicas, len(reps)), len(reps), func(ctx context.Context, p chord.Peer) answer {
-		var err error
-		if p.Addr == n.self.Addr {
-			_, err = n.ApplyLocal(entries)
-		} else {
-			_, err = n.applies.call(ctx, p, entries)
+	need := required(c, n.cfg.Replicas, len(reps))
+	answered := make(chan *pendingCall[store.Entry, struct{}], len(reps))
+	local := false
+	for _, p := range reps {
+		if p.Addr == n.self.Addr && !local {
+			local = true
+			continue
 		}
-		return answer{peer: p, err: err}
-	}, nil)
-	return err
+		n.applies.start(p, entries, answered)
+	}
+	ok := 0
+	var errs []error
+	if local {
+		if _, err := n.ApplyLocal(entries); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", n.self.Addr, err))
+		} else {
+			ok++
+		}
+	}
+	for ok < need {
+		if len(reps)-len(errs) < need {
+			return fmt.Errorf("%w: %s: %d of the %d replicas required answered: %w", ErrUnavailable, op, ok, need, errors.Join(errs...))
+		}
+		select {
+		case a := <-answered:
+			if a.err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", a.to.Addr, a.err))
+				continue
+			}
+			ok++
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %d of the %d replicas required answered in time: %w", op, ok, need, ctx.Err())
+		}
+	}
+	return nil
 }
 
 // coordinateRead reads keys, all owned by this node, from the consistency

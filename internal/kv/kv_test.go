@@ -108,8 +108,21 @@ type fakePeers struct {
 	mu       sync.Mutex
 	stores   map[string]*store.Store
 	dead     map[string]bool
-	reads    map[string]int // Read calls per replica, dead ones included
-	versions map[string]int // Versions calls per replica
+	held     map[string]chan struct{} // Apply to a replica waits until its channel closes
+	reads    map[string]int           // Read calls per replica, dead ones included
+	versions map[string]int           // Versions calls per replica
+}
+
+// hold makes p's Apply calls wait until the returned function is called.
+func (f *fakePeers) hold(p chord.Peer) (release func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.held == nil {
+		f.held = map[string]chan struct{}{}
+	}
+	ch := make(chan struct{})
+	f.held[p.Addr] = ch
+	return sync.OnceFunc(func() { close(ch) })
 }
 
 func (f *fakePeers) setDead(p chord.Peer, dead bool) {
@@ -129,7 +142,17 @@ func (f *fakePeers) get(p chord.Peer) (*store.Store, error) {
 func (f *fakePeers) Forward(context.Context, chord.Peer, Request) (store.Entry, error) {
 	return store.Entry{}, errors.New("unused")
 }
-func (f *fakePeers) Apply(_ context.Context, p chord.Peer, es []store.Entry) (int, error) {
+func (f *fakePeers) Apply(ctx context.Context, p chord.Peer, es []store.Entry) (int, error) {
+	f.mu.Lock()
+	held := f.held[p.Addr]
+	f.mu.Unlock()
+	if held != nil {
+		select {
+		case <-held:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
 	s, err := f.get(p)
 	if err != nil {
 		return 0, err
@@ -243,6 +266,41 @@ func TestWriteQuorum(t *testing.T) {
 	}
 	if err := n.WaitIdle(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A write returns once its quorum has it, without waiting for a slow
+// replica, and keeps replicating to that replica afterwards; WaitIdle, which
+// a node stopping calls, waits until the slow replica has the write too.
+func TestWriteReturnsAtQuorumAndFinishesInBackground(t *testing.T) {
+	n, peers, others := newTestNodeWith(t, func(c *Config) { c.CallTimeout = time.Minute })
+	release := peers.hold(others[1])
+	defer release()
+	key := []byte("k")
+	if _, err := n.Put(ctx, key, []byte("v1"), Quorum, false); err != nil {
+		t.Fatalf("quorum with one replica slow: %v", err)
+	}
+	slow := peers.stores[others[1].Addr]
+	if _, found, _ := slow.Get(key); found {
+		t.Fatal("the held replica has the write already")
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := n.WaitIdle(short); err == nil {
+		t.Fatal("WaitIdle returned while a replica's write was still in flight")
+	}
+	allCtx, cancelAll := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancelAll()
+	if _, err := n.Put(allCtx, key, []byte("v2"), All, false); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("all with one replica slow, under a deadline: %v, want DeadlineExceeded", err)
+	}
+	release()
+	if err := n.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e, found, err := slow.Get(key)
+	if err != nil || !found || string(e.Value) != "v2" {
+		t.Fatalf("the slow replica holds %q (found %v, err %v) after WaitIdle, want v2", e.Value, found, err)
 	}
 }
 

@@ -28,9 +28,10 @@ type Node struct {
 	// the successor, which still has the whole range.
 	synced atomic.Bool
 	stats  counters
-	// background counts replication still in flight after a client got its
-	// answer, and read repairs; see WaitIdle. A counter rather than a
-	// WaitGroup, because requests keep arriving while a shutdown waits.
+	// background counts read repairs and reads' replica calls still in
+	// flight after a client got its answer; writes' replica calls are
+	// counted by applies. See WaitIdle. A counter rather than a WaitGroup,
+	// because requests keep arriving while a shutdown waits.
 	background atomic.Int64
 
 	// reads and applies merge concurrent coordinators' calls to the same
@@ -44,10 +45,11 @@ type Node struct {
 // A node shutting down calls it so that a write acknowledged at quorum still
 // reaches its last replica.
 func (n *Node) WaitIdle(ctx context.Context) error {
-	for n.background.Load() > 0 {
+	for n.background.Load() > 0 || !n.applies.idle() {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for %d background replications: %w", n.background.Load(), ctx.Err())
+			return fmt.Errorf("wait for %d background replications and %d replica writes: %w",
+				n.background.Load(), n.applies.outstanding.Load(), ctx.Err())
 		case <-time.After(time.Millisecond):
 		}
 	}
