@@ -63,6 +63,16 @@ func (n *Node) many(ctx context.Context, op Op, items []Item, c Consistency, for
 	if !forwarded {
 		here, groups = n.place(ctx, op, items, valid, results)
 	}
+	if len(groups) == 0 {
+		// The common case under client routing: every item is this
+		// node's. It runs on the request's goroutine, whose stack has
+		// grown for this work before; a fresh goroutine would grow its
+		// own again and need waking.
+		if len(here) > 0 {
+			n.coordinateMany(ctx, op, items, here, c, results)
+		}
+		return results
+	}
 	var wg sync.WaitGroup
 	if len(here) > 0 {
 		wg.Go(func() { n.coordinateMany(ctx, op, items, here, c, results) })
