@@ -426,8 +426,9 @@ cat <<EOF
 Fixed load: \`chordkv bench --op put --rate $fixed_rate --concurrency 64 --connections 8 --duration $DURATION --keys $KEYS --value-size $VALUE_SIZE\`
 (endpoint routing for the ceiling and the 1-node chordkv, client routing for the ring), every
 target at the same rate. Server CPU: user + system time of the server processes (the three
-nodes together for the ring) over the run, per put; compare versions by it, since it moves
-far less between runs than saturated ops/s. Latency counts from each call's scheduled start.
+nodes together for the ring) over the run, per put. It moves far less between runs than
+saturated ops/s, but below saturation a put's cost is mostly wakeups, so a change that saves
+work at saturation can leave it unmoved. Latency counts from each call's scheduled start.
 
 | target | puts/s | latency p50 / p99 ms | server CPU µs per put |
 |---|---:|---|---:|
