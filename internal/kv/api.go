@@ -142,6 +142,9 @@ type Ring interface {
 type Local interface {
 	Get(key []byte) (store.Entry, bool, error)
 	Apply(entries ...store.Entry) ([]bool, error)
+	// ApplyAsync is Apply that returns once the entries are written, with
+	// a wait that returns once they are durable (see store.Store.ApplyAsync).
+	ApplyAsync(entries ...store.Entry) (applied []bool, wait func() error, err error)
 	// SettledDigests returns the bucket digests of (a, b], leaving out
 	// recent writes with versions above horizon, if it is not 0 (see
 	// store.Store.SettledDigests).

@@ -102,18 +102,36 @@ func (n *Node) coordinateWrite(ctx context.Context, op Op, entries []store.Entry
 		}
 		n.applies.start(p, entries, answered)
 	}
-	ok := 0
 	var errs []error
+	var localWait func() error // set while the local write's fsync is unconfirmed
 	if local {
-		if _, err := n.ApplyLocal(entries); err != nil {
+		var err error
+		if localWait, err = n.startLocal(entries); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", n.self.Addr, err))
-		} else {
-			ok++
 		}
 	}
-	for ok < need {
+	// The replicas' answers are awaited first and the local fsync last:
+	// it usually ends first, so confirming it then costs no second wait.
+	remoteOK := 0
+	for {
+		want := need
+		if localWait != nil {
+			want--
+		}
+		if remoteOK >= want {
+			if localWait == nil {
+				return nil
+			}
+			err := localWait()
+			localWait = nil
+			if err == nil {
+				return nil
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", n.self.Addr, err))
+			continue
+		}
 		if len(reps)-len(errs) < need {
-			return fmt.Errorf("%w: %s: %d of the %d replicas required answered: %w", ErrUnavailable, op, ok, need, errors.Join(errs...))
+			return fmt.Errorf("%w: %s: %d of the %d replicas required answered: %w", ErrUnavailable, op, remoteOK, need, errors.Join(errs...))
 		}
 		select {
 		case a := <-answered:
@@ -121,12 +139,11 @@ func (n *Node) coordinateWrite(ctx context.Context, op Op, entries []store.Entry
 				errs = append(errs, fmt.Errorf("%s: %w", a.to.Addr, a.err))
 				continue
 			}
-			ok++
+			remoteOK++
 		case <-ctx.Done():
-			return fmt.Errorf("%s: %d of the %d replicas required answered in time: %w", op, ok, need, ctx.Err())
+			return fmt.Errorf("%s: %d of the %d replicas required answered in time: %w", op, remoteOK, need, ctx.Err())
 		}
 	}
-	return nil
 }
 
 // coordinateRead reads keys, all owned by this node, from the consistency

@@ -304,6 +304,46 @@ func TestWriteReturnsAtQuorumAndFinishesInBackground(t *testing.T) {
 	}
 }
 
+// failingSync is a local store whose writes never become durable: each
+// write's fsync fails.
+type failingSync struct{ Local }
+
+var errSyncFailed = errors.New("fsync failed")
+
+func (f failingSync) ApplyAsync(entries ...store.Entry) ([]bool, func() error, error) {
+	applied, _, err := f.Local.ApplyAsync(entries...)
+	return applied, func() error { return errSyncFailed }, err
+}
+
+// A coordinator whose own fsync fails does not count itself: a quorum
+// write needs both other replicas then, and a write at all fails, naming
+// the local error. The local fsync is confirmed after the replicas'
+// answers, so this also checks that a late local failure sends the write
+// back to waiting for another replica.
+func TestWriteWithFailingLocalSync(t *testing.T) {
+	n, peers, others := newTestNode(t)
+	n.local = failingSync{n.local}
+	if _, err := n.Put(ctx, []byte("k1"), []byte("v"), Quorum, false); err != nil {
+		t.Fatalf("quorum with the local fsync failing: %v", err)
+	}
+	for _, p := range others {
+		if _, found, _ := peers.stores[p.Addr].Get([]byte("k1")); !found {
+			t.Errorf("replica %s lacks the write acknowledged without the coordinator", p.Addr)
+		}
+	}
+	_, err := n.Put(ctx, []byte("k2"), []byte("v"), All, false)
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, errSyncFailed) {
+		t.Fatalf("all with the local fsync failing: %v, want ErrUnavailable naming the fsync error", err)
+	}
+	peers.setDead(others[0], true)
+	if _, err := n.Put(ctx, []byte("k3"), []byte("v"), Quorum, false); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("quorum with the local fsync failing and a replica down: %v, want ErrUnavailable", err)
+	}
+	if err := n.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Reads return the newest version among the replicas they read and repair
 // the stale ones, tombstones included.
 func TestReadReturnsNewestAndRepairs(t *testing.T) {

@@ -234,11 +234,7 @@ func (n *Node) replicas() []chord.Peer {
 // moves the clock past every version seen so that this node's next write of
 // the same key is newer than anything it has stored.
 func (n *Node) ApplyLocal(entries []store.Entry) (int, error) {
-	for _, e := range entries {
-		if err := n.clock.Observe(e.Version.HLC); err != nil {
-			n.log.Warn("a peer's clock is far ahead of ours", "version", e.Version, "err", err)
-		}
-	}
+	n.observe(entries)
 	applied, err := n.local.Apply(entries...)
 	if err != nil {
 		return 0, fmt.Errorf("apply %d entries: %w", len(entries), err)
@@ -250,6 +246,32 @@ func (n *Node) ApplyLocal(entries []store.Entry) (int, error) {
 		}
 	}
 	return count, nil
+}
+
+// startLocal is ApplyLocal for a coordinator: it returns once the entries
+// are written, with a wait that returns once they are durable.
+func (n *Node) startLocal(entries []store.Entry) (wait func() error, err error) {
+	n.observe(entries)
+	_, durable, err := n.local.ApplyAsync(entries...)
+	if err != nil {
+		return nil, fmt.Errorf("apply %d entries: %w", len(entries), err)
+	}
+	return func() error {
+		if err := durable(); err != nil {
+			return fmt.Errorf("apply %d entries: %w", len(entries), err)
+		}
+		return nil
+	}, nil
+}
+
+// observe moves the clock past every version in entries, so that this
+// node's next write of the same key is newer than anything it has stored.
+func (n *Node) observe(entries []store.Entry) {
+	for _, e := range entries {
+		if err := n.clock.Observe(e.Version.HLC); err != nil {
+			n.log.Warn("a peer's clock is far ahead of ours", "version", e.Version, "err", err)
+		}
+	}
 }
 
 // ReadLocal is a replica's answer to a coordinator's read.

@@ -231,11 +231,34 @@ func (s *Store) Get(key []byte) (e Entry, ok bool, err error) {
 // several entries for the same key, only the newest can be applied.
 //
 // This is the only write path: client writes, replication, read repair and
-// hand-off all use it, so they all resolve conflicts the same way.
+// hand-off all use it (directly or through ApplyAsync), so they all resolve
+// conflicts the same way.
 func (s *Store) Apply(entries ...Entry) (applied []bool, err error) {
+	applied, wait, err := s.ApplyAsync(entries...)
+	if err != nil {
+		return applied, err
+	}
+	if err := wait(); err != nil {
+		clear(applied)
+		return applied, err
+	}
+	return applied, nil
+}
+
+// noWait is the wait of a write that is durable already, or wrote nothing.
+func noWait() error { return nil }
+
+// ApplyAsync is Apply for a caller with other work to do while the write's
+// fsync runs (a coordinator waiting for its replicas): when it returns, the
+// winners are written and visible, and they are durable once wait returns
+// nil. wait must be called, once, before the write is acknowledged to
+// anyone; if it fails, the write may be lost in a crash, as when Apply
+// fails.
+func (s *Store) ApplyAsync(entries ...Entry) (applied []bool, wait func() error, err error) {
 	applied = make([]bool, len(entries))
+	wait = noWait
 	if len(entries) == 0 {
-		return applied, nil
+		return applied, wait, nil
 	}
 	type pending struct {
 		idx int
@@ -251,10 +274,10 @@ func (s *Store) Apply(entries ...Entry) (applied []bool, err error) {
 	for i := range entries {
 		e := &entries[i]
 		if len(e.Key) == 0 {
-			return applied, fmt.Errorf("store: apply: entry %d: empty key", i)
+			return applied, wait, fmt.Errorf("store: apply: entry %d: empty key", i)
 		}
 		if e.Tombstone && len(e.Value) > 0 {
-			return applied, fmt.Errorf("store: apply %q: tombstone carries a value", e.Key)
+			return applied, wait, fmt.Errorf("store: apply %q: tombstone carries a value", e.Key)
 		}
 		if j, dup := byKey[string(e.Key)]; dup {
 			if e.Version.After(entries[cands[j].idx].Version) {
@@ -299,7 +322,7 @@ func (s *Store) Apply(entries ...Entry) (applied []bool, err error) {
 		e := &entries[c.idx]
 		cached, old, hasOld, err := s.stored(locks[i], c.sk)
 		if err != nil {
-			return applied, fmt.Errorf("store: apply %q: %w", e.Key, err)
+			return applied, wait, fmt.Errorf("store: apply %q: %w", e.Key, err)
 		}
 		if hasOld && !e.Version.After(old.ver) {
 			continue
@@ -308,16 +331,16 @@ func (s *Store) Apply(entries ...Entry) (applied []bool, err error) {
 		changes = append(changes, change{idx: c.idx, key: e.Key, stripe: locks[i], bucket: BucketOf(c.pos), cached: cached, old: old, hasOld: hasOld, new: metaOf(c.sk, e)})
 	}
 	if len(ops) == 0 {
-		return applied, nil
+		return applied, wait, nil
 	}
-	wait, err := s.writeSynced(ops)
+	engineWait, err := s.writeSynced(ops)
 	if err != nil {
 		// The batch may or may not have reached the engine: let the next
 		// write of these keys read what it holds.
 		for _, ch := range changes {
 			s.uncache(ch.key)
 		}
-		return applied, fmt.Errorf("store: apply %d entries: %w", len(ops), err)
+		return applied, wait, fmt.Errorf("store: apply %d entries: %w", len(ops), err)
 	}
 	if s.perStripe > 0 {
 		for _, ch := range changes {
@@ -340,22 +363,23 @@ func (s *Store) Apply(entries ...Entry) (applied []bool, err error) {
 		applied[ch.idx] = true
 	}
 	s.acctMu.Unlock()
-	if wait == nil {
-		return applied, nil
+	if engineWait == nil {
+		return applied, wait, nil
 	}
 	// The batch is visible and ordered in the log; the next writer of these
 	// keys may go ahead and share its fsync. The caller's acknowledgement
 	// still waits for it.
 	s.unlockStripes(held)
 	locked = false
-	if err := wait(); err != nil {
-		clear(applied)
-		for _, ch := range changes {
-			s.uncache(ch.key)
+	return applied, func() error {
+		if err := engineWait(); err != nil {
+			for _, ch := range changes {
+				s.uncache(ch.key)
+			}
+			return fmt.Errorf("store: apply %d entries: sync: %w", len(ops), err)
 		}
-		return applied, fmt.Errorf("store: apply %d entries: sync: %w", len(ops), err)
-	}
-	return applied, nil
+		return nil
+	}, nil
 }
 
 // uncache forgets key in the cache, after an engine write whose outcome is
