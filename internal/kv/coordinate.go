@@ -110,6 +110,13 @@ func (n *Node) coordinateWrite(ctx context.Context, op Op, entries []store.Entry
 			errs = append(errs, fmt.Errorf("%s: %w", n.self.Addr, err))
 		}
 	}
+	defer func() {
+		// Every write's wait must run, even when the request fails
+		// first: until it does, the store cannot close.
+		if localWait != nil {
+			_ = localWait()
+		}
+	}()
 	// The replicas' answers are awaited first and the local fsync last:
 	// it usually ends first, so confirming it then costs no second wait.
 	remoteOK := 0

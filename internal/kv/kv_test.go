@@ -344,6 +344,42 @@ func TestWriteWithFailingLocalSync(t *testing.T) {
 	}
 }
 
+// A write that fails before its coordinator confirmed its own fsync (the
+// client's deadline passed, too many replicas down) still finishes that
+// confirmation: the on-disk store, which holds each unconfirmed write open,
+// must close afterwards.
+func TestFailedWritesLeaveTheStoreClosable(t *testing.T) {
+	n, peers, others := newTestNode(t)
+	disk, err := store.Open(store.Options{Dir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.local = disk
+	release := peers.hold(others[0])
+	defer release()
+	peers.setDead(others[1], true)
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := n.Put(short, []byte("k1"), []byte("v"), Quorum, false); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("quorum with one replica held and one down, under a deadline: %v, want DeadlineExceeded", err)
+	}
+	peers.setDead(others[0], true)
+	release()
+	if _, err := n.Put(ctx, []byte("k2"), []byte("v"), Quorum, false); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("quorum with both replicas down: %v, want ErrUnavailable", err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- disk.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the store did not close: a failed write left its fsync unconfirmed")
+	}
+}
+
 // Reads return the newest version among the replicas they read and repair
 // the stale ones, tombstones included.
 func TestReadReturnsNewestAndRepairs(t *testing.T) {
