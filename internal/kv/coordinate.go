@@ -86,10 +86,12 @@ func (n *Node) gather(ctx context.Context, op Op, reps []chord.Peer, need, eager
 // replica from concurrent requests are merged (see coalescer). The local
 // write runs on the request's goroutine while the replicas' calls are in
 // flight, and those calls start no goroutine per request: under load most
-// join a batch that a goroutine started for the batch sends. Goroutines per
-// request (two calls and a waiter for the late answers, as before) cost
-// about 12% of a saturated 3-node ring's CPU per put, mostly in waking
-// threads to run them (docs/benchmarks.md).
+// join a batch that a goroutine started for the batch sends. A goroutine
+// per replica call, and one for the late answers, cost about 12% of a
+// saturated 3-node ring's CPU per put, mostly in waking threads to run
+// them (docs/benchmarks.md). The local fsync is confirmed last (see below);
+// until then the store holds the write open, so this waits at most the
+// request's deadline or the replica calls' timeout.
 func (n *Node) coordinateWrite(ctx context.Context, op Op, entries []store.Entry, c Consistency) error {
 	reps := n.replicas()
 	need := required(c, n.cfg.Replicas, len(reps))

@@ -251,9 +251,10 @@ func noWait() error { return nil }
 // ApplyAsync is Apply for a caller with other work to do while the write's
 // fsync runs (a coordinator waiting for its replicas): when it returns, the
 // winners are written and visible, and they are durable once wait returns
-// nil. wait must be called exactly once, on every path, and before the
-// write is acknowledged to anyone: until it is, the store cannot close. If
-// it fails, the write may be lost in a crash, as when Apply fails.
+// nil. When err is nil, wait must be called exactly once, on every path,
+// and before the write is acknowledged to anyone: until it is, the store
+// cannot close. If it fails, the write may be lost in a crash, as when
+// Apply fails.
 func (s *Store) ApplyAsync(entries ...Entry) (applied []bool, wait func() error, err error) {
 	applied = make([]bool, len(entries))
 	wait = noWait
