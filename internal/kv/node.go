@@ -249,19 +249,15 @@ func (n *Node) ApplyLocal(entries []store.Entry) (int, error) {
 }
 
 // startLocal is ApplyLocal for a coordinator: it returns once the entries
-// are written, with a wait that returns once they are durable.
+// are written, with the store's wait, which returns once they are durable
+// (its error already says which write failed to sync).
 func (n *Node) startLocal(entries []store.Entry) (wait func() error, err error) {
 	n.observe(entries)
-	_, durable, err := n.local.ApplyAsync(entries...)
+	_, wait, err = n.local.ApplyAsync(entries...)
 	if err != nil {
 		return nil, fmt.Errorf("apply %d entries: %w", len(entries), err)
 	}
-	return func() error {
-		if err := durable(); err != nil {
-			return fmt.Errorf("apply %d entries: %w", len(entries), err)
-		}
-		return nil
-	}, nil
+	return wait, nil
 }
 
 // observe moves the clock past every version in entries, so that this
