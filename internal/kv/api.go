@@ -168,7 +168,17 @@ type Peers interface {
 	// call as a whole (the node did not answer); items that failed on the
 	// node carry their own error.
 	ForwardMany(ctx context.Context, to chord.Peer, op Op, items []Item, c Consistency) ([]Result, error)
+	// Apply merges entries into the peer's store: repair traffic, which
+	// read leases never refuse.
 	Apply(ctx context.Context, to chord.Peer, entries []store.Entry) (int, error)
+	// Replicate is Apply for a client's write that coordinator
+	// coordinates: the peer refuses it with ErrLeased when it leased a
+	// range holding one of the keys to another node (Node.ApplyFrom).
+	Replicate(ctx context.Context, to, coordinator chord.Peer, entries []store.Entry) (int, error)
+	// GrantLease asks the peer for a read lease over (from, to] for d,
+	// held by holder (Node.GrantLease); ErrLeased when another node holds
+	// an overlapping one.
+	GrantLease(ctx context.Context, to, holder chord.Peer, from, until ring.ID, d time.Duration) error
 	// Read returns the peer's entries of keys, tombstones included:
 	// results[i] answers keys[i].
 	Read(ctx context.Context, to chord.Peer, keys [][]byte) ([]ReadResult, error)

@@ -109,6 +109,7 @@ func (n *Node) coordinateWrite(ctx context.Context, op Op, entries []store.Entry
 	if local {
 		var err error
 		if localWait, err = n.startLocal(entries); err != nil {
+			n.localWriteFailed(err)
 			errs = append(errs, fmt.Errorf("%s: %w", n.self.Addr, err))
 		}
 	}
@@ -136,6 +137,7 @@ func (n *Node) coordinateWrite(ctx context.Context, op Op, entries []store.Entry
 			if err == nil {
 				return nil
 			}
+			n.localWriteFailed(err)
 			errs = append(errs, fmt.Errorf("%s: %w", n.self.Addr, err))
 			continue
 		}
@@ -174,6 +176,12 @@ func (n *Node) coordinateRead(ctx context.Context, keys [][]byte, c Consistency)
 		return results
 	}
 	reps := n.replicas()
+	need := required(c, n.cfg.Replicas, len(reps)) - 1
+	// The lease must be in force when the local copy is read, not only
+	// after: a lease caught up in between may hold writes the copy lacks.
+	if need == 1 && c != All && n.readsAlone(keys, reps[1:]) {
+		need = 0 // the read lease stands for the second replica
+	}
 	local := answer{peer: n.self, reads: make([]ReadResult, len(keys))}
 	for i, k := range keys {
 		e, found, err := n.local.Get(k)
@@ -182,12 +190,13 @@ func (n *Node) coordinateRead(ctx context.Context, keys [][]byte, c Consistency)
 		}
 		local.reads[i] = ReadResult{Entry: e, Found: found}
 	}
-	need := required(c, n.cfg.Replicas, len(reps)) - 1
 	var got []answer
 	var err error
-	if need == 1 {
+	switch {
+	case need == 0:
+	case need == 1:
 		got, err = n.readFromOne(ctx, keys, reps[1:], local)
-	} else {
+	default:
 		got, err = n.gather(ctx, OpGet, reps[1:], need, need, func(ctx context.Context, p chord.Peer) answer {
 			reads, err := n.reads.call(ctx, p, keys)
 			return answer{peer: p, reads: reads, err: err}

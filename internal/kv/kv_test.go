@@ -111,6 +111,7 @@ type fakePeers struct {
 	held     map[string]chan struct{} // Apply to a replica waits until its channel closes
 	reads    map[string]int           // Read calls per replica, dead ones included
 	versions map[string]int           // Versions calls per replica
+	grantors map[string]*Node         // GrantLease and Replicate go to these nodes when set
 }
 
 // hold makes p's Apply calls wait until the returned function is called.
@@ -159,6 +160,30 @@ func (f *fakePeers) Apply(ctx context.Context, p chord.Peer, es []store.Entry) (
 	}
 	_, err = s.Apply(es...)
 	return len(es), err
+}
+func (f *fakePeers) Replicate(ctx context.Context, p, coordinator chord.Peer, es []store.Entry) (int, error) {
+	f.mu.Lock()
+	g := f.grantors[p.Addr]
+	f.mu.Unlock()
+	if g != nil {
+		if _, err := f.get(p); err != nil {
+			return 0, err
+		}
+		return g.ApplyFrom(coordinator, es)
+	}
+	return f.Apply(ctx, p, es)
+}
+func (f *fakePeers) GrantLease(_ context.Context, p, holder chord.Peer, from, to ring.ID, d time.Duration) error {
+	if _, err := f.get(p); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	g := f.grantors[p.Addr]
+	f.mu.Unlock()
+	if g == nil {
+		return nil
+	}
+	return g.GrantLease(holder, from, to, d)
 }
 func (f *fakePeers) ForwardMany(context.Context, chord.Peer, Op, []Item, Consistency) ([]Result, error) {
 	return nil, errors.New("unused")

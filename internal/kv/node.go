@@ -38,6 +38,13 @@ type Node struct {
 	// replica; see coalescer.
 	reads   *coalescer[[]byte, ReadResult]
 	applies *coalescer[store.Entry, struct{}]
+
+	// grants are the read leases this node gave as a replica, lease the
+	// one it holds as an owner; see lease.go. now reads the monotonic
+	// clock leases are timed by (tests replace it).
+	grants grants
+	lease  leaseState
+	now    func() time.Time
 }
 
 // WaitIdle waits until replication calls that outlived their request, and
@@ -65,13 +72,14 @@ func New(cfg Config, r Ring, local Local, peers Peers, clock *store.Clock) *Node
 		cfg: cfg, ring: r, local: local, peers: peers, clock: clock,
 		log:  cfg.Logger.With("node", self.Addr),
 		self: self,
+		now:  time.Now,
 	}
 	obs := cfg.Observer
 	n.reads = newCoalescer(cfg.ReplicaCallsInFlight, cfg.ReplicaOverlapKeys, cfg.ReplicaBatchKeys, cfg.CallTimeout, peers.Read,
 		func(keys int) { obs.ReplicaCallSent("read", keys) })
 	n.applies = newCoalescer(cfg.ReplicaCallsInFlight, cfg.ReplicaOverlapKeys, cfg.ReplicaBatchKeys, cfg.CallTimeout,
 		func(ctx context.Context, to chord.Peer, entries []store.Entry) ([]struct{}, error) {
-			_, err := peers.Apply(ctx, to, entries)
+			_, err := peers.Replicate(ctx, to, self, entries)
 			return make([]struct{}, len(entries)), err
 		},
 		func(keys int) { obs.ReplicaCallSent("apply", keys) })
@@ -252,6 +260,11 @@ func (n *Node) ApplyLocal(entries []store.Entry) (int, error) {
 // are written, with the store's wait, which returns once they are durable
 // (its error already says which write failed to sync).
 func (n *Node) startLocal(entries []store.Entry) (wait func() error, err error) {
+	n.grants.mu.RLock()
+	defer n.grants.mu.RUnlock()
+	if err := n.checkGrants(n.self.Addr, entries); err != nil {
+		return nil, err
+	}
 	n.observe(entries)
 	_, wait, err = n.local.ApplyAsync(entries...)
 	if err != nil {

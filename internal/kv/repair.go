@@ -358,12 +358,23 @@ func (n *Node) CollectGarbage(now time.Time) (int, error) {
 	return n.local.CollectTombstones(now.Add(-n.cfg.TombstoneGrace))
 }
 
-// Run drives anti-entropy and tombstone collection until ctx ends.
+// Run drives anti-entropy, tombstone collection and, with ReadLease set,
+// the read lease's renewal until ctx ends.
 func (n *Node) Run(ctx context.Context) {
 	ae := time.NewTicker(n.cfg.AntiEntropyInterval)
 	gc := time.NewTicker(max(n.cfg.TombstoneGrace/10, time.Minute))
 	defer ae.Stop()
 	defer gc.Stop()
+	if n.cfg.ReadLease > 0 {
+		// On its own goroutine: a long anti-entropy round must not let
+		// the lease lapse.
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() {
+			defer close(done)
+			n.renewLeases(ctx)
+		}()
+	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -45,6 +45,10 @@ type Config struct {
 	// AntiEntropyInterval is how often the node compares its primary range
 	// with its replicas; zero means kv.DefaultConfig's.
 	AntiEntropyInterval time.Duration
+	// ReadLease, when above 0, lets the node answer quorum reads of its
+	// range alone while its replicas grant it a lease this long; zero
+	// leaves leases off. See kv.Config.ReadLease for the trade-off.
+	ReadLease time.Duration
 	// TombstoneGrace is how long deletes are remembered; zero means
 	// kv.DefaultConfig's (24h).
 	TombstoneGrace time.Duration
@@ -139,7 +143,7 @@ func (c Config) check() error {
 		return errors.New("successors and durations must not be negative")
 	}
 	if c.Replicas < 0 || c.MaxKeyBytes < 0 || c.MaxValueBytes < 0 || c.CacheBytes < 0 || c.AntiEntropyInterval < 0 ||
-		c.TombstoneGrace < 0 || c.HandOffTimeout < 0 {
+		c.ReadLease < 0 || c.TombstoneGrace < 0 || c.HandOffTimeout < 0 {
 		return errors.New("replicas, size limits and durations must not be negative")
 	}
 	return nil

@@ -211,6 +211,7 @@ func kvConfig(cfg Config) kv.Config {
 	if cfg.TombstoneGrace > 0 {
 		k.TombstoneGrace = cfg.TombstoneGrace
 	}
+	k.ReadLease = cfg.ReadLease
 	return k
 }
 

@@ -173,6 +173,22 @@ func (e kvEndpoint) Apply(ctx context.Context, to chord.Peer, entries []store.En
 	return k.KV.ApplyLocal(entries)
 }
 
+func (e kvEndpoint) Replicate(ctx context.Context, to, coordinator chord.Peer, entries []store.Entry) (int, error) {
+	k, err := e.target(ctx, to)
+	if err != nil {
+		return 0, err
+	}
+	return k.KV.ApplyFrom(coordinator, entries)
+}
+
+func (e kvEndpoint) GrantLease(ctx context.Context, to, holder chord.Peer, from, until ring.ID, d time.Duration) error {
+	k, err := e.target(ctx, to)
+	if err != nil {
+		return err
+	}
+	return k.KV.GrantLease(holder, from, until, d)
+}
+
 func (e kvEndpoint) ForwardMany(ctx context.Context, to chord.Peer, op kv.Op, items []kv.Item, c kv.Consistency) ([]kv.Result, error) {
 	k, err := e.target(ctx, to)
 	if err != nil {

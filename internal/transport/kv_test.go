@@ -363,6 +363,26 @@ func TestReplicaRejectsInvalidInput(t *testing.T) {
 			return fetch(&pb.FetchRequest{From: id[:], To: id[:], Buckets: []uint32{1, store.NumBuckets}})
 		}, "out of range"},
 		{"fetch missing to", func() error { return fetch(&pb.FetchRequest{From: id[:], Buckets: []uint32{1}}) }, "to"},
+		{"apply from a bad coordinator", func() error {
+			_, err := r.Apply(ctx, &pb.ApplyRequest{Entries: []*pb.Entry{{Key: []byte("k"), Version: good}}, Coordinator: "no-port"})
+			return err
+		}, "coordinator"},
+		{"lease without holder", func() error {
+			_, err := r.GrantLease(ctx, &pb.GrantLeaseRequest{From: id[:], To: id[:], DurationMs: 1000})
+			return err
+		}, "holder"},
+		{"lease short from", func() error {
+			_, err := r.GrantLease(ctx, &pb.GrantLeaseRequest{Holder: "h:1", From: id[:3], To: id[:], DurationMs: 1000})
+			return err
+		}, "from"},
+		{"lease of no time", func() error {
+			_, err := r.GrantLease(ctx, &pb.GrantLeaseRequest{Holder: "h:1", From: id[:], To: id[:]})
+			return err
+		}, "at most"},
+		{"lease too long", func() error {
+			_, err := r.GrantLease(ctx, &pb.GrantLeaseRequest{Holder: "h:1", From: id[:], To: id[:], DurationMs: 3_600_000})
+			return err
+		}, "at most"},
 		{"fetch too many buckets", func() error {
 			return fetch(&pb.FetchRequest{From: id[:], To: id[:], Buckets: make([]uint32, store.NumBuckets+1)})
 		}, "buckets"},
@@ -442,7 +462,11 @@ func (f *fakeKV) DeleteMany(ctx context.Context, keys [][]byte, c kv.Consistency
 	}
 	return out
 }
-func (f *fakeKV) ApplyLocal([]store.Entry) (int, error)       { return 0, f.err }
+func (f *fakeKV) ApplyLocal([]store.Entry) (int, error)            { return 0, f.err }
+func (f *fakeKV) ApplyFrom(chord.Peer, []store.Entry) (int, error) { return 0, f.err }
+func (f *fakeKV) GrantLease(chord.Peer, ring.ID, ring.ID, time.Duration) error {
+	return f.err
+}
 func (f *fakeKV) ReadLocal([]byte) (store.Entry, bool, error) { return store.Entry{}, false, f.err }
 func (f *fakeKV) IsMember() bool                              { return f.member }
 func (f *fakeKV) SettledDigests(_, _ ring.ID, _ uint64) ([]store.BucketDigest, error) {
@@ -463,6 +487,38 @@ func startFakeKV(t *testing.T, f *fakeKV) chord.Peer {
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 	return chord.NewPeer(lis.Addr().String())
+}
+
+// A read lease granted over the real layers: the holder's and repair
+// writes pass, another coordinator's is refused as FailedPrecondition, which
+// the client turns back into kv.ErrLeased naming the holder, and so is a
+// second holder's overlapping grant.
+func TestLeaseRoundTrip(t *testing.T) {
+	n := startKVNode(t, kv.DefaultConfig())
+	to := n.chord.Self()
+	c := NewClient()
+	defer c.Close()
+	ctx := ctxTimeout(t, 10*time.Second)
+	holder, other := chord.NewPeer("127.0.0.1:1"), chord.NewPeer("127.0.0.1:2")
+	whole := ring.ID{}
+	if err := c.GrantLease(ctx, to, holder, whole, whole, 5*time.Second); err != nil {
+		t.Fatalf("grant: %v", err)
+	}
+	err := c.GrantLease(ctx, to, other, whole, whole, 5*time.Second)
+	if !errors.Is(err, kv.ErrLeased) || !strings.Contains(err.Error(), holder.Addr) {
+		t.Errorf("overlapping grant: %v, want ErrLeased naming %s", err, holder.Addr)
+	}
+	entries := testEntries(3)
+	_, err = c.Replicate(ctx, to, other, entries)
+	if !errors.Is(err, kv.ErrLeased) || !strings.Contains(err.Error(), holder.Addr) {
+		t.Errorf("write another node coordinates: %v, want ErrLeased naming %s", err, holder.Addr)
+	}
+	if applied, err := c.Replicate(ctx, to, holder, entries[:2]); err != nil || applied != 2 {
+		t.Errorf("write the holder coordinates: %d, %v", applied, err)
+	}
+	if applied, err := c.Apply(ctx, to, entries); err != nil || applied != 1 {
+		t.Errorf("repair write: %d, %v, want the 1 entry not yet applied", applied, err)
+	}
 }
 
 // TestKVErrorMapping checks both directions: the status a node answers for

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -102,16 +103,28 @@ func fromKVStatus(addr string, err error) error {
 // exceeds the receiver's message limit; applying is idempotent, so a
 // partial failure is safe to retry whole.
 func (c *Client) Apply(ctx context.Context, to chord.Peer, entries []store.Entry) (int, error) {
+	return c.apply(ctx, to, "", entries)
+}
+
+// Replicate implements kv.Peers: Apply naming the coordinator, so that a
+// replica can refuse a write to a range it leased to another node
+// (kv.ErrLeased).
+func (c *Client) Replicate(ctx context.Context, to, coordinator chord.Peer, entries []store.Entry) (int, error) {
+	return c.apply(ctx, to, coordinator.Addr, entries)
+}
+
+func (c *Client) apply(ctx context.Context, to chord.Peer, coordinator string, entries []store.Entry) (int, error) {
 	applied := 0
 	ch := newChunker(func(batch []*pb.Entry) error {
-		return c.call(ctx, to.Addr, "apply", func(ctx context.Context, cc *grpc.ClientConn) error {
-			resp, err := pb.NewReplicaClient(cc).Apply(ctx, &pb.ApplyRequest{Entries: batch})
+		err := c.call(ctx, to.Addr, "apply", func(ctx context.Context, cc *grpc.ClientConn) error {
+			resp, err := pb.NewReplicaClient(cc).Apply(ctx, &pb.ApplyRequest{Entries: batch, Coordinator: coordinator})
 			if err != nil {
 				return err
 			}
 			applied += int(resp.GetApplied())
 			return nil
 		})
+		return fromLeaseStatus(to.Addr, err)
 	})
 	for _, e := range entries {
 		if err := ch.add(encodeEntry(e)); err != nil {
@@ -348,4 +361,25 @@ func (c *Client) fetch(ctx context.Context, to chord.Peer, req *pb.FetchRequest,
 			}
 		}
 	})
+}
+
+// GrantLease implements kv.Peers.
+func (c *Client) GrantLease(ctx context.Context, to, holder chord.Peer, from, until ring.ID, d time.Duration) error {
+	err := c.call(ctx, to.Addr, "grant lease", func(ctx context.Context, cc *grpc.ClientConn) error {
+		_, err := pb.NewReplicaClient(cc).GrantLease(ctx, &pb.GrantLeaseRequest{
+			Holder: holder.Addr, From: from[:], To: until[:], DurationMs: uint32(d.Milliseconds()),
+		})
+		return err
+	})
+	return fromLeaseStatus(to.Addr, fromKVStatus(to.Addr, err))
+}
+
+// fromLeaseStatus turns a replica's refusal under a read lease
+// (FailedPrecondition) back into kv.ErrLeased, keeping its message.
+func fromLeaseStatus(addr string, err error) error {
+	if st, ok := status.FromError(err); ok && err != nil && st.Code() == codes.FailedPrecondition {
+		msg := strings.TrimPrefix(st.Message(), kv.ErrLeased.Error()+": ")
+		return fmt.Errorf("%w: %s: %s", kv.ErrLeased, addr, msg)
+	}
+	return err
 }

@@ -43,6 +43,8 @@ type KVNode interface {
 	PutMany(ctx context.Context, items []kv.Item, c kv.Consistency, forwarded bool) []kv.Result
 	DeleteMany(ctx context.Context, keys [][]byte, c kv.Consistency, forwarded bool) []kv.Result
 	ApplyLocal(entries []store.Entry) (int, error)
+	ApplyFrom(coordinator chord.Peer, entries []store.Entry) (int, error)
+	GrantLease(holder chord.Peer, from, to ring.ID, d time.Duration) error
 	ReadLocal(key []byte) (store.Entry, bool, error)
 }
 
@@ -166,11 +168,40 @@ func (s *KVServer) Apply(_ context.Context, req *pb.ApplyRequest) (*pb.ApplyResp
 	if err != nil {
 		return nil, invalidArgument(err)
 	}
-	n, err := s.node.ApplyLocal(entries)
+	var n int
+	if coordinator := req.GetCoordinator(); coordinator != "" {
+		if err := ValidateAddr(coordinator); err != nil {
+			return nil, invalidArgument(fmt.Errorf("coordinator: %w", err))
+		}
+		n, err = s.node.ApplyFrom(chord.Peer{Addr: coordinator, ID: ring.HashAddr(coordinator)}, entries)
+	} else {
+		n, err = s.node.ApplyLocal(entries)
+	}
 	if err != nil {
 		return nil, kvStatus(err)
 	}
 	return &pb.ApplyResponse{Applied: uint32(n)}, nil
+}
+
+// GrantLease implements pb.ReplicaServer.
+func (s *KVServer) GrantLease(_ context.Context, req *pb.GrantLeaseRequest) (*pb.GrantLeaseResponse, error) {
+	if err := ValidateAddr(req.GetHolder()); err != nil {
+		return nil, invalidArgument(fmt.Errorf("holder: %w", err))
+	}
+	from, err := DecodeID(req.GetFrom())
+	if err != nil {
+		return nil, invalidArgument(fmt.Errorf("from: %w", err))
+	}
+	to, err := DecodeID(req.GetTo())
+	if err != nil {
+		return nil, invalidArgument(fmt.Errorf("to: %w", err))
+	}
+	holder := chord.Peer{Addr: req.GetHolder(), ID: ring.HashAddr(req.GetHolder())}
+	d := time.Duration(req.GetDurationMs()) * time.Millisecond
+	if err := s.node.GrantLease(holder, from, to, d); err != nil {
+		return nil, kvStatus(err)
+	}
+	return &pb.GrantLeaseResponse{}, nil
 }
 
 // Read implements pb.ReplicaServer.
@@ -319,6 +350,8 @@ func kvStatus(err error) error {
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, kv.ErrUnavailable):
 		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, kv.ErrLeased):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	}
 	return toStatus(err)
 }

@@ -1010,8 +1010,13 @@ func (x *Entry) GetTombstone() bool {
 }
 
 type ApplyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Entries       []*Entry               `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Entries []*Entry               `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	// coordinator is the address of the node that coordinates these writes
+	// for a client, or empty for repair traffic (read repair, hand-off,
+	// anti-entropy). A replica refuses a coordinated write to a range it
+	// leased to another node (see GrantLease); repair is never refused.
+	Coordinator   string `protobuf:"bytes,2,opt,name=coordinator,proto3" json:"coordinator,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1053,6 +1058,118 @@ func (x *ApplyRequest) GetEntries() []*Entry {
 	return nil
 }
 
+func (x *ApplyRequest) GetCoordinator() string {
+	if x != nil {
+		return x.Coordinator
+	}
+	return ""
+}
+
+type GrantLeaseRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// holder is the address of the node asking: the range's owner.
+	Holder        string `protobuf:"bytes,1,opt,name=holder,proto3" json:"holder,omitempty"`
+	From          []byte `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	To            []byte `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	DurationMs    uint32 `protobuf:"varint,4,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantLeaseRequest) Reset() {
+	*x = GrantLeaseRequest{}
+	mi := &file_chordkv_v1_kv_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantLeaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantLeaseRequest) ProtoMessage() {}
+
+func (x *GrantLeaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chordkv_v1_kv_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantLeaseRequest.ProtoReflect.Descriptor instead.
+func (*GrantLeaseRequest) Descriptor() ([]byte, []int) {
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GrantLeaseRequest) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
+func (x *GrantLeaseRequest) GetFrom() []byte {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *GrantLeaseRequest) GetTo() []byte {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *GrantLeaseRequest) GetDurationMs() uint32 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+type GrantLeaseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantLeaseResponse) Reset() {
+	*x = GrantLeaseResponse{}
+	mi := &file_chordkv_v1_kv_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantLeaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantLeaseResponse) ProtoMessage() {}
+
+func (x *GrantLeaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chordkv_v1_kv_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantLeaseResponse.ProtoReflect.Descriptor instead.
+func (*GrantLeaseResponse) Descriptor() ([]byte, []int) {
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{19}
+}
+
 type ApplyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// How many entries were newer than what the replica held.
@@ -1063,7 +1180,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[18]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1192,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[18]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1205,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{18}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ApplyResponse) GetApplied() uint32 {
@@ -1107,7 +1224,7 @@ type ReadRequest struct {
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[19]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1236,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[19]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1249,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{19}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReadRequest) GetKey() []byte {
@@ -1152,7 +1269,7 @@ type ReadResponse struct {
 
 func (x *ReadResponse) Reset() {
 	*x = ReadResponse{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[20]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1164,7 +1281,7 @@ func (x *ReadResponse) String() string {
 func (*ReadResponse) ProtoMessage() {}
 
 func (x *ReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[20]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1177,7 +1294,7 @@ func (x *ReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
 func (*ReadResponse) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{20}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReadResponse) GetFound() bool {
@@ -1203,7 +1320,7 @@ type ReadManyRequest struct {
 
 func (x *ReadManyRequest) Reset() {
 	*x = ReadManyRequest{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[21]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1215,7 +1332,7 @@ func (x *ReadManyRequest) String() string {
 func (*ReadManyRequest) ProtoMessage() {}
 
 func (x *ReadManyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[21]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1228,7 +1345,7 @@ func (x *ReadManyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadManyRequest.ProtoReflect.Descriptor instead.
 func (*ReadManyRequest) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{21}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ReadManyRequest) GetKeys() [][]byte {
@@ -1248,7 +1365,7 @@ type ReadManyResponse struct {
 
 func (x *ReadManyResponse) Reset() {
 	*x = ReadManyResponse{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[22]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1377,7 @@ func (x *ReadManyResponse) String() string {
 func (*ReadManyResponse) ProtoMessage() {}
 
 func (x *ReadManyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[22]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1390,7 @@ func (x *ReadManyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadManyResponse.ProtoReflect.Descriptor instead.
 func (*ReadManyResponse) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{22}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReadManyResponse) GetResults() []*ReadResponse {
@@ -1298,7 +1415,7 @@ type DigestsRequest struct {
 
 func (x *DigestsRequest) Reset() {
 	*x = DigestsRequest{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[23]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1310,7 +1427,7 @@ func (x *DigestsRequest) String() string {
 func (*DigestsRequest) ProtoMessage() {}
 
 func (x *DigestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[23]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,7 +1440,7 @@ func (x *DigestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestsRequest.ProtoReflect.Descriptor instead.
 func (*DigestsRequest) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{23}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DigestsRequest) GetFrom() []byte {
@@ -1357,7 +1474,7 @@ type BucketDigest struct {
 
 func (x *BucketDigest) Reset() {
 	*x = BucketDigest{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[24]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +1486,7 @@ func (x *BucketDigest) String() string {
 func (*BucketDigest) ProtoMessage() {}
 
 func (x *BucketDigest) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[24]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +1499,7 @@ func (x *BucketDigest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketDigest.ProtoReflect.Descriptor instead.
 func (*BucketDigest) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{24}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *BucketDigest) GetBucket() uint32 {
@@ -1408,7 +1525,7 @@ type DigestsResponse struct {
 
 func (x *DigestsResponse) Reset() {
 	*x = DigestsResponse{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[25]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1420,7 +1537,7 @@ func (x *DigestsResponse) String() string {
 func (*DigestsResponse) ProtoMessage() {}
 
 func (x *DigestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[25]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1433,7 +1550,7 @@ func (x *DigestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestsResponse.ProtoReflect.Descriptor instead.
 func (*DigestsResponse) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{25}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DigestsResponse) GetDigests() []*BucketDigest {
@@ -1458,7 +1575,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[26]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1470,7 +1587,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[26]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1483,7 +1600,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{26}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FetchRequest) GetFrom() []byte {
@@ -1523,7 +1640,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_chordkv_v1_kv_proto_msgTypes[27]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1652,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_kv_proto_msgTypes[27]
+	mi := &file_chordkv_v1_kv_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1665,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{27}
+	return file_chordkv_v1_kv_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FetchResponse) GetEntries() []*Entry {
@@ -1619,9 +1736,17 @@ const file_chordkv_v1_kv_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12-\n" +
 	"\aversion\x18\x03 \x01(\v2\x13.chordkv.v1.VersionR\aversion\x12\x1c\n" +
-	"\ttombstone\x18\x04 \x01(\bR\ttombstone\";\n" +
+	"\ttombstone\x18\x04 \x01(\bR\ttombstone\"]\n" +
 	"\fApplyRequest\x12+\n" +
-	"\aentries\x18\x01 \x03(\v2\x11.chordkv.v1.EntryR\aentries\")\n" +
+	"\aentries\x18\x01 \x03(\v2\x11.chordkv.v1.EntryR\aentries\x12 \n" +
+	"\vcoordinator\x18\x02 \x01(\tR\vcoordinator\"p\n" +
+	"\x11GrantLeaseRequest\x12\x16\n" +
+	"\x06holder\x18\x01 \x01(\tR\x06holder\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\fR\x04from\x12\x0e\n" +
+	"\x02to\x18\x03 \x01(\fR\x02to\x12\x1f\n" +
+	"\vduration_ms\x18\x04 \x01(\rR\n" +
+	"durationMs\"\x14\n" +
+	"\x12GrantLeaseResponse\")\n" +
 	"\rApplyResponse\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\rR\aapplied\"\x1f\n" +
 	"\vReadRequest\x12\x10\n" +
@@ -1660,13 +1785,15 @@ const file_chordkv_v1_kv_proto_rawDesc = "" +
 	"\x06Delete\x12\x19.chordkv.v1.DeleteRequest\x1a\x1a.chordkv.v1.DeleteResponse\x12E\n" +
 	"\bMultiGet\x12\x1b.chordkv.v1.MultiGetRequest\x1a\x1c.chordkv.v1.MultiGetResponse\x12E\n" +
 	"\bMultiPut\x12\x1b.chordkv.v1.MultiPutRequest\x1a\x1c.chordkv.v1.MultiPutResponse\x12N\n" +
-	"\vMultiDelete\x12\x1e.chordkv.v1.MultiDeleteRequest\x1a\x1f.chordkv.v1.MultiDeleteResponse2\xcd\x02\n" +
+	"\vMultiDelete\x12\x1e.chordkv.v1.MultiDeleteRequest\x1a\x1f.chordkv.v1.MultiDeleteResponse2\x9a\x03\n" +
 	"\aReplica\x12<\n" +
 	"\x05Apply\x12\x18.chordkv.v1.ApplyRequest\x1a\x19.chordkv.v1.ApplyResponse\x129\n" +
 	"\x04Read\x12\x17.chordkv.v1.ReadRequest\x1a\x18.chordkv.v1.ReadResponse\x12E\n" +
 	"\bReadMany\x12\x1b.chordkv.v1.ReadManyRequest\x1a\x1c.chordkv.v1.ReadManyResponse\x12B\n" +
 	"\aDigests\x12\x1a.chordkv.v1.DigestsRequest\x1a\x1b.chordkv.v1.DigestsResponse\x12>\n" +
-	"\x05Fetch\x12\x18.chordkv.v1.FetchRequest\x1a\x19.chordkv.v1.FetchResponse0\x01B7Z5github.com/chordkv/chordkv/proto/chordkv/v1;chordkvv1b\x06proto3"
+	"\x05Fetch\x12\x18.chordkv.v1.FetchRequest\x1a\x19.chordkv.v1.FetchResponse0\x01\x12K\n" +
+	"\n" +
+	"GrantLease\x12\x1d.chordkv.v1.GrantLeaseRequest\x1a\x1e.chordkv.v1.GrantLeaseResponseB7Z5github.com/chordkv/chordkv/proto/chordkv/v1;chordkvv1b\x06proto3"
 
 var (
 	file_chordkv_v1_kv_proto_rawDescOnce sync.Once
@@ -1681,7 +1808,7 @@ func file_chordkv_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_chordkv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_chordkv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_chordkv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_chordkv_v1_kv_proto_goTypes = []any{
 	(Consistency)(0),            // 0: chordkv.v1.Consistency
 	(*Version)(nil),             // 1: chordkv.v1.Version
@@ -1702,16 +1829,18 @@ var file_chordkv_v1_kv_proto_goTypes = []any{
 	(*MultiDeleteResponse)(nil), // 16: chordkv.v1.MultiDeleteResponse
 	(*Entry)(nil),               // 17: chordkv.v1.Entry
 	(*ApplyRequest)(nil),        // 18: chordkv.v1.ApplyRequest
-	(*ApplyResponse)(nil),       // 19: chordkv.v1.ApplyResponse
-	(*ReadRequest)(nil),         // 20: chordkv.v1.ReadRequest
-	(*ReadResponse)(nil),        // 21: chordkv.v1.ReadResponse
-	(*ReadManyRequest)(nil),     // 22: chordkv.v1.ReadManyRequest
-	(*ReadManyResponse)(nil),    // 23: chordkv.v1.ReadManyResponse
-	(*DigestsRequest)(nil),      // 24: chordkv.v1.DigestsRequest
-	(*BucketDigest)(nil),        // 25: chordkv.v1.BucketDigest
-	(*DigestsResponse)(nil),     // 26: chordkv.v1.DigestsResponse
-	(*FetchRequest)(nil),        // 27: chordkv.v1.FetchRequest
-	(*FetchResponse)(nil),       // 28: chordkv.v1.FetchResponse
+	(*GrantLeaseRequest)(nil),   // 19: chordkv.v1.GrantLeaseRequest
+	(*GrantLeaseResponse)(nil),  // 20: chordkv.v1.GrantLeaseResponse
+	(*ApplyResponse)(nil),       // 21: chordkv.v1.ApplyResponse
+	(*ReadRequest)(nil),         // 22: chordkv.v1.ReadRequest
+	(*ReadResponse)(nil),        // 23: chordkv.v1.ReadResponse
+	(*ReadManyRequest)(nil),     // 24: chordkv.v1.ReadManyRequest
+	(*ReadManyResponse)(nil),    // 25: chordkv.v1.ReadManyResponse
+	(*DigestsRequest)(nil),      // 26: chordkv.v1.DigestsRequest
+	(*BucketDigest)(nil),        // 27: chordkv.v1.BucketDigest
+	(*DigestsResponse)(nil),     // 28: chordkv.v1.DigestsResponse
+	(*FetchRequest)(nil),        // 29: chordkv.v1.FetchRequest
+	(*FetchResponse)(nil),       // 30: chordkv.v1.FetchResponse
 }
 var file_chordkv_v1_kv_proto_depIdxs = []int32{
 	0,  // 0: chordkv.v1.GetRequest.consistency:type_name -> chordkv.v1.Consistency
@@ -1732,8 +1861,8 @@ var file_chordkv_v1_kv_proto_depIdxs = []int32{
 	1,  // 15: chordkv.v1.Entry.version:type_name -> chordkv.v1.Version
 	17, // 16: chordkv.v1.ApplyRequest.entries:type_name -> chordkv.v1.Entry
 	17, // 17: chordkv.v1.ReadResponse.entry:type_name -> chordkv.v1.Entry
-	21, // 18: chordkv.v1.ReadManyResponse.results:type_name -> chordkv.v1.ReadResponse
-	25, // 19: chordkv.v1.DigestsResponse.digests:type_name -> chordkv.v1.BucketDigest
+	23, // 18: chordkv.v1.ReadManyResponse.results:type_name -> chordkv.v1.ReadResponse
+	27, // 19: chordkv.v1.DigestsResponse.digests:type_name -> chordkv.v1.BucketDigest
 	17, // 20: chordkv.v1.FetchResponse.entries:type_name -> chordkv.v1.Entry
 	2,  // 21: chordkv.v1.KV.Get:input_type -> chordkv.v1.GetRequest
 	4,  // 22: chordkv.v1.KV.Put:input_type -> chordkv.v1.PutRequest
@@ -1742,23 +1871,25 @@ var file_chordkv_v1_kv_proto_depIdxs = []int32{
 	12, // 25: chordkv.v1.KV.MultiPut:input_type -> chordkv.v1.MultiPutRequest
 	15, // 26: chordkv.v1.KV.MultiDelete:input_type -> chordkv.v1.MultiDeleteRequest
 	18, // 27: chordkv.v1.Replica.Apply:input_type -> chordkv.v1.ApplyRequest
-	20, // 28: chordkv.v1.Replica.Read:input_type -> chordkv.v1.ReadRequest
-	22, // 29: chordkv.v1.Replica.ReadMany:input_type -> chordkv.v1.ReadManyRequest
-	24, // 30: chordkv.v1.Replica.Digests:input_type -> chordkv.v1.DigestsRequest
-	27, // 31: chordkv.v1.Replica.Fetch:input_type -> chordkv.v1.FetchRequest
-	3,  // 32: chordkv.v1.KV.Get:output_type -> chordkv.v1.GetResponse
-	5,  // 33: chordkv.v1.KV.Put:output_type -> chordkv.v1.PutResponse
-	7,  // 34: chordkv.v1.KV.Delete:output_type -> chordkv.v1.DeleteResponse
-	10, // 35: chordkv.v1.KV.MultiGet:output_type -> chordkv.v1.MultiGetResponse
-	14, // 36: chordkv.v1.KV.MultiPut:output_type -> chordkv.v1.MultiPutResponse
-	16, // 37: chordkv.v1.KV.MultiDelete:output_type -> chordkv.v1.MultiDeleteResponse
-	19, // 38: chordkv.v1.Replica.Apply:output_type -> chordkv.v1.ApplyResponse
-	21, // 39: chordkv.v1.Replica.Read:output_type -> chordkv.v1.ReadResponse
-	23, // 40: chordkv.v1.Replica.ReadMany:output_type -> chordkv.v1.ReadManyResponse
-	26, // 41: chordkv.v1.Replica.Digests:output_type -> chordkv.v1.DigestsResponse
-	28, // 42: chordkv.v1.Replica.Fetch:output_type -> chordkv.v1.FetchResponse
-	32, // [32:43] is the sub-list for method output_type
-	21, // [21:32] is the sub-list for method input_type
+	22, // 28: chordkv.v1.Replica.Read:input_type -> chordkv.v1.ReadRequest
+	24, // 29: chordkv.v1.Replica.ReadMany:input_type -> chordkv.v1.ReadManyRequest
+	26, // 30: chordkv.v1.Replica.Digests:input_type -> chordkv.v1.DigestsRequest
+	29, // 31: chordkv.v1.Replica.Fetch:input_type -> chordkv.v1.FetchRequest
+	19, // 32: chordkv.v1.Replica.GrantLease:input_type -> chordkv.v1.GrantLeaseRequest
+	3,  // 33: chordkv.v1.KV.Get:output_type -> chordkv.v1.GetResponse
+	5,  // 34: chordkv.v1.KV.Put:output_type -> chordkv.v1.PutResponse
+	7,  // 35: chordkv.v1.KV.Delete:output_type -> chordkv.v1.DeleteResponse
+	10, // 36: chordkv.v1.KV.MultiGet:output_type -> chordkv.v1.MultiGetResponse
+	14, // 37: chordkv.v1.KV.MultiPut:output_type -> chordkv.v1.MultiPutResponse
+	16, // 38: chordkv.v1.KV.MultiDelete:output_type -> chordkv.v1.MultiDeleteResponse
+	21, // 39: chordkv.v1.Replica.Apply:output_type -> chordkv.v1.ApplyResponse
+	23, // 40: chordkv.v1.Replica.Read:output_type -> chordkv.v1.ReadResponse
+	25, // 41: chordkv.v1.Replica.ReadMany:output_type -> chordkv.v1.ReadManyResponse
+	28, // 42: chordkv.v1.Replica.Digests:output_type -> chordkv.v1.DigestsResponse
+	30, // 43: chordkv.v1.Replica.Fetch:output_type -> chordkv.v1.FetchResponse
+	20, // 44: chordkv.v1.Replica.GrantLease:output_type -> chordkv.v1.GrantLeaseResponse
+	33, // [33:45] is the sub-list for method output_type
+	21, // [21:33] is the sub-list for method input_type
 	21, // [21:21] is the sub-list for extension type_name
 	21, // [21:21] is the sub-list for extension extendee
 	0,  // [0:21] is the sub-list for field type_name
@@ -1775,7 +1906,7 @@ func file_chordkv_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chordkv_v1_kv_proto_rawDesc), len(file_chordkv_v1_kv_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -348,11 +348,12 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Replica_Apply_FullMethodName    = "/chordkv.v1.Replica/Apply"
-	Replica_Read_FullMethodName     = "/chordkv.v1.Replica/Read"
-	Replica_ReadMany_FullMethodName = "/chordkv.v1.Replica/ReadMany"
-	Replica_Digests_FullMethodName  = "/chordkv.v1.Replica/Digests"
-	Replica_Fetch_FullMethodName    = "/chordkv.v1.Replica/Fetch"
+	Replica_Apply_FullMethodName      = "/chordkv.v1.Replica/Apply"
+	Replica_Read_FullMethodName       = "/chordkv.v1.Replica/Read"
+	Replica_ReadMany_FullMethodName   = "/chordkv.v1.Replica/ReadMany"
+	Replica_Digests_FullMethodName    = "/chordkv.v1.Replica/Digests"
+	Replica_Fetch_FullMethodName      = "/chordkv.v1.Replica/Fetch"
+	Replica_GrantLease_FullMethodName = "/chordkv.v1.Replica/GrantLease"
 )
 
 // ReplicaClient is the client API for Replica service.
@@ -379,6 +380,13 @@ type ReplicaClient interface {
 	// entries carry no values: anti-entropy compares replicas key by key
 	// before it moves any value.
 	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FetchResponse], error)
+	// GrantLease gives holder a read lease over (from, to] for duration_ms:
+	// until it expires, this replica refuses (FailedPrecondition) writes to
+	// that range that another node coordinates, so that holder may answer
+	// quorum reads alone. It fails with FailedPrecondition while another
+	// node's lease overlaps the range. A node that predates it answers
+	// Unimplemented, and its owner then reads a quorum as before.
+	GrantLease(ctx context.Context, in *GrantLeaseRequest, opts ...grpc.CallOption) (*GrantLeaseResponse, error)
 }
 
 type replicaClient struct {
@@ -448,6 +456,16 @@ func (c *replicaClient) Fetch(ctx context.Context, in *FetchRequest, opts ...grp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Replica_FetchClient = grpc.ServerStreamingClient[FetchResponse]
 
+func (c *replicaClient) GrantLease(ctx context.Context, in *GrantLeaseRequest, opts ...grpc.CallOption) (*GrantLeaseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GrantLeaseResponse)
+	err := c.cc.Invoke(ctx, Replica_GrantLease_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReplicaServer is the server API for Replica service.
 // All implementations must embed UnimplementedReplicaServer
 // for forward compatibility.
@@ -472,6 +490,13 @@ type ReplicaServer interface {
 	// entries carry no values: anti-entropy compares replicas key by key
 	// before it moves any value.
 	Fetch(*FetchRequest, grpc.ServerStreamingServer[FetchResponse]) error
+	// GrantLease gives holder a read lease over (from, to] for duration_ms:
+	// until it expires, this replica refuses (FailedPrecondition) writes to
+	// that range that another node coordinates, so that holder may answer
+	// quorum reads alone. It fails with FailedPrecondition while another
+	// node's lease overlaps the range. A node that predates it answers
+	// Unimplemented, and its owner then reads a quorum as before.
+	GrantLease(context.Context, *GrantLeaseRequest) (*GrantLeaseResponse, error)
 	mustEmbedUnimplementedReplicaServer()
 }
 
@@ -496,6 +521,9 @@ func (UnimplementedReplicaServer) Digests(context.Context, *DigestsRequest) (*Di
 }
 func (UnimplementedReplicaServer) Fetch(*FetchRequest, grpc.ServerStreamingServer[FetchResponse]) error {
 	return status.Error(codes.Unimplemented, "method Fetch not implemented")
+}
+func (UnimplementedReplicaServer) GrantLease(context.Context, *GrantLeaseRequest) (*GrantLeaseResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GrantLease not implemented")
 }
 func (UnimplementedReplicaServer) mustEmbedUnimplementedReplicaServer() {}
 func (UnimplementedReplicaServer) testEmbeddedByValue()                 {}
@@ -601,6 +629,24 @@ func _Replica_Fetch_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Replica_FetchServer = grpc.ServerStreamingServer[FetchResponse]
 
+func _Replica_GrantLease_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GrantLeaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicaServer).GrantLease(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Replica_GrantLease_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicaServer).GrantLease(ctx, req.(*GrantLeaseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Replica_ServiceDesc is the grpc.ServiceDesc for Replica service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -623,6 +669,10 @@ var Replica_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Digests",
 			Handler:    _Replica_Digests_Handler,
+		},
+		{
+			MethodName: "GrantLease",
+			Handler:    _Replica_GrantLease_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,335 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/chordkv/chordkv/internal/chord"
+	"github.com/chordkv/chordkv/internal/ring"
+	"github.com/chordkv/chordkv/internal/store"
+)
+
+// Read leases let an owner answer a quorum read from its own store, without
+// the second replica's read that a quorum read otherwise waits for.
+//
+// Why it is safe. A quorum read at the owner O reads O and one of its r-1
+// successors, so it sees every write that reached O, or that reached both of
+// the others. O may read alone only when every acknowledged write reached O.
+// Writes O coordinates do, unless O's own copy failed, which ends the lease
+// at once (invalidateLease, before the write is acknowledged). So the lease
+// is about writes others coordinate: a node that joined in front of O and
+// does not know O yet, or a successor that wrongly believes O dead. O asks
+// each of its replicas for a grant over its primary range (pred, O]; while a
+// replica's grant is in force it refuses any write to that range that a node
+// other than O coordinates, its own included (checkGrants). A write
+// coordinated elsewhere then needs O's copy to reach a quorum. Writes such
+// nodes finished before the grants are found by a catch-up exchange with
+// every grantor, which O runs before it first reads alone; the grantors
+// refuse, from their grant on, everything that could be missed. Repair
+// traffic (read repair, anti-entropy, hand-off) is never refused: it moves
+// existing versions and acknowledges no client.
+//
+// Time. A grantor counts its grant from when it receives the request; O
+// counts its lease from before it sent it, shortened by leaseDriftMargin, so
+// O stops reading alone before any grantor lets another coordinator write,
+// as long as the two clocks' rates differ by less than that margin. Only
+// monotonic clock readings are compared, each on its own node.
+//
+// The price is availability: when O crashes, its successor cannot write to
+// O's range (its own grant to O refuses it) until the grants expire, up to
+// one ReadLease; reads stay available. See Config.ReadLease.
+
+// ErrLeased is a replica's refusal of a write to a range it leased to
+// another coordinator, or of a grant that overlaps another node's grant.
+var ErrLeased = errors.New("range leased to another node")
+
+// leaseDriftMargin is the fraction of a lease the holder gives up to allow
+// for its clock running slower than a grantor's.
+const leaseDriftMargin = 10
+
+// maxReadLease bounds a grant a replica accepts, so that a misconfigured or
+// hostile holder cannot block a range's writes for long.
+const maxReadLease = time.Minute
+
+// grant is a lease this node gave: holder may read (from, to] alone until
+// until.
+type grant struct {
+	from, to ring.ID
+	until    time.Time
+}
+
+// grants are the leases this node gave as a replica, by holder address.
+// Writes to the store that acknowledge a client hold mu for reading from
+// their check until they are written, and a new grant holds it for writing,
+// so that every write a grant does not refuse is in the store before the
+// grant is answered and the holder's catch-up sees it.
+type grants struct {
+	mu       sync.RWMutex
+	byHolder map[string]grant
+}
+
+// arcsOverlap reports whether the ring intervals (a1, b1] and (a2, b2] share
+// an identifier: if they do, the end of one lies in the other.
+func arcsOverlap(a1, b1, a2, b2 ring.ID) bool {
+	return ring.BetweenRightIncl(a2, b1, b2) || ring.BetweenRightIncl(a1, b2, b1)
+}
+
+// GrantLease is a replica's answer to a holder's request for a read lease
+// over (from, to] for d: it refuses with ErrLeased while another holder's
+// grant overlaps the range. A holder that asks again replaces its grant.
+func (n *Node) GrantLease(holder chord.Peer, from, to ring.ID, d time.Duration) error {
+	if holder.Addr == "" {
+		return fmt.Errorf("%w: a lease needs a holder", ErrInvalidArgument)
+	}
+	if d <= 0 || d > maxReadLease {
+		return fmt.Errorf("%w: lease of %s; leases are above 0 and at most %s", ErrInvalidArgument, d, maxReadLease)
+	}
+	now := n.now()
+	g := &n.grants
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for h, other := range g.byHolder {
+		if now.After(other.until) {
+			delete(g.byHolder, h)
+			continue
+		}
+		if h != holder.Addr && arcsOverlap(from, to, other.from, other.to) {
+			return fmt.Errorf("%w: %s holds (%s, %s] for %s more", ErrLeased, h, other.from.Short(), other.to.Short(),
+				other.until.Sub(now).Round(time.Millisecond))
+		}
+	}
+	if g.byHolder == nil {
+		g.byHolder = map[string]grant{}
+	}
+	g.byHolder[holder.Addr] = grant{from: from, to: to, until: now.Add(d)}
+	return nil
+}
+
+// checkGrants refuses entries that coordinator may not write because this
+// node leased a range holding one of them to another node. The caller holds
+// n.grants.mu for reading.
+func (n *Node) checkGrants(coordinator string, entries []store.Entry) error {
+	g := &n.grants
+	if len(g.byHolder) == 0 {
+		return nil
+	}
+	now := n.now()
+	for holder, gr := range g.byHolder {
+		if holder == coordinator || now.After(gr.until) {
+			continue
+		}
+		for _, e := range entries {
+			if ring.BetweenRightIncl(gr.from, ring.HashKey(e.Key), gr.to) {
+				return fmt.Errorf("%w: %s holds the read lease of key %q for %s more; it coordinates writes to it",
+					ErrLeased, holder, e.Key, gr.until.Sub(now).Round(time.Millisecond))
+			}
+		}
+	}
+	return nil
+}
+
+// ApplyFrom is a replica's handling of a write that coordinator is
+// replicating: ApplyLocal, unless a read lease this node granted refuses it
+// (ErrLeased). Repair traffic uses ApplyLocal, which leases never refuse.
+func (n *Node) ApplyFrom(coordinator chord.Peer, entries []store.Entry) (int, error) {
+	n.grants.mu.RLock()
+	if err := n.checkGrants(coordinator.Addr, entries); err != nil {
+		n.grants.mu.RUnlock()
+		return 0, err
+	}
+	n.observe(entries)
+	applied, wait, err := n.local.ApplyAsync(entries...)
+	n.grants.mu.RUnlock()
+	if err != nil {
+		return 0, fmt.Errorf("apply %d entries: %w", len(entries), err)
+	}
+	if err := wait(); err != nil {
+		return 0, err
+	}
+	count := 0
+	for _, a := range applied {
+		if a {
+			count++
+		}
+	}
+	return count, nil
+}
+
+// heldLease is the read lease this node holds over its primary range.
+type heldLease struct {
+	from, to ring.ID
+	grantors []string // addresses, sorted
+	until    time.Time
+}
+
+// leaseState is the holder's side; see RenewLease.
+type leaseState struct {
+	mu    sync.Mutex
+	held  *heldLease
+	epoch uint64 // bumped by invalidateLease, so a renewal in flight cannot revive a lease
+}
+
+// readsAlone reports whether this node may answer a quorum read of keys from
+// its own store: it holds an unexpired, caught-up lease whose range holds
+// every key, granted by every one of others, the replicas the read would
+// otherwise ask.
+func (n *Node) readsAlone(keys [][]byte, others []chord.Peer) bool {
+	if n.cfg.ReadLease <= 0 {
+		return false
+	}
+	n.lease.mu.Lock()
+	l := n.lease.held
+	n.lease.mu.Unlock()
+	if l == nil || !n.now().Before(l.until) {
+		return false
+	}
+	for _, p := range others {
+		if _, granted := slices.BinarySearch(l.grantors, p.Addr); !granted {
+			return false
+		}
+	}
+	for _, k := range keys {
+		if !ring.BetweenRightIncl(l.from, ring.HashKey(k), l.to) {
+			return false
+		}
+	}
+	return true
+}
+
+// invalidateLease ends the lease at once: this node's copy of a write failed,
+// so its store may now miss an acknowledged write.
+func (n *Node) invalidateLease() {
+	n.lease.mu.Lock()
+	if n.lease.held != nil {
+		n.log.Warn("dropping the read lease: a local write failed, so reads use a quorum until the lease is caught up again")
+	}
+	n.lease.held = nil
+	n.lease.epoch++
+	n.lease.mu.Unlock()
+}
+
+// localWriteFailed ends the read lease when this node's copy of a write it
+// coordinates failed, unless a lease refused it (then nothing was written
+// and the holder elsewhere has the write): the write may still be
+// acknowledged by other replicas, and this node's store then misses it.
+func (n *Node) localWriteFailed(err error) {
+	if !errors.Is(err, ErrLeased) {
+		n.invalidateLease()
+	}
+}
+
+// LeaseHeld reports whether this node answers quorum reads of its primary
+// range alone now.
+func (n *Node) LeaseHeld() bool {
+	n.lease.mu.Lock()
+	defer n.lease.mu.Unlock()
+	return n.lease.held != nil && n.now().Before(n.lease.held.until)
+}
+
+// RenewLease asks each of this node's r-1 replicas for a grant over its
+// primary range (predecessor, self] for ReadLease, and holds the lease once
+// all of them granted it. A lease that is new, or that covers more of the
+// ring or other grantors than the one still held, is first caught up: this
+// node exchanges the range with every grantor, so that its store has every
+// write acknowledged before the grants. Without a grant from every replica
+// the lease lapses when it expires, and quorum reads read two replicas again.
+// The daemon calls it every ReadLease/3.
+func (n *Node) RenewLease(ctx context.Context) error {
+	if n.cfg.ReadLease <= 0 {
+		return nil
+	}
+	nb := n.ring.Neighbors()
+	if !n.synced.Load() || !n.ring.IsMember() || nb.Predecessor.IsZero() {
+		return nil
+	}
+	from, to := nb.Predecessor.ID, n.self.ID
+	reps := n.replicas()[1:]
+	grantors := make([]string, len(reps))
+	for i, p := range reps {
+		grantors[i] = p.Addr
+	}
+	slices.Sort(grantors)
+
+	n.lease.mu.Lock()
+	epoch := n.lease.epoch
+	prev := n.lease.held
+	if prev != nil && prev.to == to && ring.Between(prev.from, from, to) {
+		// The range shrank (a node joined in front): each grantor will
+		// replace its grant with the smaller one, so reads alone must stop
+		// for the part given up before any grantor does.
+		narrowed := *prev
+		narrowed.from = from
+		n.lease.held = &narrowed
+		prev = &narrowed
+	}
+	n.lease.mu.Unlock()
+
+	start := n.now()
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.CallTimeout)
+	errs := make(chan error, len(reps))
+	for _, p := range reps {
+		go func() {
+			err := n.peers.GrantLease(cctx, p, n.self, from, to, n.cfg.ReadLease)
+			if err != nil {
+				err = fmt.Errorf("grant from %s: %w", p.Addr, err)
+			}
+			errs <- err
+		}()
+	}
+	var failed []error
+	for range reps {
+		if err := <-errs; err != nil {
+			failed = append(failed, err)
+		}
+	}
+	cancel()
+	if len(failed) > 0 {
+		return fmt.Errorf("renew read lease of (%s, %s]: %w", from.Short(), to.Short(), errors.Join(failed...))
+	}
+	until := start.Add(n.cfg.ReadLease - n.cfg.ReadLease/leaseDriftMargin)
+	// A lease still held over the same grantors and a range that holds the
+	// new one already has every acknowledged write: extending it needs no
+	// catch-up.
+	extends := prev != nil && start.Before(prev.until) && slices.Equal(prev.grantors, grantors) &&
+		prev.from == from && prev.to == to
+	if !extends {
+		for _, p := range reps {
+			if _, err := n.syncRange(ctx, p, from, to, exchange); err != nil {
+				return fmt.Errorf("catch up read lease of (%s, %s]: %w", from.Short(), to.Short(), err)
+			}
+		}
+	}
+	n.lease.mu.Lock()
+	defer n.lease.mu.Unlock()
+	if n.lease.epoch != epoch {
+		return fmt.Errorf("renew read lease of (%s, %s]: a local write failed meanwhile", from.Short(), to.Short())
+	}
+	if !n.now().Before(until) {
+		return fmt.Errorf("renew read lease of (%s, %s]: expired before it was caught up", from.Short(), to.Short())
+	}
+	if !extends {
+		n.log.Info("holding the read lease", "from", from.Short(), "to", to.Short(), "grantors", grantors)
+	}
+	n.lease.held = &heldLease{from: from, to: to, grantors: grantors, until: until}
+	return nil
+}
+
+// renewLeases calls RenewLease every third of ReadLease until ctx ends.
+func (n *Node) renewLeases(ctx context.Context) {
+	t := time.NewTicker(n.cfg.ReadLease / 3)
+	defer t.Stop()
+	for {
+		if err := n.RenewLease(ctx); err != nil && ctx.Err() == nil {
+			n.log.Debug("read lease not renewed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,321 @@
+package kv
+
+// Read leases (lease.go). The safety argument is the one of Gray and
+// Cheriton, "Leases: An Efficient Fault-Tolerant Mechanism for Distributed
+// File Cache Consistency" (SOSP 1989), §2: while a lease is in force, the
+// grantor lets no write past that the holder would not see; the holder stops
+// relying on it before any grantor's copy of it expires. The tests below
+// check each half against a holder and real grantor Nodes over fake peers.
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chordkv/chordkv/internal/chord"
+	"github.com/chordkv/chordkv/internal/ring"
+	"github.com/chordkv/chordkv/internal/store"
+)
+
+// manualClock is a clock that moves only when told.
+type manualClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *manualClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+const testLease = 3 * time.Second
+
+// newLeasedNodes is newTestNode with read leases on and the two other
+// replicas real Nodes that grant them, every node on clock.
+func newLeasedNodes(t *testing.T) (holder *Node, peers *fakePeers, others []chord.Peer, grantors []*Node, clock *manualClock) {
+	t.Helper()
+	holder, peers, others = newTestNodeWith(t, func(c *Config) { c.ReadLease = testLease })
+	clock = &manualClock{now: time.Unix(1_000_000, 0)}
+	holder.now = clock.Now
+	peers.grantors = map[string]*Node{}
+	for _, p := range others {
+		g := New(DefaultConfig(), fakeRing{self: p}, peers.stores[p.Addr], peers, store.NewClock(time.Now))
+		g.now = clock.Now
+		peers.grantors[p.Addr] = g
+		grantors = append(grantors, g)
+	}
+	return holder, peers, others, grantors, clock
+}
+
+func TestArcsOverlap(t *testing.T) {
+	id := func(b byte) ring.ID { var x ring.ID; x[0] = b; return x }
+	tests := []struct {
+		name           string
+		a1, b1, a2, b2 byte
+		want           bool
+	}{
+		{"disjoint", 10, 20, 30, 40, false},
+		{"touching ends do not overlap", 10, 20, 20, 30, false},
+		{"nested", 10, 40, 20, 30, true},
+		{"crossing", 10, 30, 20, 40, true},
+		{"same", 10, 20, 10, 20, true},
+		{"one wraps past zero, the other inside it", 200, 20, 5, 10, true},
+		{"one wraps past zero, the other outside it", 200, 20, 50, 60, false},
+		{"both wrap", 200, 20, 250, 30, true},
+		{"the whole ring overlaps anything", 7, 7, 50, 60, true},
+	}
+	for _, tt := range tests {
+		for _, swap := range []bool{false, true} {
+			a1, b1, a2, b2 := id(tt.a1), id(tt.b1), id(tt.a2), id(tt.b2)
+			if swap {
+				a1, b1, a2, b2 = a2, b2, a1, b1
+			}
+			if got := arcsOverlap(a1, b1, a2, b2); got != tt.want {
+				t.Errorf("%s (swapped %v): arcsOverlap = %v, want %v", tt.name, swap, got, tt.want)
+			}
+		}
+	}
+}
+
+// A replica grants one holder at a time per stretch of the ring: another
+// node's overlapping request is refused until the first grant expires; the
+// same holder renews or replaces its own; bad requests are InvalidArgument.
+func TestGrantLease(t *testing.T) {
+	_, _, _, grantors, clock := newLeasedNodes(t)
+	g := grantors[0]
+	id := func(b byte) ring.ID { var x ring.ID; x[0] = b; return x }
+	h1, h2 := chord.NewPeer("h1:1"), chord.NewPeer("h2:1")
+	steps := []struct {
+		name    string
+		advance time.Duration
+		holder  chord.Peer
+		from    byte
+		to      byte
+		d       time.Duration
+		want    error
+	}{
+		{"first grant", 0, h1, 10, 20, time.Second, nil},
+		{"the holder renews", 0, h1, 10, 20, time.Second, nil},
+		{"another holder, overlapping", 0, h2, 15, 30, time.Second, ErrLeased},
+		{"another holder, disjoint", 0, h2, 20, 30, time.Second, nil},
+		{"the first holder grows into the second's range", 0, h1, 10, 25, time.Second, ErrLeased},
+		{"the first holder shrinks its own", 0, h1, 12, 20, time.Second, nil},
+		{"after both expire anything goes", 1001 * time.Millisecond, h2, 0, 255, time.Second, nil},
+		{"no duration", 0, h1, 1, 2, 0, ErrInvalidArgument},
+		{"too long", 0, h1, 1, 2, 2 * maxReadLease, ErrInvalidArgument},
+		{"no holder", 0, chord.Peer{}, 1, 2, time.Second, ErrInvalidArgument},
+	}
+	for _, s := range steps {
+		clock.Advance(s.advance)
+		err := g.GrantLease(s.holder, id(s.from), id(s.to), s.d)
+		if (s.want == nil && err != nil) || (s.want != nil && !errors.Is(err, s.want)) {
+			t.Errorf("%s: GrantLease = %v, want %v", s.name, err, s.want)
+		}
+	}
+}
+
+// §2, the grantor's half: while a replica's grant is in force, it refuses
+// client writes of the leased range that another node coordinates, its own
+// included, and accepts the holder's and repair traffic's. After the grant
+// expires it accepts all again.
+func TestGrantorRefusesWritesOthersCoordinate(t *testing.T) {
+	holder, _, others, grantors, clock := newLeasedNodes(t)
+	g := grantors[0]
+	if err := g.GrantLease(holder.self, holder.self.ID, holder.self.ID, time.Second); err != nil { // the whole ring
+		t.Fatal(err)
+	}
+	entry := func(v string) []store.Entry {
+		return []store.Entry{{Key: []byte("k"), Value: []byte(v), Version: store.Version{HLC: uint64(len(v)), Node: others[1].ID}}}
+	}
+	if _, err := g.ApplyFrom(others[1], entry("a")); !errors.Is(err, ErrLeased) {
+		t.Errorf("write coordinated by another node: %v, want ErrLeased", err)
+	}
+	if _, err := g.ApplyFrom(others[1], entry("a")); err == nil || !contains(err.Error(), holder.self.Addr) {
+		t.Errorf("the refusal should name the holder %s: %v", holder.self.Addr, err)
+	}
+	if _, err := g.Put(ctx, []byte("k"), []byte("v"), One, true); !errors.Is(err, ErrLeased) {
+		t.Errorf("a write the grantor coordinates itself: %v, want ErrLeased", err)
+	}
+	if _, found, _ := g.local.Get([]byte("k")); found {
+		t.Fatal("a refused write reached the grantor's store")
+	}
+	if n, err := g.ApplyFrom(holder.self, entry("bb")); err != nil || n != 1 {
+		t.Errorf("write coordinated by the holder: %d, %v, want 1 applied", n, err)
+	}
+	if n, err := g.ApplyLocal(entry("ccc")); err != nil || n != 1 {
+		t.Errorf("repair traffic: %d, %v, want 1 applied", n, err)
+	}
+	clock.Advance(time.Second + time.Millisecond)
+	if n, err := g.ApplyFrom(others[1], entry("dddd")); err != nil || n != 1 {
+		t.Errorf("write coordinated by another node after the grant expired: %d, %v", n, err)
+	}
+}
+
+// The holder's half: with every replica's grant, a quorum read reads no
+// other replica; at all, or once the lease ran out (renewals failing), it
+// reads them again.
+func TestQuorumReadUnderLeaseReadsNoOtherReplica(t *testing.T) {
+	holder, peers, others, _, clock := newLeasedNodes(t)
+	if _, err := holder.Put(ctx, []byte("k"), []byte("v"), Quorum, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.RenewLease(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !holder.LeaseHeld() {
+		t.Fatal("no lease after every replica granted it")
+	}
+	readsOfOthers := func() int {
+		peers.mu.Lock()
+		defer peers.mu.Unlock()
+		return peers.reads[others[0].Addr] + peers.reads[others[1].Addr]
+	}
+	before := readsOfOthers()
+	if e, err := holder.Get(ctx, []byte("k"), Quorum, false); err != nil || string(e.Value) != "v" {
+		t.Fatalf("quorum read under the lease: %q, %v", e.Value, err)
+	}
+	if got := readsOfOthers() - before; got != 0 {
+		t.Errorf("quorum read under the lease read %d other replicas, want 0", got)
+	}
+	if _, err := holder.Get(ctx, []byte("k"), All, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := readsOfOthers() - before; got != 2 {
+		t.Errorf("read at all under the lease read %d other replicas, want 2", got)
+	}
+	// The holder stops a drift margin before the grantors' grants end.
+	clock.Advance(testLease - testLease/leaseDriftMargin)
+	if holder.LeaseHeld() {
+		t.Error("lease still held at its end")
+	}
+	before = readsOfOthers()
+	if _, err := holder.Get(ctx, []byte("k"), Quorum, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := readsOfOthers() - before; got != 1 {
+		t.Errorf("quorum read after the lease ended read %d other replicas, want 1", got)
+	}
+}
+
+// Every replica the read would ask must grant: with one of them down there
+// is no lease, and quorum reads ask the live one.
+func TestLeaseNeedsEveryReplicasGrant(t *testing.T) {
+	holder, peers, others, grantors, _ := newLeasedNodes(t)
+	peers.setDead(others[1], true)
+	if err := holder.RenewLease(ctx); err == nil {
+		t.Fatal("lease renewed with a replica down")
+	}
+	if holder.LeaseHeld() {
+		t.Fatal("lease held without every replica's grant")
+	}
+	peers.setDead(others[1], false)
+	// Another node holds an overlapping lease at one replica: refused too.
+	if err := grantors[1].GrantLease(others[0], holder.self.ID, holder.self.ID, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.RenewLease(ctx); !errors.Is(err, ErrLeased) {
+		t.Fatalf("RenewLease with a conflicting grant: %v, want ErrLeased", err)
+	}
+	if holder.LeaseHeld() {
+		t.Fatal("lease held over a replica that granted it to another node")
+	}
+}
+
+// A lease starts with a catch-up: a write that reached the other replicas
+// but not the holder (coordinated elsewhere before the grants) is in the
+// holder's store before it reads alone.
+func TestNewLeaseCatchesUpFirst(t *testing.T) {
+	holder, peers, others, _, _ := newLeasedNodes(t)
+	missed := store.Entry{Key: []byte("k"), Value: []byte("written elsewhere"), Version: store.Version{HLC: store.HLCAt(time.Now()), Node: others[0].ID}}
+	for _, p := range others {
+		if _, err := peers.stores[p.Addr].Apply(missed); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := holder.RenewLease(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e, err := holder.Get(ctx, []byte("k"), Quorum, false)
+	if err != nil || string(e.Value) != "written elsewhere" {
+		t.Fatalf("read alone after the lease began: %q, %v; want the write the other replicas had", e.Value, err)
+	}
+}
+
+// A write whose local copy failed may still be acknowledged by the other
+// two replicas; the coordinator's store then lacks it, so the lease ends at
+// once, before the acknowledgement, and the next one catches up first.
+func TestLocalWriteFailureEndsTheLease(t *testing.T) {
+	holder, _, _, _, _ := newLeasedNodes(t)
+	if err := holder.RenewLease(ctx); err != nil {
+		t.Fatal(err)
+	}
+	healthy := holder.local
+	holder.local = failingSync{healthy}
+	if _, err := holder.Put(ctx, []byte("k"), []byte("v2"), Quorum, false); err != nil {
+		t.Fatalf("quorum with the local fsync failing: %v", err)
+	}
+	if holder.LeaseHeld() {
+		t.Fatal("lease still held after the coordinator's own copy of an acknowledged write failed")
+	}
+	holder.local = healthy
+	if err := holder.RenewLease(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := holder.Get(ctx, []byte("k"), Quorum, false); err != nil || string(e.Value) != "v2" {
+		t.Fatalf("read alone under the new lease: %q, %v, want v2", e.Value, err)
+	}
+}
+
+// A renewal that a local write failure overtakes does not revive the lease.
+func TestRenewalDoesNotReviveAnInvalidatedLease(t *testing.T) {
+	holder, _, _, _, _ := newLeasedNodes(t)
+	if err := holder.RenewLease(ctx); err != nil {
+		t.Fatal(err)
+	}
+	holder.lease.mu.Lock()
+	epoch := holder.lease.epoch
+	holder.lease.mu.Unlock()
+	holder.invalidateLease()
+	holder.lease.mu.Lock()
+	advanced := holder.lease.epoch != epoch
+	holder.lease.mu.Unlock()
+	if !advanced {
+		t.Fatal("invalidateLease did not advance the epoch a renewal in flight checks")
+	}
+	if holder.LeaseHeld() {
+		t.Fatal("lease held after invalidateLease")
+	}
+}
+
+// Leases off (the default): no grants are asked for and quorum reads read
+// a second replica.
+func TestLeasesOff(t *testing.T) {
+	n, peers, others := newTestNode(t)
+	peers.grantors = map[string]*Node{}
+	for _, p := range others {
+		peers.grantors[p.Addr] = New(DefaultConfig(), fakeRing{self: p}, peers.stores[p.Addr], peers, store.NewClock(time.Now))
+	}
+	if err := n.RenewLease(ctx); err != nil || n.LeaseHeld() {
+		t.Fatalf("RenewLease with leases off: %v, held %v", err, n.LeaseHeld())
+	}
+	for _, g := range peers.grantors {
+		if len(g.grants.byHolder) != 0 {
+			t.Fatal("a replica granted a lease nobody should have asked for")
+		}
+	}
+	_, _ = n.Put(ctx, []byte("k"), []byte("v"), Quorum, false)
+	if _, err := n.Get(ctx, []byte("k"), Quorum, false); err != nil {
+		t.Fatal(err)
+	}
+	if peers.reads[others[0].Addr]+peers.reads[others[1].Addr] != 1 {
+		t.Errorf("quorum read with leases off read %d other replicas, want 1", peers.reads[others[0].Addr]+peers.reads[others[1].Addr])
+	}
+}
