@@ -33,6 +33,24 @@ func (m *Metrics) WatchNode(r Ring, s Store, version string) error {
 	return nil
 }
 
+// WatchLease registers chordkv_read_lease_held, read from held at scrape
+// time (kv.Node.LeaseHeld). Call it once.
+func (m *Metrics) WatchLease(held func() bool) error {
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "chordkv_read_lease_held",
+		Help: "1 while this node holds the read lease of its primary range and answers quorum reads of it alone (--read-lease); 0 otherwise.",
+	}, func() float64 {
+		if held() {
+			return 1
+		}
+		return 0
+	})
+	if err := m.reg.Register(g); err != nil {
+		return fmt.Errorf("metrics: register read lease gauge: %w", err)
+	}
+	return nil
+}
+
 // nodeCollector reads the gauges when scraped instead of keeping them up to
 // date: routing state and store counts change on every write and pointer
 // update, and are already kept by their owners.

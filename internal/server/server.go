@@ -185,6 +185,10 @@ func newDaemon(cfg Config, bound net.Addr) (*daemon, error) {
 			_ = st.Close()
 			return nil, err
 		}
+		if err := m.WatchLease(d.kv.LeaseHeld); err != nil {
+			_ = st.Close()
+			return nil, err
+		}
 	}
 	d.setServing(false)
 	warnIfExposedPlaintext(d.log, cfg.TLS, bound, advertise)

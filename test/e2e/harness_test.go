@@ -264,7 +264,10 @@ func (n *Node) Args() []string {
 		args = append(args, "--successors", fmt.Sprint(n.c.Successors))
 	}
 	args = append(args, n.c.ExtraArgs...)
-	return append(args, n.ExtraArgs...)
+	args = append(args, n.ExtraArgs...)
+	// E2E_SERVE_ARGS runs the whole suite under other serve settings
+	// (`make e2e E2E_SERVE_ARGS='--read-lease 2s'`); later flags win.
+	return append(args, strings.Fields(os.Getenv("E2E_SERVE_ARGS"))...)
 }
 
 // Start launches a new incarnation. Output of every incarnation is appended
@@ -312,6 +315,26 @@ func (n *Node) Kill(t testing.TB) {
 	t.Helper()
 	if err := n.signalAndWait(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Pause stops the process with SIGSTOP, as a long GC pause or a stalled VM
+// would: its connections stay open and nothing answers until Resume.
+func (n *Node) Pause(t testing.TB) { n.signal(t, syscall.SIGSTOP) }
+
+// Resume continues a paused process with SIGCONT.
+func (n *Node) Resume(t testing.TB) { n.signal(t, syscall.SIGCONT) }
+
+func (n *Node) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	n.mu.Lock()
+	p := n.proc
+	n.mu.Unlock()
+	if p == nil || p.exited() {
+		t.Fatalf("%s %s: %v: not running", n.Name, n.Addr, sig)
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("%s %s: %v: %v", n.Name, n.Addr, sig, err)
 	}
 }
 

@@ -1,0 +1,228 @@
+package e2e
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	leaseKeys = 60
+	// readLease is short so that writes to a crashed owner's range resume
+	// soon; the daemon's suggested value is 2s.
+	readLease = "1s"
+)
+
+// leaseHeld scrapes a node's chordkv_read_lease_held gauge.
+func leaseHeld(metricsAddr string) (bool, error) {
+	client := http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "chordkv_read_lease_held "); ok {
+			return v == "1", nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return false, err
+	}
+	return false, errors.New("chordkv_read_lease_held not exported")
+}
+
+// putUntilAcknowledged writes every key with a value for round through
+// endpoints, retrying each put until it is acknowledged (a write to a
+// crashed owner's range is refused until the owner's lease runs out), and
+// returns the longest a put took to be acknowledged.
+func (c *Cluster) putUntilAcknowledged(t *testing.T, s *kvState, round int, endpoints string) time.Duration {
+	t.Helper()
+	var longest time.Duration
+	var mu = &s.mu
+	err := parallel(leaseKeys, func(i int) error {
+		key := fmt.Sprintf("leased-%03d", i)
+		value := fmt.Sprintf("round-%d-of-%s", round, key)
+		start := time.Now()
+		for {
+			r := c.CLI("put", key, value, "--endpoints", endpoints, "--timeout", cliTimeout)
+			if r.Code == exitOK {
+				break
+			}
+			if time.Since(start) > ringDeadline {
+				return fmt.Errorf("put %s: not acknowledged in %s: %v", key, ringDeadline, r)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		took := time.Since(start)
+		mu.Lock()
+		s.values[key] = []byte(value)
+		longest = max(longest, took)
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return longest
+}
+
+// TestReadLease runs a 3-node ring with r = 3 and --read-lease: every node
+// comes to hold the lease of its range; keys written and overwritten read
+// back at quorum; after kill -9 of a node, writes to its range resume once
+// its lease has run out and read back from the survivors; and when it
+// restarts with the old values of its range in its store, no read through
+// it ever returns one of them, before or after it holds its lease again.
+func TestReadLease(t *testing.T) {
+	c := NewCluster(t, 3, 2)
+	metricsAddrs := freeAddrs(t, len(c.Nodes))
+	c.ExtraArgs = []string{"--replicas", "3", "--read-lease", readLease, "--anti-entropy-interval", antiEntropy}
+	for i, n := range c.Nodes {
+		n.ExtraArgs = []string{"--metrics-addr", metricsAddrs[i]}
+		n.Start(t)
+	}
+	all := c.Nodes
+	holds := func(i int) error {
+		held, err := leaseHeld(metricsAddrs[i])
+		if err != nil {
+			return fmt.Errorf("%s: %w", all[i].Addr, err)
+		}
+		if !held {
+			return fmt.Errorf("%s holds no read lease", all[i].Addr)
+		}
+		return nil
+	}
+	c.Eventually(t, "3 processes converge", ringDeadline, func() error { return checkConverged(c, all) })
+	took := c.Eventually(t, "every node holds its read lease", ringDeadline, func() error {
+		return errors.Join(holds(0), holds(1), holds(2))
+	})
+	logTiming(t, "every node holds its lease", took)
+
+	s := &kvState{values: map[string][]byte{}, deleted: map[string]bool{}}
+	eps := strings.Join(c.Addrs(), ",")
+	c.putUntilAcknowledged(t, s, 1, eps)
+	c.putUntilAcknowledged(t, s, 2, eps)
+	if err := c.checkAll(s, c.Addrs()); err != nil {
+		t.Fatalf("reads under the leases: %v", err)
+	}
+
+	victim := all[1]
+	survivors := []*Node{all[0], all[2]}
+	victim.Kill(t)
+	longest := c.putUntilAcknowledged(t, s, 3, strings.Join(c.Addrs(survivors...), ","))
+	logTiming(t, "longest put to wait out the killed owner's lease", longest)
+	took = c.eventuallyAllKeys(t, s, c.Addrs(survivors...))
+	logTiming(t, "every key readable from the survivors", took)
+
+	// The restarted node's store holds round 2 of its range; round 3 must
+	// be all any read through it returns, from the first answer on.
+	victim.Start(t)
+	leased := false
+	sweeps := 0
+	took = c.Eventually(t, "the restarted node holds its lease again and a sweep through it after that reads every key right", ringDeadline, func() error {
+		sweeps++
+		held := holds(1) == nil // before the sweep: a lease taken during it proves nothing
+		err := c.checkAll(s, []string{victim.Addr})
+		if errors.Is(err, errWrongData) {
+			t.Fatalf("sweep %d through the restarted node: %v", sweeps, err)
+		}
+		if err != nil {
+			return err
+		}
+		if !held {
+			return errors.New("not holding its lease yet")
+		}
+		leased = true
+		return nil
+	})
+	logTiming(t, fmt.Sprintf("restarted node leased and read right (%d sweeps)", sweeps), took)
+	if !leased {
+		t.Fatal("unreachable: Eventually returned without the lease")
+	}
+
+	// A successor that missed writes takes over a range. The owner's
+	// successor is paused until the owner has dropped it from its
+	// successor list; the owner's keys are overwritten meanwhile, so only
+	// the owner and the third node have them; then the successor resumes
+	// and the owner is killed. The successor now owns the owner's keys and
+	// must not read them alone before its new lease has caught them up
+	// (anti-entropy would leave writes this young alone, and no quorum read
+	// runs through it before its lease to repair them).
+	c.Eventually(t, "the 3 processes converge again", ringDeadline, func() error { return checkConverged(c, all) })
+	o := newRingOracle(c.Addrs(), c.Successors)
+	owner := c.Node(t, o.order()[0])
+	successor := c.Node(t, o.successors(owner.Addr)[0])
+	third := c.Node(t, o.successors(successor.Addr)[0])
+	var ownersKeys []string
+	for _, k := range s.keys() {
+		if o.owner(k) == owner.Addr {
+			ownersKeys = append(ownersKeys, k)
+		}
+	}
+	if len(ownersKeys) == 0 {
+		t.Fatalf("no key of the %d is owned by %s", leaseKeys, owner.Addr)
+	}
+	successor.Pause(t)
+	paused := true
+	defer func() {
+		if paused {
+			successor.Resume(t)
+		}
+	}()
+	c.Eventually(t, "the owner drops its paused successor", ringDeadline, func() error {
+		st, err := c.Status(owner.Addr)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(st.Successors, successor.Addr) {
+			return fmt.Errorf("%s still lists %s among its successors", owner.Addr, successor.Addr)
+		}
+		return nil
+	})
+	err := parallel(len(ownersKeys), func(i int) error {
+		key := ownersKeys[i]
+		value := fmt.Sprintf("round-4-of-%s", key)
+		if r := c.CLI("put", key, value, "--endpoints", owner.Addr, "--timeout", cliTimeout); r.Code != exitOK {
+			return fmt.Errorf("put %s while %s is paused: %v", key, successor.Addr, r)
+		}
+		s.mu.Lock()
+		s.values[key] = []byte(value)
+		s.mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	successor.Resume(t)
+	paused = false
+	owner.Kill(t)
+	t.Logf("paused %s while %d keys of %s were overwritten, resumed it, killed %s", successor.Addr, len(ownersKeys), owner.Addr, owner.Addr)
+	took = c.Eventually(t, "the successor holds a lease over the dead owner's range", ringDeadline, func() error {
+		held, err := leaseHeld(metricsAddrs[slices.Index(all, successor)])
+		if err != nil || !held {
+			return fmt.Errorf("no lease yet (%v)", err)
+		}
+		st, err := c.Status(successor.Addr)
+		if err != nil {
+			return err
+		}
+		if st.Predecessor != third.Addr {
+			return fmt.Errorf("predecessor %s, want %s", st.Predecessor, third.Addr)
+		}
+		return nil
+	})
+	logTiming(t, "successor leased the dead owner's range", took)
+	// Its lease may predate the new predecessor by a renewal: wait for one.
+	time.Sleep(time.Second)
+	err = parallel(len(ownersKeys), func(i int) error { return c.checkKey(s, ownersKeys[i], successor.Addr) })
+	if err != nil {
+		t.Fatalf("reads of the dead owner's keys through its successor: %v", err)
+	}
+}
