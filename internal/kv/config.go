@@ -92,6 +92,11 @@ type Config struct {
 	// a second replica.
 	ReadLease time.Duration
 
+	// Now is the clock read leases are timed by, read on each node alone
+	// (lease.go); nil means time.Now. A simulation passes its virtual
+	// clock, so that leases run out in simulated time.
+	Now func() time.Time
+
 	// Logger receives hand-off and repair events; nil discards.
 	Logger *slog.Logger
 
@@ -150,6 +155,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.JoinSyncTimeout <= 0 {
 		c.JoinSyncTimeout = d.JoinSyncTimeout
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -181,6 +181,7 @@ func (n *Node) coordinateRead(ctx context.Context, keys [][]byte, c Consistency)
 	// after: a lease caught up in between may hold writes the copy lacks.
 	if need == 1 && c != All && n.readsAlone(keys, reps[1:]) {
 		need = 0 // the read lease stands for the second replica
+		n.stats.leaseReads.Add(1)
 	}
 	local := answer{peer: n.self, reads: make([]ReadResult, len(keys))}
 	for i, k := range keys {

@@ -112,6 +112,7 @@ type fakePeers struct {
 	reads    map[string]int           // Read calls per replica, dead ones included
 	versions map[string]int           // Versions calls per replica
 	grantors map[string]*Node         // GrantLease and Replicate go to these nodes when set
+	onGrant  func()                   // runs in every GrantLease call, when set
 }
 
 // hold makes p's Apply calls wait until the returned function is called.
@@ -178,8 +179,11 @@ func (f *fakePeers) GrantLease(_ context.Context, p, holder chord.Peer, from, to
 		return err
 	}
 	f.mu.Lock()
-	g := f.grantors[p.Addr]
+	g, onGrant := f.grantors[p.Addr], f.onGrant
 	f.mu.Unlock()
+	if onGrant != nil {
+		onGrant()
+	}
 	if g == nil {
 		return nil
 	}

@@ -80,18 +80,35 @@ func arcsOverlap(a1, b1, a2, b2 ring.ID) bool {
 
 // GrantLease is a replica's answer to a holder's request for a read lease
 // over (from, to] for d: it refuses with ErrLeased while another holder's
-// grant overlaps the range. A holder that asks again replaces its grant.
+// grant overlaps the range. A holder that asks again replaces its grant; d
+// of 0 gives it up (ReleaseLease).
 func (n *Node) GrantLease(holder chord.Peer, from, to ring.ID, d time.Duration) error {
 	if holder.Addr == "" {
 		return fmt.Errorf("%w: a lease needs a holder", ErrInvalidArgument)
 	}
-	if d <= 0 || d > maxReadLease {
-		return fmt.Errorf("%w: lease of %s; leases are above 0 and at most %s", ErrInvalidArgument, d, maxReadLease)
+	if d < 0 || d > maxReadLease {
+		return fmt.Errorf("%w: lease of %s; leases are 0 (a release) to %s", ErrInvalidArgument, d, maxReadLease)
 	}
 	now := n.now()
 	g := &n.grants
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if d == 0 {
+		delete(g.byHolder, holder.Addr)
+		return nil
+	}
+	if holder.Addr != n.self.Addr {
+		// Not over this node's own lease: while it reads that range alone
+		// its own writes there must land here, which a grant to another
+		// node would refuse. It gives the part up at its next renewal,
+		// once it knows the asker as its predecessor.
+		n.lease.mu.Lock()
+		own := n.lease.held
+		n.lease.mu.Unlock()
+		if own != nil && now.Before(own.until) && arcsOverlap(from, to, own.from, own.to) {
+			return fmt.Errorf("%w: %s holds (%s, %s] itself", ErrLeased, n.self.Addr, own.from.Short(), own.to.Short())
+		}
+	}
 	for h, other := range g.byHolder {
 		if now.After(other.until) {
 			delete(g.byHolder, h)
@@ -193,11 +210,37 @@ func (n *Node) readsAlone(keys [][]byte, others []chord.Peer) bool {
 		}
 	}
 	for _, k := range keys {
-		if !ring.BetweenRightIncl(l.from, ring.HashKey(k), l.to) {
+		// Owns too: a read forwarded here by a node with an old view, for
+		// a key this node gave up (it left, or a node joined in front)
+		// while its lease still covers it, reads a quorum.
+		id := ring.HashKey(k)
+		if !ring.BetweenRightIncl(l.from, id, l.to) || !n.ring.Owns(id) {
 			return false
 		}
 	}
 	return true
+}
+
+// ReleaseLease ends this node's read lease and asks its grantors to drop
+// their grants, so that the nodes taking over its range can write to it at
+// once instead of waiting the grants out. A node leaving the ring calls it
+// once it has left; it is best effort, bounded by ctx and CallTimeout.
+func (n *Node) ReleaseLease(ctx context.Context) {
+	n.lease.mu.Lock()
+	l := n.lease.held
+	n.lease.held = nil
+	n.lease.epoch++
+	n.lease.mu.Unlock()
+	if l == nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.CallTimeout)
+	defer cancel()
+	for _, addr := range l.grantors {
+		if err := n.peers.GrantLease(cctx, chord.NewPeer(addr), n.self, l.from, l.to, 0); err != nil {
+			n.log.Debug("read lease not released; it runs out by itself", "grantor", addr, "err", err)
+		}
+	}
 }
 
 // invalidateLease ends the lease at once: this node's copy of a write failed,
@@ -213,14 +256,10 @@ func (n *Node) invalidateLease() {
 }
 
 // localWriteFailed ends the read lease when this node's copy of a write it
-// coordinates failed, unless a lease refused it (then nothing was written
-// and the holder elsewhere has the write): the write may still be
-// acknowledged by other replicas, and this node's store then misses it.
-func (n *Node) localWriteFailed(err error) {
-	if !errors.Is(err, ErrLeased) {
-		n.invalidateLease()
-	}
-}
+// coordinates failed, whatever the reason (a lease this node granted
+// refusing it included): the write may still be acknowledged by other
+// replicas, and this node's store then misses it.
+func (n *Node) localWriteFailed(error) { n.invalidateLease() }
 
 // LeaseHeld reports whether this node answers quorum reads of its primary
 // range alone now.
@@ -287,14 +326,18 @@ func (n *Node) RenewLease(ctx context.Context) error {
 		}
 	}
 	cancel()
+	granted := n.now() // every grantor received its request before this
 	if len(failed) > 0 {
 		return fmt.Errorf("renew read lease of (%s, %s]: %w", from.Short(), to.Short(), errors.Join(failed...))
 	}
 	until := start.Add(n.cfg.ReadLease - n.cfg.ReadLease/leaseDriftMargin)
-	// A lease still held over the same grantors and a range that holds the
-	// new one already has every acknowledged write: extending it needs no
-	// catch-up.
-	extends := prev != nil && start.Before(prev.until) && slices.Equal(prev.grantors, grantors) &&
+	// A lease over the same range and grantors whose grants were all
+	// renewed before it ran out has every acknowledged write: no grantor
+	// was free to take another coordinator's write in between, so
+	// extending it needs no catch-up. The grantors count their old grants
+	// past prev.until by the drift margin, and each received its renewal
+	// before granted.
+	extends := prev != nil && granted.Before(prev.until) && slices.Equal(prev.grantors, grantors) &&
 		prev.from == from && prev.to == to
 	if !extends {
 		for _, p := range reps {

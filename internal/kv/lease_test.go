@@ -87,7 +87,8 @@ func TestArcsOverlap(t *testing.T) {
 
 // A replica grants one holder at a time per stretch of the ring: another
 // node's overlapping request is refused until the first grant expires; the
-// same holder renews or replaces its own; bad requests are InvalidArgument.
+// same holder renews or replaces its own, or releases it with a duration of
+// 0; bad requests are InvalidArgument.
 func TestGrantLease(t *testing.T) {
 	_, _, _, grantors, clock := newLeasedNodes(t)
 	g := grantors[0]
@@ -109,7 +110,11 @@ func TestGrantLease(t *testing.T) {
 		{"the first holder grows into the second's range", 0, h1, 10, 25, time.Second, ErrLeased},
 		{"the first holder shrinks its own", 0, h1, 12, 20, time.Second, nil},
 		{"after both expire anything goes", 1001 * time.Millisecond, h2, 0, 255, time.Second, nil},
-		{"no duration", 0, h1, 1, 2, 0, ErrInvalidArgument},
+		{"negative duration", 0, h1, 1, 2, -time.Second, ErrInvalidArgument},
+		{"h1 takes a range once h2's has expired", 1001 * time.Millisecond, h1, 100, 120, time.Second, nil},
+		{"h2 cannot have it", 0, h2, 110, 130, time.Second, ErrLeased},
+		{"h1 releases it", 0, h1, 100, 120, 0, nil},
+		{"now h2 can", 0, h2, 110, 130, time.Second, nil},
 		{"too long", 0, h1, 1, 2, 2 * maxReadLease, ErrInvalidArgument},
 		{"no holder", 0, chord.Peer{}, 1, 2, time.Second, ErrInvalidArgument},
 	}
@@ -317,5 +322,76 @@ func TestLeasesOff(t *testing.T) {
 	}
 	if peers.reads[others[0].Addr]+peers.reads[others[1].Addr] != 1 {
 		t.Errorf("quorum read with leases off read %d other replicas, want 1", peers.reads[others[0].Addr]+peers.reads[others[1].Addr])
+	}
+}
+
+// A holder leaving the ring releases its lease: it stops reading alone at
+// once, and its grantors accept other coordinators' writes without waiting
+// the grants out.
+func TestReleaseLease(t *testing.T) {
+	holder, _, others, grantors, _ := newLeasedNodes(t)
+	if err := holder.RenewLease(ctx); err != nil {
+		t.Fatal(err)
+	}
+	entry := []store.Entry{{Key: []byte("k"), Value: []byte("v"), Version: store.Version{HLC: 1, Node: others[1].ID}}}
+	if _, err := grantors[0].ApplyFrom(others[1], entry); !errors.Is(err, ErrLeased) {
+		t.Fatalf("before the release: %v, want ErrLeased", err)
+	}
+	holder.ReleaseLease(ctx)
+	if holder.LeaseHeld() {
+		t.Error("lease still held after ReleaseLease")
+	}
+	if _, err := grantors[0].ApplyFrom(others[1], entry); err != nil {
+		t.Errorf("after the release: %v", err)
+	}
+}
+
+// A node does not grant a range overlapping the lease it holds itself: its
+// own writes there must land in its store while it reads alone, and such a
+// grant would refuse them. Once its lease is gone, it grants.
+func TestNoGrantOverOwnLease(t *testing.T) {
+	holder, _, _, _, clock := newLeasedNodes(t)
+	if err := holder.RenewLease(ctx); err != nil {
+		t.Fatal(err)
+	}
+	joiner := chord.NewPeer("joiner:1")
+	var mid ring.ID
+	mid[0] = 0x80
+	err := holder.GrantLease(joiner, mid, holder.self.ID, time.Second)
+	if !errors.Is(err, ErrLeased) {
+		t.Fatalf("grant over the node's own lease: %v, want ErrLeased", err)
+	}
+	clock.Advance(testLease)
+	if err := holder.GrantLease(joiner, mid, holder.self.ID, time.Second); err != nil {
+		t.Fatalf("grant once the node's own lease ran out: %v", err)
+	}
+}
+
+// A renewal extends a lease without a catch-up only when every grant was
+// renewed before the lease ran out; one whose grants came back later (the
+// grantors may have taken other coordinators' writes in the gap) is caught
+// up again, like a new lease.
+func TestSlowRenewalCatchesUpAgain(t *testing.T) {
+	holder, peers, _, _, clock := newLeasedNodes(t)
+	if err := holder.RenewLease(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rounds := func() int64 { return holder.Stats().SyncRounds }
+	before := rounds()
+	if err := holder.RenewLease(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := rounds() - before; got != 0 {
+		t.Errorf("a prompt renewal ran %d catch-up exchanges, want 0", got)
+	}
+	// The grants take until after the lease's end to come back.
+	peers.mu.Lock()
+	peers.onGrant = func() { clock.Advance(testLease / 2) }
+	peers.mu.Unlock()
+	clock.Advance(testLease / 2)
+	before = rounds()
+	err := holder.RenewLease(ctx)
+	if got := rounds() - before; got != 2 {
+		t.Errorf("a renewal granted after the lease ran out ran %d catch-up exchanges (err %v), want one per grantor", got, err)
 	}
 }

@@ -40,8 +40,8 @@ type Node struct {
 	applies *coalescer[store.Entry, struct{}]
 
 	// grants are the read leases this node gave as a replica, lease the
-	// one it holds as an owner; see lease.go. now reads the monotonic
-	// clock leases are timed by (tests replace it).
+	// one it holds as an owner; see lease.go. now is Config.Now (tests
+	// replace it).
 	grants grants
 	lease  leaseState
 	now    func() time.Time
@@ -72,7 +72,7 @@ func New(cfg Config, r Ring, local Local, peers Peers, clock *store.Clock) *Node
 		cfg: cfg, ring: r, local: local, peers: peers, clock: clock,
 		log:  cfg.Logger.With("node", self.Addr),
 		self: self,
-		now:  time.Now,
+		now:  cfg.Now,
 	}
 	obs := cfg.Observer
 	n.reads = newCoalescer(cfg.ReplicaCallsInFlight, cfg.ReplicaOverlapKeys, cfg.ReplicaBatchKeys, cfg.CallTimeout, peers.Read,

@@ -33,6 +33,7 @@ type counters struct {
 	pulled        atomic.Int64
 	pushed        atomic.Int64
 	handoffPushed atomic.Int64
+	leaseReads    atomic.Int64
 }
 
 // Stats are cumulative counters of the replication layer, for metrics and
@@ -45,6 +46,7 @@ type Stats struct {
 	Pulled      int64 // entries received from replicas that were newer here
 	Pushed      int64 // entries sent to replicas in differing buckets
 	HandedOff   int64 // entries sent to successors when leaving
+	LeaseReads  int64 // quorum reads answered alone under a read lease
 }
 
 // Stats returns the counters so far.
@@ -57,6 +59,7 @@ func (n *Node) Stats() Stats {
 		Pulled:      n.stats.pulled.Load(),
 		Pushed:      n.stats.pushed.Load(),
 		HandedOff:   n.stats.handoffPushed.Load(),
+		LeaseReads:  n.stats.leaseReads.Load(),
 	}
 }
 

@@ -307,6 +307,9 @@ func (d *daemon) shutdown() {
 	leaveCtx, cancel := context.WithTimeout(context.Background(), 3*d.node.Config().CallTimeout)
 	d.node.Leave(leaveCtx)
 	cancel()
+	releaseCtx, cancel := context.WithTimeout(context.Background(), d.kv.Config().CallTimeout)
+	d.kv.ReleaseLease(releaseCtx)
+	cancel()
 	d.health.Shutdown()
 	done := make(chan struct{})
 	go func() {

@@ -33,6 +33,17 @@ type KVCluster struct {
 	// ticks drives every node's hybrid logical clock from one virtual time,
 	// so that versions are reproducible for a seed.
 	ticks atomic.Int64
+	// leaseClock is the virtual time read leases run on (kv.Config.Now),
+	// in nanoseconds: RepairRound advances it by LeaseStep.
+	leaseClock atomic.Int64
+}
+
+// LeaseStep is how much virtual time a RepairRound lets pass for read
+// leases (kv.Config.ReadLease): a lease of one second lasts ten rounds.
+const LeaseStep = 100 * time.Millisecond
+
+func (c *KVCluster) leaseNow() time.Time {
+	return time.Unix(1_700_000_000, c.leaseClock.Load())
 }
 
 // NewKVCluster returns an empty cluster; chordCfg and kvCfg are templates
@@ -43,7 +54,12 @@ func NewKVCluster(seed uint64, chordCfg chord.Config, kvCfg kv.Config) *KVCluste
 		// write would ever be old enough to repair.
 		kvCfg.RepairSettle = -1
 	}
-	return &KVCluster{Cluster: NewCluster(seed, chordCfg), kvcfg: kvCfg, byAddr: map[string]*KVNode{}}
+	c := &KVCluster{Cluster: NewCluster(seed, chordCfg), byAddr: map[string]*KVNode{}}
+	if kvCfg.Now == nil {
+		kvCfg.Now = c.leaseNow
+	}
+	c.kvcfg = kvCfg
+	return c
 }
 
 func (c *KVCluster) now() time.Time {
@@ -107,12 +123,16 @@ func (c *KVCluster) JoinKV(ctx context.Context, via string) (*KVNode, error) {
 func (c *KVCluster) LeaveKV(ctx context.Context, k *KVNode) error {
 	_, err := k.KV.HandOff(ctx)
 	c.Leave(ctx, k.Chord)
+	k.KV.ReleaseLease(ctx)
 	return err
 }
 
 // RepairRound runs one maintenance round and then one anti-entropy and
-// cleanup round on every live member, in a seeded order.
+// cleanup round, and a read lease renewal (a no-op with leases off), on
+// every live member, in a seeded order; read leases' virtual time advances
+// by LeaseStep first.
 func (c *KVCluster) RepairRound(ctx context.Context) {
+	c.leaseClock.Add(int64(LeaseStep))
 	c.Round(ctx)
 	members := c.Members()
 	c.Net.Rand().Shuffle(len(members), func(i, j int) { members[i], members[j] = members[j], members[i] })
@@ -120,6 +140,7 @@ func (c *KVCluster) RepairRound(ctx context.Context) {
 		k := c.KV(n.Self().Addr).KV
 		_, _ = k.AntiEntropy(ctx)
 		_, _ = k.Cleanup(ctx)
+		_ = k.RenewLease(ctx)
 	}
 }
 

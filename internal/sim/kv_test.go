@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/chordkv/chordkv/internal/chord"
 	"github.com/chordkv/chordkv/internal/kv"
@@ -304,4 +305,124 @@ func TestKVBatchAcrossOwnersAndOwnerCrash(t *testing.T) {
 			t.Fatalf("get %s after owner %s crashed: %q, %v", keys[i], victim, r.Entry.Value, r.Err)
 		}
 	}
+}
+
+// Read leases under churn (kv.Config.ReadLease, Gray and Cheriton's
+// leases, SOSP 1989, §2): a ring of 24 with joins, graceful leaves and
+// crashes of up to r-1 adjacent nodes, with quorum reads from random
+// members interleaved with the writes throughout. Owners holding leases
+// answer most reads alone; no read may return a value older than the last
+// acknowledged write of its key. Leases run on the simulation's virtual
+// time, ten repair rounds to a lease; a crashed owner's range refuses writes
+// until its grants run out, which the writers see as failed writes.
+func TestKVChurnWithReadLeasesReadsNoStaleValue(t *testing.T) {
+	for _, lease := range []time.Duration{0, time.Second} {
+		t.Run(fmt.Sprintf("lease=%s", lease), func(t *testing.T) {
+			reads, alone, stale := churnWithReads(t, 33, lease)
+			t.Logf("%d quorum reads checked, %d answered alone under a lease", reads, alone)
+			if stale != "" {
+				t.Fatal(stale)
+			}
+			if lease > 0 && alone < int64(reads)/4 {
+				t.Errorf("only %d of %d quorum reads used a lease", alone, reads)
+			}
+			if lease == 0 && alone != 0 {
+				t.Errorf("%d reads used a lease with leases off", alone)
+			}
+		})
+	}
+}
+
+// churnWithReads runs the churn of TestKVChurnWithReadLeasesReadsNoStaleValue
+// and returns the reads it checked, how many were answered under a lease,
+// and the first stale read, if any.
+func churnWithReads(t *testing.T, seed uint64, lease time.Duration) (reads int, alone int64, stale string) {
+	cfg := template()
+	kvcfg := kv.DefaultConfig()
+	kvcfg.Replicas = 3
+	kvcfg.ReadLease = lease
+	c := NewKVCluster(seed, cfg, kvcfg)
+	if _, err := c.CreateKV(); err != nil {
+		t.Fatal(err)
+	}
+	for range 23 {
+		members := c.Members()
+		if _, err := c.JoinKV(ctx, members[c.Net.Rand().IntN(len(members))].Self().Addr); err != nil {
+			t.Fatal(err)
+		}
+		c.Round(ctx)
+	}
+	converge(t, c.Cluster, 500, false)
+	for range 3 {
+		c.RepairRound(ctx)
+	}
+	rng := c.Net.Rand()
+	keys := make([][]byte, 200)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "key-%03d", i)
+	}
+	hist := map[string]*history{}
+	var crashes, joins, leaves int
+	for step := range 2500 {
+		members := c.Members()
+		coordinator := c.KV(members[rng.IntN(len(members))].Self().Addr)
+		key := keys[rng.IntN(len(keys))]
+		h := hist[string(key)]
+		if h == nil {
+			h = &history{}
+			hist[string(key)] = h
+		}
+		switch x := rng.IntN(100); {
+		case x < 40:
+			e, err := coordinator.KV.Get(ctx, key, kv.Quorum, false)
+			if err != nil && !errors.Is(err, kv.ErrNotFound) {
+				continue // unavailable during churn: not a stale answer
+			}
+			reads++
+			if h.acked != nil && !h.allowed(e, err == nil) {
+				return reads, 0, fmt.Sprintf("step %d: get %s through %s = %q (found %v); last acknowledged write: %+v",
+					step, key, coordinator.Chord.Self().Addr, e.Value, err == nil, h.acked)
+			}
+		case x < 75:
+			a := attempt{value: fmt.Appendf(nil, "v%d", step)}
+			var err error
+			a.version, err = coordinator.KV.Put(ctx, key, a.value, kv.Quorum, false)
+			if err != nil {
+				h.unknowns = append(h.unknowns, a)
+				continue
+			}
+			h.acked, h.unknowns = &a, nil
+		case x < 78 && len(members) < 28:
+			if _, err := c.JoinKV(ctx, members[rng.IntN(len(members))].Self().Addr); err == nil {
+				joins++
+			}
+		case x < 81 && len(members) > 20:
+			_ = c.LeaveKV(ctx, coordinator)
+			leaves++
+		case x < 83 && len(members) > 20:
+			c.waitIdle(t)
+			for _, v := range c.adjacentVictims(1 + rng.IntN(2)) {
+				c.Crash(c.Net.Node(v.Addr))
+				crashes++
+			}
+			for range 3 {
+				c.RepairRound(ctx)
+			}
+			converge(t, c.Cluster, 100, false)
+			c.RepairRound(ctx)
+		default:
+			c.RepairRound(ctx)
+		}
+	}
+	c.waitIdle(t)
+	t.Logf("%d joins, %d leaves, %d crashes", joins, leaves, crashes)
+	if crashes < 5 || joins < 5 || leaves < 5 {
+		t.Fatalf("the run exercised too little churn to prove anything")
+	}
+	c.mu.RLock()
+	for _, k := range c.byAddr { // crashed and departed nodes too
+		alone += k.KV.Stats().LeaseReads
+	}
+	c.mu.RUnlock()
+	return reads, alone, ""
 }

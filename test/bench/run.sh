@@ -29,7 +29,7 @@
 #
 # Environment:
 #   CHORDKV_BIN  binary to measure (default bin/chordkv; `make bench` builds it)
-#   BASE_PORT    first of 5 consecutive ports (default 7950)
+#   BASE_PORT    first of 9 consecutive ports (default 7950)
 #   DURATION     measurement per run (default 5s)
 #   KEYS         key space (default 10000)
 #   VALUE_SIZE   bytes per value (default 100)
@@ -43,6 +43,9 @@
 #   REDIS_BATCHES   --batch sizes compared with Redis (default "16 64")
 #   FIXED_RATE   puts/s of the fixed-load section (default: half the ring's
 #                client-routed put rate measured here, in hundreds)
+#   LEASE        --read-lease of a second 3-node ring whose Get is measured
+#                against the ceiling in GOAL_PAIRS + 1 interleaved pairs
+#                (default 2s; 0 skips it)
 #   GOAL_PAIRS   extra interleaved pairs of ceiling and client-routed ring
 #                runs per op behind the 3-node goal ratios, which are the
 #                median of these and the first pair (default 2; 0: one pair)
@@ -64,6 +67,7 @@ REDIS=${REDIS:-1}
 REDIS_REQUESTS=${REDIS_REQUESTS:-100000}
 REDIS_BATCHES=${REDIS_BATCHES:-16 64}
 GOAL_PAIRS=${GOAL_PAIRS:-2}
+LEASE=${LEASE:-2s}
 HOST=127.0.0.1
 READY_WAIT=60   # seconds for a server or ring to come up
 STOP_GRACE=10   # seconds after SIGTERM before SIGKILL
@@ -283,6 +287,36 @@ for t in "${targets[@]}"; do
 		'{cpu_seconds: (($a - $b) / $hz)}' >"$tmp/fixed-$t-cpu.txt"
 done
 
+# Read leases (--read-lease, off by default): a second 3-node ring whose
+# owners answer quorum gets alone while they hold a lease, against the
+# ceiling in interleaved pairs as for the goals. Gets only: a lease changes
+# nothing for puts.
+if [ "$LEASE" != 0 ]; then
+	lease_ring=("$(port 6)" "$(port 7)" "$(port 8)")
+	start lease1 "$BIN" serve --addr "${lease_ring[0]}" --data-dir "$tmp/lease1" --replicas 3 --read-lease "$LEASE"
+	for i in 1 2; do
+		start "lease$((i + 1))" "$BIN" serve --addr "${lease_ring[i]}" --data-dir "$tmp/lease$((i + 1))" \
+			--replicas 3 --read-lease "$LEASE" --join "${lease_ring[0]}"
+	done
+	lease_ring_has_3() {
+		local a
+		for a in "${lease_ring[@]}"; do
+			[ "$("$BIN" ring --endpoints "$a" --timeout 1s -o json | jq '.nodes | length')" = 3 ] || return 1
+			"$BIN" put bench-probe x --endpoints "$a" --timeout 1s --consistency all || return 1
+		done
+	}
+	until_ok "$READY_WAIT" "3-node ring with --read-lease $LEASE" lease_ring_has_3
+	for ((pair = 0; pair <= GOAL_PAIRS; pair++)); do
+		log "lease pair $((pair + 1)) of $((GOAL_PAIRS + 1)): ceiling get and client-routed ring get with --read-lease $LEASE at 64/8 for $DURATION each"
+		timeout "$BENCH_LIMIT" "$BIN" bench --endpoints "$ceiling" --op get \
+			--concurrency 64 --connections 8 --duration "$DURATION" \
+			--keys "$KEYS" --value-size "$VALUE_SIZE" --routing endpoint -o json >"$tmp/ceiling-get-64l$pair.json"
+		timeout "$BENCH_LIMIT" "$BIN" bench --endpoints "$(IFS=,; echo "${lease_ring[*]}")" --op get \
+			--concurrency 64 --connections 8 --duration "$DURATION" \
+			--keys "$KEYS" --value-size "$VALUE_SIZE" --routing client -o json >"$tmp/ring3lease-get-64l$pair.json"
+	done
+fi
+
 # field TARGET OP C JQ-EXPR
 field() { jq -r "$4" "$tmp/$1-$2-$3.json"; }
 fmt_ops() { field "$@" '.ops_per_sec | floor'; }
@@ -296,6 +330,10 @@ pair_ratios() { # pair_ratios OP: the client-routed ring's ratio to the ceiling 
 	local pair
 	ratio ring3client "$1" 64
 	for ((pair = 1; pair <= GOAL_PAIRS; pair++)); do ratio ring3client "$1" "64p$pair" ceiling; done
+}
+lease_ratios() { # lease_ratios: the leased ring's get ratio to the ceiling in each lease pair
+	local pair
+	for ((pair = 0; pair <= GOAL_PAIRS; pair++)); do ratio ring3lease get "64l$pair" ceiling; done
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 errors_total() { jq -s 'map(.errors) | add' "$tmp"/*.json; }
@@ -475,6 +513,23 @@ Not a goal, for reference: in one more pair, the client-routed ring's Get at \`-
 did $(fmt_ops ring3one get 64one) ops/s, $(ratio ring3one get 64one) of the ceiling's $(fmt_ops ceiling get 64one).
 EOF
 
+if [ "$LEASE" != 0 ]; then
+	cat <<EOF
+
+Read leases: a second 3-node ring, r=3, every node started with \`--read-lease $LEASE\` (off by
+default), so that each owner answers quorum gets alone while its replicas grant it a lease.
+$((GOAL_PAIRS + 1)) interleaved pairs, each a ceiling Get run, then the client-routed leased ring's
+Get at the default \`--consistency quorum\`, \`chordkv bench\` at 64/8 for $DURATION each.
+
+| pair | ceiling ops/s | leased ring ops/s | leased ring latency | leased ring / ceiling |
+|---|---:|---:|---|---:|
+EOF
+	for ((pair = 0; pair <= GOAL_PAIRS; pair++)); do
+		printf '| %d | %s | %s | %s | %s |\n' "$((pair + 1))" "$(fmt_ops ceiling get "64l$pair")" \
+			"$(fmt_ops ring3lease get "64l$pair")" "$(fmt_lat ring3lease get "64l$pair")" "$(ratio ring3lease get "64l$pair")"
+	done
+fi
+
 cat <<EOF
 
 Issue 5's goals in this run: ratios of ops/s within this run; the ring's are the median
@@ -488,6 +543,9 @@ goal_row "1 node Get / ceiling, ghz" 0.8 "$(ghz_goal get)"
 goal_row "1 node durable Put / ceiling, ghz" 0.6 "$(ghz_goal put)"
 goal_row "3 nodes r=3 Get / ceiling, client routing" 0.6 "$(pair_ratios get | median)"
 goal_row "3 nodes r=3 quorum Put / ceiling, client routing" 0.3 "$(pair_ratios put | median)"
+if [ "$LEASE" != 0 ]; then
+	goal_row "3 nodes r=3 Get / ceiling, client routing, with --read-lease $LEASE (not the default)" 0.6 "$(lease_ratios | median)"
+fi
 goal_row "1 node batched Get / Redis" 1.0 "$(redis_best single get GET)"
 goal_row "1 node batched durable Put / Redis" 1.0 "$(redis_best single put SET)"
 goal_row "3 nodes r=3 batched Get / Redis" 1.0 "$(redis_best ring3 get GET)"

@@ -384,7 +384,8 @@ type ReplicaClient interface {
 	// until it expires, this replica refuses (FailedPrecondition) writes to
 	// that range that another node coordinates, so that holder may answer
 	// quorum reads alone. It fails with FailedPrecondition while another
-	// node's lease overlaps the range. A node that predates it answers
+	// node's lease overlaps the range. duration_ms 0 releases holder's grant
+	// (a holder leaving the ring). A node that predates it answers
 	// Unimplemented, and its owner then reads a quorum as before.
 	GrantLease(ctx context.Context, in *GrantLeaseRequest, opts ...grpc.CallOption) (*GrantLeaseResponse, error)
 }
@@ -494,7 +495,8 @@ type ReplicaServer interface {
 	// until it expires, this replica refuses (FailedPrecondition) writes to
 	// that range that another node coordinates, so that holder may answer
 	// quorum reads alone. It fails with FailedPrecondition while another
-	// node's lease overlaps the range. A node that predates it answers
+	// node's lease overlaps the range. duration_ms 0 releases holder's grant
+	// (a holder leaving the ring). A node that predates it answers
 	// Unimplemented, and its owner then reads a quorum as before.
 	GrantLease(context.Context, *GrantLeaseRequest) (*GrantLeaseResponse, error)
 	mustEmbedUnimplementedReplicaServer()
