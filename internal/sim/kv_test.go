@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -318,7 +319,7 @@ func TestKVBatchAcrossOwnersAndOwnerCrash(t *testing.T) {
 func TestKVChurnWithReadLeasesReadsNoStaleValue(t *testing.T) {
 	for _, lease := range []time.Duration{0, time.Second} {
 		t.Run(fmt.Sprintf("lease=%s", lease), func(t *testing.T) {
-			reads, alone, stale := churnWithReads(t, 33, lease)
+			reads, alone, stale := churnWithReads(t, churnRun{seed: 33, lease: lease, steps: 2500, crashes: true})
 			t.Logf("%d quorum reads checked, %d answered alone under a lease", reads, alone)
 			if stale != "" {
 				t.Fatal(stale)
@@ -333,15 +334,24 @@ func TestKVChurnWithReadLeasesReadsNoStaleValue(t *testing.T) {
 	}
 }
 
+// churnRun is one run of churnWithReads.
+type churnRun struct {
+	seed    uint64
+	lease   time.Duration // kv.Config.ReadLease
+	steps   int
+	loss    float64 // message loss during the steps
+	crashes bool    // crash up to r-1 adjacent nodes among the steps
+}
+
 // churnWithReads runs the churn of TestKVChurnWithReadLeasesReadsNoStaleValue
 // and returns the reads it checked, how many were answered under a lease,
 // and the first stale read, if any.
-func churnWithReads(t *testing.T, seed uint64, lease time.Duration) (reads int, alone int64, stale string) {
+func churnWithReads(t *testing.T, run churnRun) (reads int, alone int64, stale string) {
 	cfg := template()
 	kvcfg := kv.DefaultConfig()
 	kvcfg.Replicas = 3
-	kvcfg.ReadLease = lease
-	c := NewKVCluster(seed, cfg, kvcfg)
+	kvcfg.ReadLease = run.lease
+	c := NewKVCluster(run.seed, cfg, kvcfg)
 	if _, err := c.CreateKV(); err != nil {
 		t.Fatal(err)
 	}
@@ -356,6 +366,7 @@ func churnWithReads(t *testing.T, seed uint64, lease time.Duration) (reads int, 
 	for range 3 {
 		c.RepairRound(ctx)
 	}
+	c.Net.SetLoss(run.loss)
 	rng := c.Net.Rand()
 	keys := make([][]byte, 200)
 	for i := range keys {
@@ -363,7 +374,7 @@ func churnWithReads(t *testing.T, seed uint64, lease time.Duration) (reads int, 
 	}
 	hist := map[string]*history{}
 	var crashes, joins, leaves int
-	for step := range 2500 {
+	for step := range run.steps {
 		members := c.Members()
 		coordinator := c.KV(members[rng.IntN(len(members))].Self().Addr)
 		key := keys[rng.IntN(len(keys))]
@@ -399,7 +410,7 @@ func churnWithReads(t *testing.T, seed uint64, lease time.Duration) (reads int, 
 		case x < 81 && len(members) > 20:
 			_ = c.LeaveKV(ctx, coordinator)
 			leaves++
-		case x < 83 && len(members) > 20:
+		case x < 83 && len(members) > 20 && run.crashes:
 			c.waitIdle(t)
 			for _, v := range c.adjacentVictims(1 + rng.IntN(2)) {
 				c.Crash(c.Net.Node(v.Addr))
@@ -414,9 +425,10 @@ func churnWithReads(t *testing.T, seed uint64, lease time.Duration) (reads int, 
 			c.RepairRound(ctx)
 		}
 	}
+	c.Net.SetLoss(0)
 	c.waitIdle(t)
 	t.Logf("%d joins, %d leaves, %d crashes", joins, leaves, crashes)
-	if crashes < 5 || joins < 5 || leaves < 5 {
+	if (run.crashes && crashes < 5) || joins < 5 || leaves < 5 {
 		t.Fatalf("the run exercised too little churn to prove anything")
 	}
 	c.mu.RLock()
@@ -425,4 +437,33 @@ func churnWithReads(t *testing.T, seed uint64, lease time.Duration) (reads int, 
 	}
 	c.mu.RUnlock()
 	return reads, alone, ""
+}
+
+// Read leases under message loss: with 5% of calls lost, replicas miss
+// writes, so a node that takes over a range (a joiner, a successor after a
+// leave) can lack acknowledged writes of it, and a joiner's writes can be
+// acknowledged without the owner that still holds the lease. Without
+// crashes every acknowledged write keeps a copy (a crash of the two nodes
+// holding the only copies of a write whose third was lost would lose it,
+// leases or not), so any older answer is a stale read.
+//
+// A soak, not a CI test (`make soak-sim`): it takes 30-90 s, most of it
+// waiting out lost calls' deadlines, and since goroutine scheduling varies
+// between runs it found a removed grantor check in one run of two, and a
+// removed catch-up in none of two. It also fails now and then with leases
+// off: a stale quorum read under loss and membership changes, not yet
+// explained (docs/benchmarks.md, eighth session).
+func TestKVLossyChurnWithReadLeasesReadsNoStaleValue(t *testing.T) {
+	if os.Getenv("SIM_SOAK") == "" {
+		t.Skip("a soak: run it with make soak-sim (SIM_SOAK=1)")
+	}
+	for _, lease := range []time.Duration{0, time.Second} {
+		t.Run(fmt.Sprintf("lease=%s", lease), func(t *testing.T) {
+			reads, alone, stale := churnWithReads(t, churnRun{seed: 7, lease: lease, steps: 600, loss: 0.05})
+			t.Logf("%d quorum reads checked, %d answered alone under a lease", reads, alone)
+			if stale != "" {
+				t.Fatal(stale)
+			}
+		})
+	}
 }
