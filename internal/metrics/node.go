@@ -33,9 +33,17 @@ func (m *Metrics) WatchNode(r Ring, s Store, version string) error {
 	return nil
 }
 
-// WatchLease registers chordkv_read_lease_held, read from held at scrape
-// time (kv.Node.LeaseHeld). Call it once.
-func (m *Metrics) WatchLease(held func() bool) error {
+// WatchLease registers chordkv_read_lease_held and
+// chordkv_read_lease_reads_total, read at scrape time from held
+// (kv.Node.LeaseHeld) and reads (kv.Stats.LeaseReads). Call it once.
+func (m *Metrics) WatchLease(held func() bool, reads func() int64) error {
+	c := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "chordkv_read_lease_reads_total",
+		Help: "Quorum reads this node answered alone, from its own store, under its read lease (--read-lease).",
+	}, func() float64 { return float64(reads()) })
+	if err := m.reg.Register(c); err != nil {
+		return fmt.Errorf("metrics: register read lease counter: %w", err)
+	}
 	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "chordkv_read_lease_held",
 		Help: "1 while this node holds the read lease of its primary range and answers quorum reads of it alone (--read-lease); 0 otherwise.",

@@ -45,6 +45,7 @@ var wantFamilies = map[string]struct {
 	"chordkv_replica_call_keys":        {dto.MetricType_HISTOGRAM, []string{"call"}},
 	"chordkv_node_info":                {dto.MetricType_GAUGE, []string{"addr", "id", "version"}},
 	"chordkv_read_lease_held":          {dto.MetricType_GAUGE, nil},
+	"chordkv_read_lease_reads_total":   {dto.MetricType_COUNTER, nil},
 	// From the gRPC middleware and the Go and process collectors.
 	"grpc_server_handled_total":     {dto.MetricType_COUNTER, []string{"grpc_code", "grpc_method", "grpc_service", "grpc_type"}},
 	"grpc_server_handling_seconds":  {dto.MetricType_HISTOGRAM, []string{"grpc_method", "grpc_service", "grpc_type"}},

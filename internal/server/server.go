@@ -185,7 +185,7 @@ func newDaemon(cfg Config, bound net.Addr) (*daemon, error) {
 			_ = st.Close()
 			return nil, err
 		}
-		if err := m.WatchLease(d.kv.LeaseHeld); err != nil {
+		if err := m.WatchLease(d.kv.LeaseHeld, func() int64 { return d.kv.Stats().LeaseReads }); err != nil {
 			_ = st.Close()
 			return nil, err
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,25 +19,31 @@ const (
 	readLease = "1s"
 )
 
-// leaseHeld scrapes a node's chordkv_read_lease_held gauge.
-func leaseHeld(metricsAddr string) (bool, error) {
+// scrapeValue reads one unlabelled series from a node's /metrics.
+func scrapeValue(metricsAddr, name string) (float64, error) {
 	client := http.Client{Timeout: 2 * time.Second}
 	resp, err := client.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "chordkv_read_lease_held "); ok {
-			return v == "1", nil
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(v, 64)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return false, err
+		return 0, err
 	}
-	return false, errors.New("chordkv_read_lease_held not exported")
+	return 0, fmt.Errorf("%s not exported", name)
+}
+
+// leaseHeld scrapes a node's chordkv_read_lease_held gauge.
+func leaseHeld(metricsAddr string) (bool, error) {
+	v, err := scrapeValue(metricsAddr, "chordkv_read_lease_held")
+	return v == 1, err
 }
 
 // putUntilAcknowledged writes every key with a value for round through
@@ -111,6 +118,17 @@ func TestReadLease(t *testing.T) {
 	c.putUntilAcknowledged(t, s, 2, eps)
 	if err := c.checkAll(s, c.Addrs()); err != nil {
 		t.Fatalf("reads under the leases: %v", err)
+	}
+	var alone float64
+	for _, a := range metricsAddrs {
+		v, err := scrapeValue(a, "chordkv_read_lease_reads_total")
+		if err != nil {
+			t.Fatal(err)
+		}
+		alone += v
+	}
+	if alone < leaseKeys/2 {
+		t.Errorf("the %d reads were answered alone %v times in all, want most of them", leaseKeys, alone)
 	}
 
 	victim := all[1]
