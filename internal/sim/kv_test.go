@@ -80,6 +80,26 @@ func (c *KVCluster) waitIdle(t *testing.T) {
 	}
 }
 
+// crashAdjacentAndRepair crashes one or two adjacent members, at most r-1,
+// then repairs before the next crash: the churn the replication factor is
+// chosen to survive. In-flight replication of acknowledged writes lands
+// first; a write acknowledged at quorum is only as safe as its replicas
+// once it has reached them (see kv.Node.WaitIdle). It returns the crashes.
+func (c *KVCluster) crashAdjacentAndRepair(t *testing.T) int {
+	t.Helper()
+	c.waitIdle(t)
+	victims := c.adjacentVictims(1 + c.Net.Rand().IntN(2))
+	for _, v := range victims {
+		c.Crash(c.Net.Node(v.Addr))
+	}
+	for range 3 {
+		c.RepairRound(ctx)
+	}
+	converge(t, c.Cluster, 100, false)
+	c.RepairRound(ctx)
+	return len(victims)
+}
+
 // adjacentVictims picks up to k members that follow each other on the ring.
 func (c *KVCluster) adjacentVictims(k int) []chord.Peer {
 	peers := c.Oracle().Peers()
@@ -170,21 +190,7 @@ func TestKVChurnLosesNoAcknowledgedWrite(t *testing.T) {
 			}
 			leaves++
 		case x < 68 && len(members) > 56:
-			// At most r-1 = 2 adjacent crashes, then repair before the
-			// next: the churn the replication factor is chosen to survive.
-			// In-flight replication of acknowledged writes lands first; a
-			// write acknowledged at quorum is only as safe as its
-			// replicas once it has reached them (see kv.Node.WaitIdle).
-			c.waitIdle(t)
-			for _, v := range c.adjacentVictims(1 + rng.IntN(2)) {
-				c.Crash(c.Net.Node(v.Addr))
-				crashes++
-			}
-			for range 3 {
-				c.RepairRound(ctx)
-			}
-			converge(t, c.Cluster, 100, false)
-			c.RepairRound(ctx)
+			crashes += c.crashAdjacentAndRepair(t)
 		default:
 			c.RepairRound(ctx)
 		}
@@ -411,16 +417,7 @@ func churnWithReads(t *testing.T, run churnRun) (reads int, alone int64, stale s
 			_ = c.LeaveKV(ctx, coordinator)
 			leaves++
 		case x < 83 && len(members) > 20 && run.crashes:
-			c.waitIdle(t)
-			for _, v := range c.adjacentVictims(1 + rng.IntN(2)) {
-				c.Crash(c.Net.Node(v.Addr))
-				crashes++
-			}
-			for range 3 {
-				c.RepairRound(ctx)
-			}
-			converge(t, c.Cluster, 100, false)
-			c.RepairRound(ctx)
+			crashes += c.crashAdjacentAndRepair(t)
 		default:
 			c.RepairRound(ctx)
 		}

@@ -72,10 +72,11 @@ start_targets() {
 	done
 }
 
-# ring_has_3: every ring node sees 3 members and takes a write at all.
+# ring_has_3 [ADDR...]: every node of the ring (default ${ring[@]}) sees 3
+# members and takes a write at all.
 ring_has_3() {
 	local a
-	for a in "${ring[@]}"; do
+	for a in "${@:-${ring[@]}}"; do
 		[ "$("$BIN" ring --endpoints "$a" --timeout 1s -o json | jq '.nodes | length')" = 3 ] || return 1
 		"$BIN" put bench-probe x --endpoints "$a" --timeout 1s --consistency all || return 1
 	done

@@ -298,14 +298,7 @@ if [ "$LEASE" != 0 ]; then
 		start "lease$((i + 1))" "$BIN" serve --addr "${lease_ring[i]}" --data-dir "$tmp/lease$((i + 1))" \
 			--replicas 3 --read-lease "$LEASE" --join "${lease_ring[0]}"
 	done
-	lease_ring_has_3() {
-		local a
-		for a in "${lease_ring[@]}"; do
-			[ "$("$BIN" ring --endpoints "$a" --timeout 1s -o json | jq '.nodes | length')" = 3 ] || return 1
-			"$BIN" put bench-probe x --endpoints "$a" --timeout 1s --consistency all || return 1
-		done
-	}
-	until_ok "$READY_WAIT" "3-node ring with --read-lease $LEASE" lease_ring_has_3
+	until_ok "$READY_WAIT" "3-node ring with --read-lease $LEASE" ring_has_3 "${lease_ring[@]}"
 	for ((pair = 0; pair <= GOAL_PAIRS; pair++)); do
 		log "lease pair $((pair + 1)) of $((GOAL_PAIRS + 1)): ceiling get and client-routed ring get with --read-lease $LEASE at 64/8 for $DURATION each"
 		timeout "$BENCH_LIMIT" "$BIN" bench --endpoints "$ceiling" --op get \
