@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chordkv/chordkv/internal/chord"
@@ -102,9 +103,7 @@ func (n *Node) GrantLease(holder chord.Peer, from, to ring.ID, d time.Duration) 
 		// its own writes there must land here, which a grant to another
 		// node would refuse. It gives the part up at its next renewal,
 		// once it knows the asker as its predecessor.
-		n.lease.mu.Lock()
-		own := n.lease.held
-		n.lease.mu.Unlock()
+		own := n.lease.held.Load()
 		if own != nil && now.Before(own.until) && arcsOverlap(from, to, own.from, own.to) {
 			return fmt.Errorf("%w: %s holds (%s, %s] itself", ErrLeased, n.self.Addr, own.from.Short(), own.to.Short())
 		}
@@ -183,10 +182,11 @@ type heldLease struct {
 	until    time.Time
 }
 
-// leaseState is the holder's side; see RenewLease.
+// leaseState is the holder's side; see RenewLease. Reads load held without
+// the lock; changes to it and epoch hold mu.
 type leaseState struct {
 	mu    sync.Mutex
-	held  *heldLease
+	held  atomic.Pointer[heldLease]
 	epoch uint64 // bumped by invalidateLease, so a renewal in flight cannot revive a lease
 }
 
@@ -198,9 +198,7 @@ func (n *Node) readsAlone(keys [][]byte, others []chord.Peer) bool {
 	if n.cfg.ReadLease <= 0 {
 		return false
 	}
-	n.lease.mu.Lock()
-	l := n.lease.held
-	n.lease.mu.Unlock()
+	l := n.lease.held.Load()
 	if l == nil || !n.now().Before(l.until) {
 		return false
 	}
@@ -227,8 +225,7 @@ func (n *Node) readsAlone(keys [][]byte, others []chord.Peer) bool {
 // once it has left; it is best effort, bounded by ctx and CallTimeout.
 func (n *Node) ReleaseLease(ctx context.Context) {
 	n.lease.mu.Lock()
-	l := n.lease.held
-	n.lease.held = nil
+	l := n.lease.held.Swap(nil)
 	n.lease.epoch++
 	n.lease.mu.Unlock()
 	if l == nil {
@@ -247,10 +244,10 @@ func (n *Node) ReleaseLease(ctx context.Context) {
 // so its store may now miss an acknowledged write.
 func (n *Node) invalidateLease() {
 	n.lease.mu.Lock()
-	if n.lease.held != nil {
+	if n.lease.held.Load() != nil {
 		n.log.Warn("dropping the read lease: a local write failed, so reads use a quorum until the lease is caught up again")
 	}
-	n.lease.held = nil
+	n.lease.held.Store(nil)
 	n.lease.epoch++
 	n.lease.mu.Unlock()
 }
@@ -264,9 +261,8 @@ func (n *Node) localWriteFailed(error) { n.invalidateLease() }
 // LeaseHeld reports whether this node answers quorum reads of its primary
 // range alone now.
 func (n *Node) LeaseHeld() bool {
-	n.lease.mu.Lock()
-	defer n.lease.mu.Unlock()
-	return n.lease.held != nil && n.now().Before(n.lease.held.until)
+	l := n.lease.held.Load()
+	return l != nil && n.now().Before(l.until)
 }
 
 // RenewLease asks each of this node's r-1 replicas for a grant over its
@@ -295,14 +291,14 @@ func (n *Node) RenewLease(ctx context.Context) error {
 
 	n.lease.mu.Lock()
 	epoch := n.lease.epoch
-	prev := n.lease.held
+	prev := n.lease.held.Load()
 	if prev != nil && prev.to == to && ring.Between(prev.from, from, to) {
 		// The range shrank (a node joined in front): each grantor will
 		// replace its grant with the smaller one, so reads alone must stop
 		// for the part given up before any grantor does.
 		narrowed := *prev
 		narrowed.from = from
-		n.lease.held = &narrowed
+		n.lease.held.Store(&narrowed)
 		prev = &narrowed
 	}
 	n.lease.mu.Unlock()
@@ -357,7 +353,7 @@ func (n *Node) RenewLease(ctx context.Context) error {
 	if !extends {
 		n.log.Info("holding the read lease", "from", from.Short(), "to", to.Short(), "grantors", grantors)
 	}
-	n.lease.held = &heldLease{from: from, to: to, grantors: grantors, until: until}
+	n.lease.held.Store(&heldLease{from: from, to: to, grantors: grantors, until: until})
 	return nil
 }
 

@@ -173,7 +173,7 @@ func (s *KVServer) Apply(_ context.Context, req *pb.ApplyRequest) (*pb.ApplyResp
 		if err := ValidateAddr(coordinator); err != nil {
 			return nil, invalidArgument(fmt.Errorf("coordinator: %w", err))
 		}
-		n, err = s.node.ApplyFrom(chord.Peer{Addr: coordinator, ID: ring.HashAddr(coordinator)}, entries)
+		n, err = s.node.ApplyFrom(chord.NewPeer(coordinator), entries)
 	} else {
 		n, err = s.node.ApplyLocal(entries)
 	}
@@ -196,9 +196,8 @@ func (s *KVServer) GrantLease(_ context.Context, req *pb.GrantLeaseRequest) (*pb
 	if err != nil {
 		return nil, invalidArgument(fmt.Errorf("to: %w", err))
 	}
-	holder := chord.Peer{Addr: req.GetHolder(), ID: ring.HashAddr(req.GetHolder())}
 	d := time.Duration(req.GetDurationMs()) * time.Millisecond
-	if err := s.node.GrantLease(holder, from, to, d); err != nil {
+	if err := s.node.GrantLease(chord.NewPeer(req.GetHolder()), from, to, d); err != nil {
 		return nil, kvStatus(err)
 	}
 	return &pb.GrantLeaseResponse{}, nil
