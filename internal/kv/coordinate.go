@@ -96,6 +96,18 @@ func (n *Node) coordinateWrite(ctx context.Context, op Op, entries []store.Entry
 	reps := n.replicas()
 	need := required(c, n.cfg.Replicas, len(reps))
 	answered := make(chan *pendingCall[store.Entry, struct{}], len(reps))
+	// A node that leased a range holding one of the keys to another node
+	// does not coordinate the write at all: its own replica set is not the
+	// holder's (a replica coordinating for an owner it could not reach
+	// would write to its own successors), so the write could be
+	// acknowledged without the holder. The check holds until the local
+	// copy is written, so that a grant given meanwhile finds the copy here
+	// when its holder catches up.
+	n.grants.mu.RLock()
+	if err := n.checkGrants(n.self.Addr, entries); err != nil {
+		n.grants.mu.RUnlock()
+		return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+	}
 	local := false
 	for _, p := range reps {
 		if p.Addr == n.self.Addr && !local {
@@ -113,6 +125,7 @@ func (n *Node) coordinateWrite(ctx context.Context, op Op, entries []store.Entry
 			errs = append(errs, fmt.Errorf("%s: %w", n.self.Addr, err))
 		}
 	}
+	n.grants.mu.RUnlock()
 	defer func() {
 		// Every write's wait must run, even when the request fails
 		// first: until it does, the store cannot close.

@@ -23,11 +23,17 @@ import (
 // Writes O coordinates do, unless O's own copy failed, which ends the lease
 // at once (invalidateLease, before the write is acknowledged). So the lease
 // is about writes others coordinate: a node that joined in front of O and
-// does not know O yet, or a successor that wrongly believes O dead. O asks
+// does not know O yet, a successor that wrongly believes O dead, or a
+// replica a client's router fell back to when O did not answer. O asks
 // each of its replicas for a grant over its primary range (pred, O]; while a
 // replica's grant is in force it refuses any write to that range that a node
-// other than O coordinates, its own included (checkGrants). A write
-// coordinated elsewhere then needs O's copy to reach a quorum. Writes such
+// other than O coordinates, and does not coordinate one itself (checkGrants,
+// coordinateWrite). A write coordinated elsewhere then needs O's copy to
+// reach a quorum, as long as the coordinator's replica set holds at most
+// one node outside O's: true of a joiner in front of O (its set is itself,
+// O and O's successors) and of any node whose successors agree with O's.
+// The simulation's lossy soak (make soak-sim) found a grantor coordinating
+// for an unreachable O with its own successors before this rule. Writes such
 // nodes finished before the grants are found by a catch-up exchange with
 // every grantor, which O runs before it first reads alone; the grantors
 // refuse, from their grant on, everything that could be missed. Repair
@@ -253,8 +259,7 @@ func (n *Node) invalidateLease() {
 }
 
 // localWriteFailed ends the read lease when this node's copy of a write it
-// coordinates failed, whatever the reason (a lease this node granted
-// refusing it included): the write may still be acknowledged by other
+// coordinates failed: the write may still be acknowledged by other
 // replicas, and this node's store then misses it.
 func (n *Node) localWriteFailed(error) { n.invalidateLease() }
 

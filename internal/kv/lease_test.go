@@ -395,3 +395,30 @@ func TestSlowRenewalCatchesUpAgain(t *testing.T) {
 		t.Errorf("a renewal granted after the lease ran out ran %d catch-up exchanges (err %v), want one per grantor", got, err)
 	}
 }
+
+// A node that granted a lease over a key does not coordinate a write to it,
+// not even to its own successors: they are not the holder's grantors, so the
+// write could be acknowledged without the holder. The simulation's lossy soak
+// found a replica that a client's router fell back to doing just that.
+func TestGrantorDoesNotCoordinateWritesToTheLeasedRange(t *testing.T) {
+	n, peers, others := newTestNode(t)
+	if err := n.GrantLease(chord.NewPeer("holder:1"), n.self.ID, n.self.ID, time.Second); err != nil { // the whole ring
+		t.Fatal(err)
+	}
+	_, err := n.Put(ctx, []byte("k"), []byte("v"), Quorum, true)
+	if !errors.Is(err, ErrLeased) || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("write to a range this node leased out: %v, want ErrUnavailable and ErrLeased", err)
+	}
+	if err := n.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range append([]chord.Peer{n.self}, others...) {
+		s := n.local
+		if p != n.self {
+			s = peers.stores[p.Addr]
+		}
+		if _, found, _ := s.Get([]byte("k")); found {
+			t.Errorf("%s stored a write its coordinator should have refused", p.Addr)
+		}
+	}
+}

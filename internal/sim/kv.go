@@ -62,6 +62,14 @@ func NewKVCluster(seed uint64, chordCfg chord.Config, kvCfg kv.Config) *KVCluste
 	return c
 }
 
+// Advance moves the virtual time every node's hybrid logical clock reads
+// forward by d, as time passing between client operations would: without
+// it, writes made steps apart fall in the same virtual millisecond, and
+// last writer wins orders them by the nodes' logical counters.
+func (c *KVCluster) Advance(d time.Duration) {
+	c.ticks.Add(int64(d / time.Microsecond))
+}
+
 func (c *KVCluster) now() time.Time {
 	return time.Unix(1_700_000_000, 0).Add(time.Duration(c.ticks.Add(1)) * time.Microsecond)
 }
