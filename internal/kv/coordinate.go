@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/chordkv/chordkv/internal/chord"
+	"github.com/chordkv/chordkv/internal/ring"
 	"github.com/chordkv/chordkv/internal/store"
 )
 
@@ -93,7 +94,17 @@ func (n *Node) gather(ctx context.Context, op Op, reps []chord.Peer, need, eager
 // until then the store holds the write open, so this waits at most the
 // request's deadline or the replica calls' timeout.
 func (n *Node) coordinateWrite(ctx context.Context, op Op, entries []store.Entry, c Consistency) error {
-	reps := n.replicas()
+	ownsAll := true
+	for _, e := range entries {
+		if !n.ring.Owns(ring.HashKey(e.Key)) {
+			ownsAll = false
+			break
+		}
+	}
+	reps, err := n.replicaSet(ctx, ownsAll, entries[0].Key)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
 	need := required(c, n.cfg.Replicas, len(reps))
 	answered := make(chan *pendingCall[store.Entry, struct{}], len(reps))
 	// A node that leased a range holding one of the keys to another node
@@ -188,11 +199,25 @@ func (n *Node) coordinateRead(ctx context.Context, keys [][]byte, c Consistency)
 		}
 		return results
 	}
-	reps := n.replicas()
-	need := required(c, n.cfg.Replicas, len(reps)) - 1
+	ownsAll := true
+	for _, k := range keys {
+		if !n.ring.Owns(ring.HashKey(k)) {
+			ownsAll = false
+			break
+		}
+	}
+	reps, err := n.replicaSet(ctx, ownsAll, keys[0])
+	if err != nil {
+		return fail(fmt.Errorf("%s: %w", OpGet, err))
+	}
+	others, selfIn := n.without(reps)
+	need := required(c, n.cfg.Replicas, len(reps))
+	if selfIn {
+		need-- // the local copy is one of them
+	}
 	// The lease must be in force when the local copy is read, not only
 	// after: a lease caught up in between may hold writes the copy lacks.
-	if need == 1 && c != All && n.readsAlone(keys, reps[1:]) {
+	if selfIn && need == 1 && c != All && n.readsAlone(keys, others) {
 		need = 0 // the read lease stands for the second replica
 		n.stats.leaseReads.Add(1)
 	}
@@ -205,21 +230,27 @@ func (n *Node) coordinateRead(ctx context.Context, keys [][]byte, c Consistency)
 		local.reads[i] = ReadResult{Entry: e, Found: found}
 	}
 	var got []answer
-	var err error
 	switch {
 	case need == 0:
-	case need == 1:
-		got, err = n.readFromOne(ctx, keys, reps[1:], local)
+	case need == 1 && selfIn:
+		got, err = n.readFromOne(ctx, keys, others, local)
 	default:
-		got, err = n.gather(ctx, OpGet, reps[1:], need, need, func(ctx context.Context, p chord.Peer) answer {
+		got, err = n.gather(ctx, OpGet, others, need, need, func(ctx context.Context, p chord.Peer) answer {
 			reads, err := n.reads.call(ctx, p, keys)
 			return answer{peer: p, reads: reads, err: err}
-		}, func(all []answer) { n.readRepair(keys, append(all, local)) })
+		}, func(all []answer) {
+			if selfIn {
+				all = append(all, local)
+			}
+			n.readRepair(keys, all)
+		})
 	}
 	if err != nil {
 		return fail(fmt.Errorf("%w (counting replicas besides the coordinator)", err))
 	}
-	got = append(got, local)
+	if selfIn {
+		got = append(got, local)
+	}
 	for i := range keys {
 		newest, found := newestOf(got, i)
 		if !found || newest.Tombstone {

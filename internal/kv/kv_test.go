@@ -492,3 +492,49 @@ func indexOf(s, sub string) int {
 	}
 	return -1
 }
+
+// fallbackRing is a ring view in which this node owns nothing and a lookup
+// names set as the replicas of every key: the node coordinates only keys a
+// router fell back to it with.
+type fallbackRing struct {
+	fakeRing
+	set []chord.Peer
+}
+
+func (f fallbackRing) Owns(ring.ID) bool { return false }
+func (f fallbackRing) Lookup(context.Context, ring.ID) (chord.LookupResult, error) {
+	return chord.LookupResult{Successors: f.set}, nil
+}
+
+// A replica a router fell back to, because the key's owner did not answer,
+// coordinates on the key's replica set, not on its own successors: a write
+// acknowledged by it and its own successor could otherwise miss the owner
+// and the owner's first successor, the two replicas a quorum read at the
+// owner asks once it is back.
+func TestFallbackCoordinatorUsesTheKeysReplicaSet(t *testing.T) {
+	n, peers, others := newTestNode(t)
+	owner := chord.NewPeer("owner:1")
+	peers.setDead(owner, true)
+	// The key's replicas are the owner, this node and others[0]; this
+	// node's own successors are others[0] and others[1].
+	n.ring = fallbackRing{fakeRing: fakeRing{self: n.self, succs: others}, set: []chord.Peer{owner, n.self, others[0]}}
+	if _, err := n.Put(ctx, []byte("k"), []byte("v"), Quorum, true); err != nil {
+		t.Fatalf("fallback write with the owner down: %v", err)
+	}
+	if err := n.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, _ := peers.stores[others[0].Addr].Get([]byte("k")); !found {
+		t.Error("the key's other live replica lacks the write")
+	}
+	if _, found, _ := peers.stores[others[1].Addr].Get([]byte("k")); found {
+		t.Error("the write went to the coordinator's own successor, outside the key's replica set")
+	}
+	e, err := n.Get(ctx, []byte("k"), Quorum, true)
+	if err != nil || string(e.Value) != "v" {
+		t.Fatalf("fallback read: %q, %v", e.Value, err)
+	}
+	if peers.reads[others[1].Addr] != 0 {
+		t.Errorf("the read asked %s, outside the key's replica set", others[1].Addr)
+	}
+}

@@ -221,6 +221,43 @@ func (n *Node) route(ctx context.Context, req Request) (r Result, done bool) {
 	return Result{Err: fmt.Errorf("%w: %s: no replica of the key answered: %w", ErrUnavailable, req.Op, errors.Join(errs...))}, true
 }
 
+// replicaSet is the replica set of the keys this node is about to
+// coordinate: replicas() when it owns all of them, else the owner and its
+// r-1 successors as a lookup of the first key names them. A node
+// coordinates keys it does not own when a client's router could not reach
+// their owner and fell back to the next replica, or when its view is
+// behind the router's; writing to its own successors instead would
+// acknowledge writes that the owner and the owner's first successor, the
+// replicas a later quorum read at the owner asks, may both miss. The keys
+// of one request share an owner: routers group them so.
+func (n *Node) replicaSet(ctx context.Context, ownsAll bool, first []byte) ([]chord.Peer, error) {
+	if ownsAll {
+		return n.replicas(), nil
+	}
+	id := ring.HashKey(first)
+	res, err := n.ring.Lookup(ctx, id)
+	if err == nil && len(res.Successors) == 0 {
+		err = errors.New("the lookup named no owner")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: replicas of %s: %w", ErrUnavailable, id.Short(), err)
+	}
+	return res.Successors[:min(len(res.Successors), n.cfg.Replicas)], nil
+}
+
+// without returns reps without this node, and whether it was among them.
+func (n *Node) without(reps []chord.Peer) (others []chord.Peer, in bool) {
+	others = make([]chord.Peer, 0, len(reps))
+	for _, p := range reps {
+		if p.Addr == n.self.Addr {
+			in = true
+			continue
+		}
+		others = append(others, p)
+	}
+	return others, in
+}
+
 // replicas is this node followed by its first r-1 successors: the replica
 // set of every key it owns.
 func (n *Node) replicas() []chord.Peer {
