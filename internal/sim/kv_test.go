@@ -451,10 +451,10 @@ func churnWithReads(t *testing.T, run churnRun) (reads int, alone int64, stale s
 // waiting out lost calls' deadlines, and since goroutine scheduling varies
 // between runs it found a removed grantor check in one run of two, and a
 // removed catch-up in none of two. It found a grantor coordinating a write
-// for an owner it could not reach, which leases now forbid; with leases off
-// it still fails now and then, likely because such a fallback coordinator
-// writes to its own replica set rather than the key's (docs/benchmarks.md,
-// eighth session).
+// for an owner it could not reach, which leases now forbid, and (with
+// leases off) most likely a fallback coordinator writing to its own replica
+// set rather than the key's, since fixed (docs/benchmarks.md, eighth
+// session).
 func TestKVLossyChurnWithReadLeasesReadsNoStaleValue(t *testing.T) {
 	if os.Getenv("SIM_SOAK") == "" {
 		t.Skip("a soak: run it with make soak-sim (SIM_SOAK=1)")
