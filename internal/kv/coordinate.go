@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	"github.com/chordkv/chordkv/internal/chord"
-	"github.com/chordkv/chordkv/internal/ring"
 	"github.com/chordkv/chordkv/internal/store"
 )
 
@@ -94,14 +93,7 @@ func (n *Node) gather(ctx context.Context, op Op, reps []chord.Peer, need, eager
 // until then the store holds the write open, so this waits at most the
 // request's deadline or the replica calls' timeout.
 func (n *Node) coordinateWrite(ctx context.Context, op Op, entries []store.Entry, c Consistency) error {
-	ownsAll := true
-	for _, e := range entries {
-		if !n.ring.Owns(ring.HashKey(e.Key)) {
-			ownsAll = false
-			break
-		}
-	}
-	reps, err := n.replicaSet(ctx, ownsAll, entries[0].Key)
+	reps, err := n.replicaSet(ctx, len(entries), func(i int) []byte { return entries[i].Key })
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -199,14 +191,7 @@ func (n *Node) coordinateRead(ctx context.Context, keys [][]byte, c Consistency)
 		}
 		return results
 	}
-	ownsAll := true
-	for _, k := range keys {
-		if !n.ring.Owns(ring.HashKey(k)) {
-			ownsAll = false
-			break
-		}
-	}
-	reps, err := n.replicaSet(ctx, ownsAll, keys[0])
+	reps, err := n.replicaSet(ctx, len(keys), func(i int) []byte { return keys[i] })
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", OpGet, err))
 	}

@@ -221,20 +221,27 @@ func (n *Node) route(ctx context.Context, req Request) (r Result, done bool) {
 	return Result{Err: fmt.Errorf("%w: %s: no replica of the key answered: %w", ErrUnavailable, req.Op, errors.Join(errs...))}, true
 }
 
-// replicaSet is the replica set of the keys this node is about to
-// coordinate: replicas() when it owns all of them, else the owner and its
-// r-1 successors as a lookup of the first key names them. A node
+// replicaSet is the replica set of the count keys (key(i) is the i-th) this
+// node is about to coordinate: replicas() when it owns all of them, else
+// the owner and its r-1 successors as a lookup of the first key names them. A node
 // coordinates keys it does not own when a client's router could not reach
 // their owner and fell back to the next replica, or when its view is
 // behind the router's; writing to its own successors instead would
 // acknowledge writes that the owner and the owner's first successor, the
 // replicas a later quorum read at the owner asks, may both miss. The keys
 // of one request share an owner: routers group them so.
-func (n *Node) replicaSet(ctx context.Context, ownsAll bool, first []byte) ([]chord.Peer, error) {
+func (n *Node) replicaSet(ctx context.Context, count int, key func(i int) []byte) ([]chord.Peer, error) {
+	ownsAll := true
+	for i := range count {
+		if !n.ring.Owns(ring.HashKey(key(i))) {
+			ownsAll = false
+			break
+		}
+	}
 	if ownsAll {
 		return n.replicas(), nil
 	}
-	id := ring.HashKey(first)
+	id := ring.HashKey(key(0))
 	res, err := n.ring.Lookup(ctx, id)
 	if err == nil && len(res.Successors) == 0 {
 		err = errors.New("the lookup named no owner")
