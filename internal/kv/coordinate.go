@@ -93,7 +93,7 @@ func (n *Node) gather(ctx context.Context, op Op, reps []chord.Peer, need, eager
 // until then the store holds the write open, so this waits at most the
 // request's deadline or the replica calls' timeout.
 func (n *Node) coordinateWrite(ctx context.Context, op Op, entries []store.Entry, c Consistency) error {
-	reps, err := n.replicaSet(ctx, len(entries), func(i int) []byte { return entries[i].Key })
+	reps, _, err := n.replicaSet(ctx, len(entries), func(i int) []byte { return entries[i].Key })
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -124,7 +124,7 @@ func (n *Node) coordinateWrite(ctx context.Context, op Op, entries []store.Entry
 	if local {
 		var err error
 		if localWait, err = n.startLocal(entries); err != nil {
-			n.localWriteFailed(err)
+			n.invalidateLease()
 			errs = append(errs, fmt.Errorf("%s: %w", n.self.Addr, err))
 		}
 	}
@@ -153,7 +153,7 @@ func (n *Node) coordinateWrite(ctx context.Context, op Op, entries []store.Entry
 			if err == nil {
 				return nil
 			}
-			n.localWriteFailed(err)
+			n.invalidateLease()
 			errs = append(errs, fmt.Errorf("%s: %w", n.self.Addr, err))
 			continue
 		}
@@ -191,7 +191,7 @@ func (n *Node) coordinateRead(ctx context.Context, keys [][]byte, c Consistency)
 		}
 		return results
 	}
-	reps, err := n.replicaSet(ctx, len(keys), func(i int) []byte { return keys[i] })
+	reps, owned, err := n.replicaSet(ctx, len(keys), func(i int) []byte { return keys[i] })
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", OpGet, err))
 	}
@@ -202,7 +202,7 @@ func (n *Node) coordinateRead(ctx context.Context, keys [][]byte, c Consistency)
 	}
 	// The lease must be in force when the local copy is read, not only
 	// after: a lease caught up in between may hold writes the copy lacks.
-	if selfIn && need == 1 && c != All && n.readsAlone(keys, others) {
+	if owned && selfIn && need == 1 && c != All && n.readsAlone(keys, others) {
 		need = 0 // the read lease stands for the second replica
 		n.stats.leaseReads.Add(1)
 	}

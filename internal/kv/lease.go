@@ -172,13 +172,7 @@ func (n *Node) ApplyFrom(coordinator chord.Peer, entries []store.Entry) (int, er
 	if err := wait(); err != nil {
 		return 0, err
 	}
-	count := 0
-	for _, a := range applied {
-		if a {
-			count++
-		}
-	}
-	return count, nil
+	return countApplied(applied), nil
 }
 
 // heldLease is the read lease this node holds over its primary range.
@@ -196,10 +190,13 @@ type leaseState struct {
 	epoch uint64 // bumped by invalidateLease, so a renewal in flight cannot revive a lease
 }
 
-// readsAlone reports whether this node may answer a quorum read of keys from
-// its own store: it holds an unexpired, caught-up lease whose range holds
-// every key, granted by every one of others, the replicas the read would
-// otherwise ask.
+// readsAlone reports whether this node may answer a quorum read of keys,
+// which it owns now (replicaSet said so), from its own store: it holds an
+// unexpired, caught-up lease whose range holds every key, granted by every
+// one of others, the replicas the read would otherwise ask. Owning matters
+// too: a read forwarded here by a node with an old view, for a key this
+// node gave up (it left, or a node joined in front) while its lease still
+// covers it, reads a quorum.
 func (n *Node) readsAlone(keys [][]byte, others []chord.Peer) bool {
 	if n.cfg.ReadLease <= 0 {
 		return false
@@ -214,11 +211,7 @@ func (n *Node) readsAlone(keys [][]byte, others []chord.Peer) bool {
 		}
 	}
 	for _, k := range keys {
-		// Owns too: a read forwarded here by a node with an old view, for
-		// a key this node gave up (it left, or a node joined in front)
-		// while its lease still covers it, reads a quorum.
-		id := ring.HashKey(k)
-		if !ring.BetweenRightIncl(l.from, id, l.to) || !n.ring.Owns(id) {
+		if !ring.BetweenRightIncl(l.from, ring.HashKey(k), l.to) {
 			return false
 		}
 	}
@@ -246,8 +239,9 @@ func (n *Node) ReleaseLease(ctx context.Context) {
 	}
 }
 
-// invalidateLease ends the lease at once: this node's copy of a write failed,
-// so its store may now miss an acknowledged write.
+// invalidateLease ends the lease at once: this node's copy of a write it
+// coordinates failed, and the write may still be acknowledged by the other
+// replicas, so its store may now miss an acknowledged write.
 func (n *Node) invalidateLease() {
 	n.lease.mu.Lock()
 	if n.lease.held.Load() != nil {
@@ -257,11 +251,6 @@ func (n *Node) invalidateLease() {
 	n.lease.epoch++
 	n.lease.mu.Unlock()
 }
-
-// localWriteFailed ends the read lease when this node's copy of a write it
-// coordinates failed: the write may still be acknowledged by other
-// replicas, and this node's store then misses it.
-func (n *Node) localWriteFailed(error) { n.invalidateLease() }
 
 // LeaseHeld reports whether this node answers quorum reads of its primary
 // range alone now.

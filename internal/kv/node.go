@@ -229,17 +229,18 @@ func (n *Node) route(ctx context.Context, req Request) (r Result, done bool) {
 // behind the router's; writing to its own successors instead would
 // acknowledge writes that the owner and the owner's first successor, the
 // replicas a later quorum read at the owner asks, may both miss. The keys
-// of one request share an owner: routers group them so.
-func (n *Node) replicaSet(ctx context.Context, count int, key func(i int) []byte) ([]chord.Peer, error) {
-	ownsAll := true
+// of one request share an owner: routers group them so. owned reports
+// whether this node owns every key.
+func (n *Node) replicaSet(ctx context.Context, count int, key func(i int) []byte) (reps []chord.Peer, owned bool, err error) {
+	owned = true
 	for i := range count {
 		if !n.ring.Owns(ring.HashKey(key(i))) {
-			ownsAll = false
+			owned = false
 			break
 		}
 	}
-	if ownsAll {
-		return n.replicas(), nil
+	if owned {
+		return n.replicas(), true, nil
 	}
 	id := ring.HashKey(key(0))
 	res, err := n.ring.Lookup(ctx, id)
@@ -247,9 +248,9 @@ func (n *Node) replicaSet(ctx context.Context, count int, key func(i int) []byte
 		err = errors.New("the lookup named no owner")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: replicas of %s: %w", ErrUnavailable, id.Short(), err)
+		return nil, false, fmt.Errorf("%w: replicas of %s: %w", ErrUnavailable, id.Short(), err)
 	}
-	return res.Successors[:min(len(res.Successors), n.cfg.Replicas)], nil
+	return res.Successors[:min(len(res.Successors), n.cfg.Replicas)], false, nil
 }
 
 // without returns reps without this node, and whether it was among them.
@@ -291,13 +292,19 @@ func (n *Node) ApplyLocal(entries []store.Entry) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("apply %d entries: %w", len(entries), err)
 	}
+	return countApplied(applied), nil
+}
+
+// countApplied is how many entries a store's Apply found newer than what
+// it held.
+func countApplied(applied []bool) int {
 	count := 0
 	for _, a := range applied {
 		if a {
 			count++
 		}
 	}
-	return count, nil
+	return count
 }
 
 // startLocal is ApplyLocal for a coordinator: it returns once the entries
