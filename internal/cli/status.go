@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -22,6 +24,20 @@ type statusJSON struct {
 	StoredKeys       uint64 `json:"stored_keys"`
 	StoredTombstones uint64 `json:"stored_tombstones"`
 	StoredBytes      uint64 `json:"stored_bytes"`
+	// Read leases (serve --read-lease): the one this node holds over its
+	// primary range, and how many it grants other nodes.
+	ReadLease     readLeaseJSON `json:"read_lease"`
+	LeasesGranted uint32        `json:"leases_granted"`
+}
+
+// readLeaseJSON is a held read lease; Held is false, and the rest empty,
+// while the node holds none.
+type readLeaseJSON struct {
+	Held        bool     `json:"held"`
+	From        string   `json:"from"`
+	To          string   `json:"to"`
+	Grantors    []string `json:"grantors"`
+	RemainingMS int64    `json:"remaining_ms"`
 }
 
 func newStatusJSON(s *pb.StatusResponse) statusJSON {
@@ -37,7 +53,25 @@ func newStatusJSON(s *pb.StatusResponse) statusJSON {
 		StoredKeys:       s.GetStoredKeys(),
 		StoredTombstones: s.GetStoredTombstones(),
 		StoredBytes:      s.GetStoredBytes(),
+
+		ReadLease: readLeaseJSON{
+			Held:        s.GetReadLease() != nil,
+			From:        s.GetReadLease().GetFrom(),
+			To:          s.GetReadLease().GetTo(),
+			Grantors:    nonNil(s.GetReadLease().GetGrantors()),
+			RemainingMS: s.GetReadLease().GetRemainingMs(),
+		},
+		LeasesGranted: s.GetLeasesGranted(),
 	}
+}
+
+// leaseText is the read lease as `chordkv status` prints it.
+func leaseText(l readLeaseJSON) string {
+	if !l.Held {
+		return "none"
+	}
+	return fmt.Sprintf("(%s, %s] for %s more, granted by %s", l.From, l.To,
+		time.Duration(l.RemainingMS)*time.Millisecond, strings.Join(l.Grantors, ","))
 }
 
 func newStatusCmd(opts *clientOptions) *cobra.Command {
@@ -66,6 +100,8 @@ func newStatusCmd(opts *clientOptions) *cobra.Command {
 				{"stored keys", strconv.FormatUint(out.StoredKeys, 10)},
 				{"stored tombstones", strconv.FormatUint(out.StoredTombstones, 10)},
 				{"stored bytes", strconv.FormatUint(out.StoredBytes, 10)},
+				{"read lease", leaseText(out.ReadLease)},
+				{"leases granted", strconv.FormatUint(uint64(out.LeasesGranted), 10)},
 			})
 		},
 	}

@@ -259,6 +259,35 @@ func (n *Node) LeaseHeld() bool {
 	return l != nil && n.now().Before(l.until)
 }
 
+// LeaseStatus is what a node reports of its read leases (Admin.Status).
+type LeaseStatus struct {
+	// Held is false while the node holds no unexpired lease; From, To,
+	// Grantors and Remaining then say nothing.
+	Held      bool
+	From, To  ring.ID
+	Grantors  []string
+	Remaining time.Duration
+	// Granted counts the unexpired leases this node grants other nodes.
+	Granted int
+}
+
+// Leases reports the lease this node holds and how many it grants.
+func (n *Node) Leases() LeaseStatus {
+	now := n.now()
+	var st LeaseStatus
+	if l := n.lease.held.Load(); l != nil && now.Before(l.until) {
+		st = LeaseStatus{Held: true, From: l.from, To: l.to, Grantors: slices.Clone(l.grantors), Remaining: l.until.Sub(now)}
+	}
+	n.grants.mu.RLock()
+	for _, g := range n.grants.byHolder {
+		if !now.After(g.until) {
+			st.Granted++
+		}
+	}
+	n.grants.mu.RUnlock()
+	return st
+}
+
 // RenewLease asks each of this node's r-1 replicas for a grant over its
 // primary range (predecessor, self] for ReadLease, and holds the lease once
 // all of them granted it. A lease that is new, or that covers more of the

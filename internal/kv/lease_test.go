@@ -9,6 +9,7 @@ package kv
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -420,5 +421,40 @@ func TestGrantorDoesNotCoordinateWritesToTheLeasedRange(t *testing.T) {
 		if _, found, _ := s.Get([]byte("k")); found {
 			t.Errorf("%s stored a write its coordinator should have refused", p.Addr)
 		}
+	}
+}
+
+// Leases is what `chordkv status` shows: the holder's range, grantors and
+// time left, and each grantor's count of grants, none of them once expired.
+func TestLeasesReportsHeldAndGranted(t *testing.T) {
+	holder, _, others, grantors, clock := newLeasedNodes(t)
+	if st := holder.Leases(); st.Held || st.Granted != 0 {
+		t.Fatalf("before any renewal: %+v", st)
+	}
+	if err := holder.RenewLease(ctx); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Second)
+	st := holder.Leases()
+	wantGrantors := []string{others[0].Addr, others[1].Addr}
+	slices.Sort(wantGrantors)
+	if !st.Held || !slices.Equal(st.Grantors, wantGrantors) || st.Remaining != testLease-testLease/leaseDriftMargin-time.Second {
+		t.Errorf("holder: %+v; want held, grantors %v, %v left", st, wantGrantors, testLease-testLease/leaseDriftMargin-time.Second)
+	}
+	nb := holder.ring.Neighbors()
+	if st.From != nb.Predecessor.ID || st.To != holder.self.ID {
+		t.Errorf("holder's range (%s, %s], want its primary range (%s, %s]", st.From.Short(), st.To.Short(), nb.Predecessor.ID.Short(), holder.self.ID.Short())
+	}
+	for i, g := range grantors {
+		if st := g.Leases(); st.Held || st.Granted != 1 {
+			t.Errorf("grantor %d: %+v; want one grant and no lease", i, st)
+		}
+	}
+	clock.Advance(testLease)
+	if st := holder.Leases(); st.Held {
+		t.Errorf("holder after expiry: %+v", st)
+	}
+	if st := grantors[0].Leases(); st.Granted != 0 {
+		t.Errorf("grantor after expiry: %+v", st)
 	}
 }

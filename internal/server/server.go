@@ -175,7 +175,8 @@ func newDaemon(cfg Config, bound net.Addr) (*daemon, error) {
 		ss := st.Stats()
 		return transport.StoreStats{Keys: ss.Keys, Tombstones: ss.Tombstones, Bytes: ss.Bytes}
 	}
-	transport.NewServer(node, transport.WithMaxKeyBytes(kcfg.MaxKeyBytes), transport.WithStoreStats(storeStats)).Register(d.grpc)
+	transport.NewServer(node, transport.WithMaxKeyBytes(kcfg.MaxKeyBytes), transport.WithStoreStats(storeStats),
+		transport.WithLeaseStatus(d.kv.Leases)).Register(d.grpc)
 	transport.NewKVServer(d.kv, st, node).Register(d.grpc)
 	healthpb.RegisterHealthServer(d.grpc, d.health)
 	reflection.Register(d.grpc)

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/chordkv/chordkv/internal/chord"
+	"github.com/chordkv/chordkv/internal/kv"
 	"github.com/chordkv/chordkv/internal/ring"
 	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
 )
@@ -37,7 +38,8 @@ type Server struct {
 
 	node        Node
 	maxKeyBytes int
-	storeStats  func() StoreStats // nil: nothing reported
+	storeStats  func() StoreStats     // nil: nothing reported
+	leases      func() kv.LeaseStatus // nil: nothing reported
 }
 
 // ServerOption configures a Server.
@@ -49,6 +51,11 @@ type StoreStats struct{ Keys, Tombstones, Bytes int64 }
 // WithStoreStats makes Admin.Status report what the node stores.
 func WithStoreStats(stats func() StoreStats) ServerOption {
 	return func(s *Server) { s.storeStats = stats }
+}
+
+// WithLeaseStatus makes Admin.Status report the node's read leases.
+func WithLeaseStatus(leases func() kv.LeaseStatus) ServerOption {
+	return func(s *Server) { s.leases = leases }
 }
 
 // WithMaxKeyBytes sets the largest key Admin.Lookup accepts.
@@ -153,6 +160,18 @@ func (s *Server) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse,
 	if s.storeStats != nil {
 		ss := s.storeStats()
 		resp.StoredKeys, resp.StoredTombstones, resp.StoredBytes = uint64(max(ss.Keys, 0)), uint64(max(ss.Tombstones, 0)), uint64(max(ss.Bytes, 0))
+	}
+	if s.leases != nil {
+		ls := s.leases()
+		resp.LeasesGranted = uint32(max(ls.Granted, 0))
+		if ls.Held {
+			resp.ReadLease = &pb.ReadLease{
+				From:        ls.From.String(),
+				To:          ls.To.String(),
+				Grantors:    ls.Grantors,
+				RemainingMs: ls.Remaining.Milliseconds(),
+			}
+		}
 	}
 	return resp, nil
 }

@@ -14,8 +14,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/chordkv/chordkv/internal/chord"
+	"github.com/chordkv/chordkv/internal/kv"
 	"github.com/chordkv/chordkv/internal/ring"
 	"github.com/chordkv/chordkv/internal/testnet"
 	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
@@ -68,7 +70,7 @@ func (f *fakeNode) Lookup(context.Context, ring.ID) (chord.LookupResult, error) 
 
 // startServer serves node's services on a fresh loopback port and returns
 // the address and a stop function.
-func startServer(t *testing.T, node Node, lis net.Listener) (string, func()) {
+func startServer(t *testing.T, node Node, lis net.Listener, opts ...ServerOption) (string, func()) {
 	t.Helper()
 	if lis == nil {
 		var err error
@@ -78,7 +80,7 @@ func startServer(t *testing.T, node Node, lis net.Listener) (string, func()) {
 		}
 	}
 	gs := grpc.NewServer()
-	NewServer(node).Register(gs)
+	NewServer(node, opts...).Register(gs)
 	go func() { _ = gs.Serve(lis) }()
 	var once sync.Once
 	stop := func() { once.Do(gs.Stop) }
@@ -203,6 +205,10 @@ func TestAdminRoundTrip(t *testing.T) {
 		!slices.Equal(st.GetSuccessors(), []string{"10.0.0.2:7000", "10.0.0.3:7000"}) ||
 		!slices.Equal(st.GetFingers(), []string{"10.0.0.2:7000", "10.0.0.4:7000"}) || !st.GetMember() || !st.GetReady() {
 		t.Errorf("status = %v", st)
+	}
+
+	if st.ReadLease != nil || st.GetLeasesGranted() != 0 || st.GetStoredKeys() != 0 {
+		t.Errorf("status without store or lease reporters = %v", st)
 	}
 
 	lr, err := ac.Lookup(ctx, &pb.LookupRequest{Key: []byte("hello")})
@@ -467,5 +473,40 @@ func TestClosedClientFails(t *testing.T) {
 	c.Close()
 	if err := c.Ping(ctxTimeout(t, time.Second), chord.NewPeer("127.0.0.1:1")); !errors.Is(err, errPoolClosed) {
 		t.Errorf("ping on closed client: %v, want %v", err, errPoolClosed)
+	}
+}
+
+// Admin.Status reports what the daemon's reporters say of the store and of
+// read leases; a lease not held is absent rather than zero.
+func TestAdminStatusReportsStoreAndLeases(t *testing.T) {
+	from, to := ring.HashKey([]byte("a")), ring.HashKey([]byte("b"))
+	tests := []struct {
+		name   string
+		leases kv.LeaseStatus
+		want   *pb.ReadLease
+	}{
+		{"no lease", kv.LeaseStatus{Granted: 2}, nil},
+		{"held", kv.LeaseStatus{Held: true, From: from, To: to, Grantors: []string{"10.0.0.2:7000", "10.0.0.3:7000"}, Remaining: 1500 * time.Millisecond, Granted: 1},
+			&pb.ReadLease{From: from.String(), To: to.String(), Grantors: []string{"10.0.0.2:7000", "10.0.0.3:7000"}, RemainingMs: 1500}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr, _ := startServer(t, memberNode("10.0.0.0:7000"), nil,
+				WithStoreStats(func() StoreStats { return StoreStats{Keys: 3, Tombstones: 1, Bytes: 40} }),
+				WithLeaseStatus(func() kv.LeaseStatus { return tt.leases }))
+			st, err := adminClient(t, addr).Status(ctxTimeout(t, 5*time.Second), &pb.StatusRequest{})
+			if err != nil {
+				t.Fatalf("status: %v", err)
+			}
+			if st.GetStoredKeys() != 3 || st.GetStoredTombstones() != 1 || st.GetStoredBytes() != 40 {
+				t.Errorf("stored = %d keys, %d tombstones, %d bytes; want 3, 1, 40", st.GetStoredKeys(), st.GetStoredTombstones(), st.GetStoredBytes())
+			}
+			if st.GetLeasesGranted() != uint32(tt.leases.Granted) {
+				t.Errorf("leases granted = %d, want %d", st.GetLeasesGranted(), tt.leases.Granted)
+			}
+			if !proto.Equal(st.GetReadLease(), tt.want) {
+				t.Errorf("read lease = %v, want %v", st.GetReadLease(), tt.want)
+			}
+		})
 	}
 }

@@ -496,6 +496,12 @@ type StatusView struct {
 	Successors  []string `json:"successors"`
 	Ready       bool     `json:"ready"`
 	StoredKeys  int64    `json:"stored_keys"`
+	ReadLease   struct {
+		Held        bool     `json:"held"`
+		Grantors    []string `json:"grantors"`
+		RemainingMS int64    `json:"remaining_ms"`
+	} `json:"read_lease"`
+	LeasesGranted int `json:"leases_granted"`
 }
 
 // Ring walks the ring from endpoint.

@@ -111,6 +111,24 @@ func TestReadLease(t *testing.T) {
 		return errors.Join(holds(0), holds(1), holds(2))
 	})
 	logTiming(t, "every node holds its lease", took)
+	// `chordkv status` shows the lease the way the gauge does: in a ring of
+	// 3 with r=3, each node holds one granted by the two others and grants
+	// the two others theirs.
+	c.Eventually(t, "status shows every lease", ringDeadline, func() error {
+		var errs []error
+		for _, n := range all {
+			st, err := c.Status(n.Addr)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			l := st.ReadLease
+			if !l.Held || len(l.Grantors) != 2 || slices.Contains(l.Grantors, n.Addr) || l.RemainingMS <= 0 || st.LeasesGranted != 2 {
+				errs = append(errs, fmt.Errorf("%s: status shows read lease %+v and %d leases granted", n.Addr, l, st.LeasesGranted))
+			}
+		}
+		return errors.Join(errs...)
+	})
 
 	s := &kvState{values: map[string][]byte{}, deleted: map[string]bool{}}
 	eps := strings.Join(c.Addrs(), ",")

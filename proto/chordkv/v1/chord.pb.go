@@ -601,8 +601,14 @@ type StatusResponse struct {
 	StoredKeys       uint64 `protobuf:"varint,8,opt,name=stored_keys,json=storedKeys,proto3" json:"stored_keys,omitempty"`
 	StoredTombstones uint64 `protobuf:"varint,9,opt,name=stored_tombstones,json=storedTombstones,proto3" json:"stored_tombstones,omitempty"`
 	StoredBytes      uint64 `protobuf:"varint,10,opt,name=stored_bytes,json=storedBytes,proto3" json:"stored_bytes,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// read_lease is the read lease this node holds over its primary range
+	// (serve --read-lease); absent while it holds none.
+	ReadLease *ReadLease `protobuf:"bytes,11,opt,name=read_lease,json=readLease,proto3" json:"read_lease,omitempty"`
+	// leases_granted counts the unexpired read leases this node, as a
+	// replica, grants other nodes.
+	LeasesGranted uint32 `protobuf:"varint,12,opt,name=leases_granted,json=leasesGranted,proto3" json:"leases_granted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -705,6 +711,94 @@ func (x *StatusResponse) GetStoredBytes() uint64 {
 	return 0
 }
 
+func (x *StatusResponse) GetReadLease() *ReadLease {
+	if x != nil {
+		return x.ReadLease
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetLeasesGranted() uint32 {
+	if x != nil {
+		return x.LeasesGranted
+	}
+	return 0
+}
+
+// ReadLease is a lease a node holds: while it lasts, the node answers quorum
+// reads of (from, to] alone, and its grantors refuse writes to that range
+// that another node coordinates.
+type ReadLease struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// from and to are ring IDs as 40 lowercase hex characters.
+	From string `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	To   string `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	// grantors are the replicas' addresses, sorted.
+	Grantors []string `protobuf:"bytes,3,rep,name=grantors,proto3" json:"grantors,omitempty"`
+	// remaining_ms is how long the lease lasts unless renewed.
+	RemainingMs   int64 `protobuf:"varint,4,opt,name=remaining_ms,json=remainingMs,proto3" json:"remaining_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadLease) Reset() {
+	*x = ReadLease{}
+	mi := &file_chordkv_v1_chord_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadLease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadLease) ProtoMessage() {}
+
+func (x *ReadLease) ProtoReflect() protoreflect.Message {
+	mi := &file_chordkv_v1_chord_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadLease.ProtoReflect.Descriptor instead.
+func (*ReadLease) Descriptor() ([]byte, []int) {
+	return file_chordkv_v1_chord_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ReadLease) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *ReadLease) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *ReadLease) GetGrantors() []string {
+	if x != nil {
+		return x.Grantors
+	}
+	return nil
+}
+
+func (x *ReadLease) GetRemainingMs() int64 {
+	if x != nil {
+		return x.RemainingMs
+	}
+	return 0
+}
+
 type LookupRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -714,7 +808,7 @@ type LookupRequest struct {
 
 func (x *LookupRequest) Reset() {
 	*x = LookupRequest{}
-	mi := &file_chordkv_v1_chord_proto_msgTypes[13]
+	mi := &file_chordkv_v1_chord_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -726,7 +820,7 @@ func (x *LookupRequest) String() string {
 func (*LookupRequest) ProtoMessage() {}
 
 func (x *LookupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_chord_proto_msgTypes[13]
+	mi := &file_chordkv_v1_chord_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -739,7 +833,7 @@ func (x *LookupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupRequest.ProtoReflect.Descriptor instead.
 func (*LookupRequest) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_chord_proto_rawDescGZIP(), []int{13}
+	return file_chordkv_v1_chord_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LookupRequest) GetKey() []byte {
@@ -767,7 +861,7 @@ type LookupResponse struct {
 
 func (x *LookupResponse) Reset() {
 	*x = LookupResponse{}
-	mi := &file_chordkv_v1_chord_proto_msgTypes[14]
+	mi := &file_chordkv_v1_chord_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -779,7 +873,7 @@ func (x *LookupResponse) String() string {
 func (*LookupResponse) ProtoMessage() {}
 
 func (x *LookupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chordkv_v1_chord_proto_msgTypes[14]
+	mi := &file_chordkv_v1_chord_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -792,7 +886,7 @@ func (x *LookupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupResponse.ProtoReflect.Descriptor instead.
 func (*LookupResponse) Descriptor() ([]byte, []int) {
-	return file_chordkv_v1_chord_proto_rawDescGZIP(), []int{14}
+	return file_chordkv_v1_chord_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LookupResponse) GetOwner() string {
@@ -866,7 +960,7 @@ const file_chordkv_v1_chord_proto_rawDesc = "" +
 	"successors\x18\x03 \x03(\v2\x10.chordkv.v1.PeerR\n" +
 	"successors\"\x0f\n" +
 	"\rLeaveResponse\"\x0f\n" +
-	"\rStatusRequest\"\xaf\x02\n" +
+	"\rStatusRequest\"\x8c\x03\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12 \n" +
@@ -881,7 +975,15 @@ const file_chordkv_v1_chord_proto_rawDesc = "" +
 	"storedKeys\x12+\n" +
 	"\x11stored_tombstones\x18\t \x01(\x04R\x10storedTombstones\x12!\n" +
 	"\fstored_bytes\x18\n" +
-	" \x01(\x04R\vstoredBytes\"!\n" +
+	" \x01(\x04R\vstoredBytes\x124\n" +
+	"\n" +
+	"read_lease\x18\v \x01(\v2\x15.chordkv.v1.ReadLeaseR\treadLease\x12%\n" +
+	"\x0eleases_granted\x18\f \x01(\rR\rleasesGranted\"n\n" +
+	"\tReadLease\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\x12\x1a\n" +
+	"\bgrantors\x18\x03 \x03(\tR\bgrantors\x12!\n" +
+	"\fremaining_ms\x18\x04 \x01(\x03R\vremainingMs\"!\n" +
 	"\rLookupRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\"v\n" +
 	"\x0eLookupResponse\x12\x14\n" +
@@ -912,7 +1014,7 @@ func file_chordkv_v1_chord_proto_rawDescGZIP() []byte {
 	return file_chordkv_v1_chord_proto_rawDescData
 }
 
-var file_chordkv_v1_chord_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_chordkv_v1_chord_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_chordkv_v1_chord_proto_goTypes = []any{
 	(*Peer)(nil),                      // 0: chordkv.v1.Peer
 	(*PingRequest)(nil),               // 1: chordkv.v1.PingRequest
@@ -927,8 +1029,9 @@ var file_chordkv_v1_chord_proto_goTypes = []any{
 	(*LeaveResponse)(nil),             // 10: chordkv.v1.LeaveResponse
 	(*StatusRequest)(nil),             // 11: chordkv.v1.StatusRequest
 	(*StatusResponse)(nil),            // 12: chordkv.v1.StatusResponse
-	(*LookupRequest)(nil),             // 13: chordkv.v1.LookupRequest
-	(*LookupResponse)(nil),            // 14: chordkv.v1.LookupResponse
+	(*ReadLease)(nil),                 // 13: chordkv.v1.ReadLease
+	(*LookupRequest)(nil),             // 14: chordkv.v1.LookupRequest
+	(*LookupResponse)(nil),            // 15: chordkv.v1.LookupResponse
 }
 var file_chordkv_v1_chord_proto_depIdxs = []int32{
 	0,  // 0: chordkv.v1.PingResponse.self:type_name -> chordkv.v1.Peer
@@ -940,25 +1043,26 @@ var file_chordkv_v1_chord_proto_depIdxs = []int32{
 	0,  // 6: chordkv.v1.LeaveNotice.leaving:type_name -> chordkv.v1.Peer
 	0,  // 7: chordkv.v1.LeaveNotice.predecessor:type_name -> chordkv.v1.Peer
 	0,  // 8: chordkv.v1.LeaveNotice.successors:type_name -> chordkv.v1.Peer
-	1,  // 9: chordkv.v1.Chord.Ping:input_type -> chordkv.v1.PingRequest
-	3,  // 10: chordkv.v1.Chord.GetNeighbors:input_type -> chordkv.v1.GetNeighborsRequest
-	5,  // 11: chordkv.v1.Chord.Notify:input_type -> chordkv.v1.NotifyRequest
-	7,  // 12: chordkv.v1.Chord.FindSuccessorStep:input_type -> chordkv.v1.FindSuccessorStepRequest
-	9,  // 13: chordkv.v1.Chord.Leave:input_type -> chordkv.v1.LeaveNotice
-	11, // 14: chordkv.v1.Admin.Status:input_type -> chordkv.v1.StatusRequest
-	13, // 15: chordkv.v1.Admin.Lookup:input_type -> chordkv.v1.LookupRequest
-	2,  // 16: chordkv.v1.Chord.Ping:output_type -> chordkv.v1.PingResponse
-	4,  // 17: chordkv.v1.Chord.GetNeighbors:output_type -> chordkv.v1.GetNeighborsResponse
-	6,  // 18: chordkv.v1.Chord.Notify:output_type -> chordkv.v1.NotifyResponse
-	8,  // 19: chordkv.v1.Chord.FindSuccessorStep:output_type -> chordkv.v1.FindSuccessorStepResponse
-	10, // 20: chordkv.v1.Chord.Leave:output_type -> chordkv.v1.LeaveResponse
-	12, // 21: chordkv.v1.Admin.Status:output_type -> chordkv.v1.StatusResponse
-	14, // 22: chordkv.v1.Admin.Lookup:output_type -> chordkv.v1.LookupResponse
-	16, // [16:23] is the sub-list for method output_type
-	9,  // [9:16] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	13, // 9: chordkv.v1.StatusResponse.read_lease:type_name -> chordkv.v1.ReadLease
+	1,  // 10: chordkv.v1.Chord.Ping:input_type -> chordkv.v1.PingRequest
+	3,  // 11: chordkv.v1.Chord.GetNeighbors:input_type -> chordkv.v1.GetNeighborsRequest
+	5,  // 12: chordkv.v1.Chord.Notify:input_type -> chordkv.v1.NotifyRequest
+	7,  // 13: chordkv.v1.Chord.FindSuccessorStep:input_type -> chordkv.v1.FindSuccessorStepRequest
+	9,  // 14: chordkv.v1.Chord.Leave:input_type -> chordkv.v1.LeaveNotice
+	11, // 15: chordkv.v1.Admin.Status:input_type -> chordkv.v1.StatusRequest
+	14, // 16: chordkv.v1.Admin.Lookup:input_type -> chordkv.v1.LookupRequest
+	2,  // 17: chordkv.v1.Chord.Ping:output_type -> chordkv.v1.PingResponse
+	4,  // 18: chordkv.v1.Chord.GetNeighbors:output_type -> chordkv.v1.GetNeighborsResponse
+	6,  // 19: chordkv.v1.Chord.Notify:output_type -> chordkv.v1.NotifyResponse
+	8,  // 20: chordkv.v1.Chord.FindSuccessorStep:output_type -> chordkv.v1.FindSuccessorStepResponse
+	10, // 21: chordkv.v1.Chord.Leave:output_type -> chordkv.v1.LeaveResponse
+	12, // 22: chordkv.v1.Admin.Status:output_type -> chordkv.v1.StatusResponse
+	15, // 23: chordkv.v1.Admin.Lookup:output_type -> chordkv.v1.LookupResponse
+	17, // [17:24] is the sub-list for method output_type
+	10, // [10:17] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_chordkv_v1_chord_proto_init() }
@@ -972,7 +1076,7 @@ func file_chordkv_v1_chord_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chordkv_v1_chord_proto_rawDesc), len(file_chordkv_v1_chord_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
