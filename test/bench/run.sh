@@ -40,7 +40,8 @@
 #   GHZ_COUNT    calls per ghz run (default 20000)
 #   REDIS        1 (default) runs the Redis section, 0 skips it
 #   REDIS_REQUESTS  requests per redis-benchmark test (default 100000)
-#   REDIS_BATCHES   --batch sizes compared with Redis (default "16 64")
+#   REDIS_BATCHES   --batch sizes compared with Redis (default "16 64 500"; 500
+#                   is what `chordkv put|get|del --batch` sends per call)
 #   FIXED_RATE   puts/s of the fixed-load section (default: half the ring's
 #                client-routed put rate measured here, in hundreds)
 #   LEASE        --read-lease of a second 3-node ring whose Get is measured
@@ -65,7 +66,7 @@ GHZ_VERSION=${GHZ_VERSION:-v0.120.0}
 GHZ_COUNT=${GHZ_COUNT:-20000}
 REDIS=${REDIS:-1}
 REDIS_REQUESTS=${REDIS_REQUESTS:-100000}
-REDIS_BATCHES=${REDIS_BATCHES:-16 64}
+REDIS_BATCHES=${REDIS_BATCHES:-16 64 500}
 GOAL_PAIRS=${GOAL_PAIRS:-2}
 LEASE=${LEASE:-2s}
 HOST=127.0.0.1

@@ -25,6 +25,8 @@ var contractMetrics = []string{
 	"chordkv_stabilize_total",          // counter {result}
 	"chordkv_handoff_keys_total",       // counter {direction}
 	"chordkv_node_info",                // gauge {id,addr,version}
+	"chordkv_read_lease_held",          // gauge
+	"chordkv_read_lease_reads_total",   // counter
 }
 
 var histograms = []string{"chordkv_lookup_hops", "chordkv_lookup_duration_seconds", "chordkv_request_duration_seconds"}

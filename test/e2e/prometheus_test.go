@@ -137,6 +137,9 @@ func TestPrometheusScrapesRing(t *testing.T) {
 		{`chordkv_stored_keys{role="primary"}`, 3},
 		{"chordkv_stabilize_total", 3},
 		{"count by (op) (chordkv_requests_total)", 1},
+		// The dashboard's read lease panels: exported with leases off too.
+		{"chordkv_read_lease_held == 0", 3},
+		{"chordkv_read_lease_reads_total", 3},
 		// --gc-percent reached the runtime; without it serve's default
 		// applies, unless the test's environment sets GOGC.
 		{"go_gc_gogc_percent == 300", 1},
