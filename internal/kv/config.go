@@ -92,6 +92,17 @@ type Config struct {
 	// a second replica.
 	ReadLease time.Duration
 
+	// Restarted says this node's store outlived an earlier run, which may
+	// have granted read leases that this run does not remember: grants live
+	// in memory. With ReadLease above 0 the node then refuses, for
+	// ReadLease from New, every write another node coordinates, as it would
+	// for a range it leased out; since it grants no lease longer than its
+	// own ReadLease, that covers every grant it forgot. Writes still reach
+	// a quorum through the other replicas, and anti-entropy brings this
+	// node the ones it refused. A new node granted nothing and does not
+	// wait.
+	Restarted bool
+
 	// Now is the clock read leases are timed by, read on each node alone
 	// (lease.go); nil means time.Now. A simulation passes its virtual
 	// clock, so that leases run out in simulated time.

@@ -77,6 +77,10 @@ type grant struct {
 type grants struct {
 	mu       sync.RWMutex
 	byHolder map[string]grant
+	// forgottenUntil is when every grant an earlier run of this node may
+	// have given has run out (Config.Restarted); zero when there are none
+	// to wait out. New sets it; it never changes after.
+	forgottenUntil time.Time
 }
 
 // arcsOverlap reports whether the ring intervals (a1, b1] and (a2, b2] share
@@ -95,6 +99,16 @@ func (n *Node) GrantLease(holder chord.Peer, from, to ring.ID, d time.Duration) 
 	}
 	if d < 0 || d > maxReadLease {
 		return fmt.Errorf("%w: lease of %s; leases are 0 (a release) to %s", ErrInvalidArgument, d, maxReadLease)
+	}
+	if d > n.cfg.ReadLease {
+		// After a restart this node waits out its own ReadLease for the
+		// grants it forgot (Config.Restarted); a longer grant would
+		// outlive that wait.
+		if n.cfg.ReadLease == 0 {
+			return fmt.Errorf("%w: read leases are off on %s (--read-lease 0); every node of a ring needs the same --read-lease", ErrInvalidArgument, n.self.Addr)
+		}
+		return fmt.Errorf("%w: lease of %s; %s grants up to its own --read-lease, %s; every node of a ring needs the same --read-lease",
+			ErrInvalidArgument, d, n.self.Addr, n.cfg.ReadLease)
 	}
 	now := n.now()
 	g := &n.grants
@@ -136,6 +150,12 @@ func (n *Node) GrantLease(holder chord.Peer, from, to ring.ID, d time.Duration) 
 // n.grants.mu for reading.
 func (n *Node) checkGrants(coordinator string, entries []store.Entry) error {
 	g := &n.grants
+	if !g.forgottenUntil.IsZero() && coordinator != n.self.Addr {
+		if now := n.now(); now.Before(g.forgottenUntil) {
+			return fmt.Errorf("%w: %s restarted and may have leased the range out before; it takes writes other nodes coordinate in %s",
+				ErrLeased, n.self.Addr, g.forgottenUntil.Sub(now).Round(time.Millisecond))
+		}
+	}
 	if len(g.byHolder) == 0 {
 		return nil
 	}

@@ -9,6 +9,7 @@ package kv
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -47,8 +48,10 @@ func newLeasedNodes(t *testing.T) (holder *Node, peers *fakePeers, others []chor
 	clock = &manualClock{now: time.Unix(1_000_000, 0)}
 	holder.now = clock.Now
 	peers.grantors = map[string]*Node{}
+	gcfg := DefaultConfig()
+	gcfg.ReadLease = testLease
 	for _, p := range others {
-		g := New(DefaultConfig(), fakeRing{self: p}, peers.stores[p.Addr], peers, store.NewClock(time.Now))
+		g := New(gcfg, fakeRing{self: p}, peers.stores[p.Addr], peers, store.NewClock(time.Now))
 		g.now = clock.Now
 		peers.grantors[p.Addr] = g
 		grantors = append(grantors, g)
@@ -117,6 +120,7 @@ func TestGrantLease(t *testing.T) {
 		{"h1 releases it", 0, h1, 100, 120, 0, nil},
 		{"now h2 can", 0, h2, 110, 130, time.Second, nil},
 		{"too long", 0, h1, 1, 2, 2 * maxReadLease, ErrInvalidArgument},
+		{"longer than the grantor's own lease", 0, h1, 1, 2, testLease + time.Millisecond, ErrInvalidArgument},
 		{"no holder", 0, chord.Peer{}, 1, 2, time.Second, ErrInvalidArgument},
 	}
 	for _, s := range steps {
@@ -402,7 +406,7 @@ func TestSlowRenewalCatchesUpAgain(t *testing.T) {
 // write could be acknowledged without the holder. The simulation's lossy soak
 // found a replica that a client's router fell back to doing just that.
 func TestGrantorDoesNotCoordinateWritesToTheLeasedRange(t *testing.T) {
-	n, peers, others := newTestNode(t)
+	n, peers, others := newTestNodeWith(t, func(c *Config) { c.ReadLease = time.Second })
 	if err := n.GrantLease(chord.NewPeer("holder:1"), n.self.ID, n.self.ID, time.Second); err != nil { // the whole ring
 		t.Fatal(err)
 	}
@@ -456,5 +460,72 @@ func TestLeasesReportsHeldAndGranted(t *testing.T) {
 	}
 	if st := grantors[0].Leases(); st.Granted != 0 {
 		t.Errorf("grantor after expiry: %+v", st)
+	}
+}
+
+// A node grants no lease longer than its own ReadLease, and none with
+// leases off: a restarted node waits out only its own ReadLease for the
+// grants it forgot (Config.Restarted).
+func TestGrantLeaseNoLongerThanOwnLease(t *testing.T) {
+	holder := chord.NewPeer("h:1")
+	id := ring.HashKey([]byte("x"))
+	tests := []struct {
+		name      string
+		own, asks time.Duration
+		want      error
+	}{
+		{"leases off here", 0, time.Second, ErrInvalidArgument},
+		{"longer than its own", time.Second, 2 * time.Second, ErrInvalidArgument},
+		{"as long as its own", time.Second, time.Second, nil},
+		{"shorter", time.Second, 100 * time.Millisecond, nil},
+		{"a release with leases off", 0, 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, _, _ := newTestNodeWith(t, func(c *Config) { c.ReadLease = tt.own })
+			err := n.GrantLease(holder, id, id, tt.asks)
+			if (tt.want == nil && err != nil) || (tt.want != nil && !errors.Is(err, tt.want)) {
+				t.Errorf("GrantLease(%s) on a node with --read-lease %s = %v, want %v", tt.asks, tt.own, err, tt.want)
+			}
+		})
+	}
+}
+
+// A restarted node may have leased ranges out in its earlier run and does
+// not remember it: for its own ReadLease it refuses every write another
+// node coordinates, as a grantor would, and still takes its own and repair
+// writes. Without the wait, two replicas restarted within a lease could
+// acknowledge a write without the holder, which then reads alone an older
+// value.
+func TestRestartedNodeWaitsOutForgottenGrants(t *testing.T) {
+	clock := &manualClock{now: time.Unix(1_000_000, 0)}
+	for _, restarted := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restarted=%v", restarted), func(t *testing.T) {
+			n, _, others := newTestNodeWith(t, func(c *Config) {
+				c.ReadLease = testLease
+				c.Restarted = restarted
+				c.Now = clock.Now
+			})
+			entry := func(i int) []store.Entry {
+				return []store.Entry{{Key: fmt.Appendf(nil, "k%d", i), Value: []byte("v"), Version: store.Version{HLC: uint64(i + 1), Node: others[0].ID}}}
+			}
+			_, err := n.ApplyFrom(others[0], entry(0))
+			if restarted && !errors.Is(err, ErrLeased) {
+				t.Errorf("a write another node coordinates, right after the restart: %v, want ErrLeased", err)
+			}
+			if !restarted && err != nil {
+				t.Errorf("a write another node coordinates, on a new node: %v", err)
+			}
+			if _, err := n.ApplyLocal(entry(1)); err != nil {
+				t.Errorf("a repair write: %v", err)
+			}
+			if _, err := n.Put(ctx, []byte("own"), []byte("v"), Quorum, true); err != nil {
+				t.Errorf("a write it coordinates: %v", err)
+			}
+			clock.Advance(testLease)
+			if _, err := n.ApplyFrom(others[0], entry(2)); err != nil {
+				t.Errorf("a write another node coordinates, a lease after the restart: %v", err)
+			}
+		})
 	}
 }

@@ -74,6 +74,9 @@ func New(cfg Config, r Ring, local Local, peers Peers, clock *store.Clock) *Node
 		self: self,
 		now:  cfg.Now,
 	}
+	if cfg.Restarted && cfg.ReadLease > 0 {
+		n.grants.forgottenUntil = n.now().Add(cfg.ReadLease)
+	}
 	obs := cfg.Observer
 	n.reads = newCoalescer(cfg.ReplicaCallsInFlight, cfg.ReplicaOverlapKeys, cfg.ReplicaBatchKeys, cfg.CallTimeout, peers.Read,
 		func(keys int) { obs.ReplicaCallSent("read", keys) })

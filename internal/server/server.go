@@ -144,9 +144,19 @@ func newDaemon(cfg Config, bound net.Addr) (*daemon, error) {
 		grpcOpts = append(grpcOpts, grpc.NumStreamWorkers(uint32(w)))
 	}
 
-	st, err := store.Open(store.Options{Dir: filepath.Join(cfg.DataDir, storeDir), CacheBytes: cfg.CacheBytes, Logger: cfg.Logger})
+	storePath := filepath.Join(cfg.DataDir, storeDir)
+	// A store left by an earlier run means that run may have granted read
+	// leases this one does not remember (kv.Config.Restarted).
+	if _, err := os.Stat(storePath); err == nil {
+		kcfg.Restarted = true
+	}
+	st, err := store.Open(store.Options{Dir: storePath, CacheBytes: cfg.CacheBytes, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
+	}
+	if kcfg.Restarted && kcfg.ReadLease > 0 {
+		cfg.Logger.Info("restarted with read leases on: refusing writes other nodes coordinate until any lease granted before has run out",
+			"for", kcfg.ReadLease)
 	}
 	// Every message must fit a maximal value plus a replica batch, both
 	// ways, between peers and from clients.
