@@ -46,6 +46,13 @@ import (
 // as long as the two clocks' rates differ by less than that margin. Only
 // monotonic clock readings are compared, each on its own node.
 //
+// Restarts. Grants live in memory, so a grantor that restarts forgets them.
+// A node restarted on its old store (Config.Restarted) therefore refuses
+// every write another node coordinates for its own ReadLease, the longest
+// lease it grants, as if it had leased every range out; a single forgetful
+// grantor would be harmless with r=3 (the other still refuses), two
+// restarted within one lease would not be.
+//
 // The price is availability: when O crashes, its successor cannot write to
 // O's range (its own grant to O refuses it) until the grants expire, up to
 // one ReadLease; reads stay available. See Config.ReadLease.
