@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/chordkv/chordkv/internal/chord"
 	"github.com/chordkv/chordkv/internal/kv"
+	"github.com/chordkv/chordkv/internal/ring"
 	"github.com/chordkv/chordkv/internal/store"
 )
 
@@ -20,6 +22,11 @@ import (
 type history struct {
 	acked    *attempt
 	unknowns []attempt
+	events   []string // what happened to the key, for a failure's report
+}
+
+func (h *history) note(format string, args ...any) {
+	h.events = append(h.events, fmt.Sprintf(format, args...))
 }
 
 type attempt struct {
@@ -381,6 +388,7 @@ func churnWithReads(t *testing.T, run churnRun) (reads int, alone int64, stale s
 	}
 	hist := map[string]*history{}
 	var crashes, joins, leaves int
+	var events []string // membership changes, for a failure's report
 	for step := range run.steps {
 		c.Advance(time.Millisecond) // a client operation's worth of real time
 		members := c.Members()
@@ -401,13 +409,16 @@ func churnWithReads(t *testing.T, run churnRun) (reads int, alone int64, stale s
 			if h.acked != nil && !h.allowed(e, err == nil) {
 				// The version read shows whether the older value won by last
 				// writer wins (see KVCluster.Advance).
-				return reads, 0, fmt.Sprintf("step %d: get %s through %s = %q (found %v, version %+v); last acknowledged write: %+v",
-					step, key, coordinator.Chord.Self().Addr, e.Value, err == nil, e.Version, h.acked)
+				return reads, 0, fmt.Sprintf("step %d: get %s through %s = %q (found %v, version %+v); last acknowledged write: %+v\n%s",
+					step, key, coordinator.Chord.Self().Addr, e.Value, err == nil, e.Version, h.acked,
+					c.explainKey(key, append(events, h.events...)))
 			}
+			h.note("step %d: get through %s = %q (found %v)", step, coordinator.Chord.Self().Addr, e.Value, err == nil)
 		case x < 75:
 			a := attempt{value: fmt.Appendf(nil, "v%d", step)}
 			var err error
 			a.version, err = coordinator.KV.Put(ctx, key, a.value, kv.Quorum, false)
+			h.note("step %d: put %s through %s (replicas %v): %v", step, a.value, coordinator.Chord.Self().Addr, addrs(c.Replicas(key)), err)
 			if err != nil {
 				h.unknowns = append(h.unknowns, a)
 				continue
@@ -416,12 +427,15 @@ func churnWithReads(t *testing.T, run churnRun) (reads int, alone int64, stale s
 		case x < 78 && len(members) < 28:
 			// Under loss the join's range pull can fail after the node
 			// joined; it serves its range all the same, which counts.
-			if k, err := c.JoinKV(ctx, members[rng.IntN(len(members))].Self().Addr); err == nil || k != nil && k.Chord.IsMember() {
+			k, err := c.JoinKV(ctx, members[rng.IntN(len(members))].Self().Addr)
+			if err == nil || k != nil && k.Chord.IsMember() {
 				joins++
+				events = append(events, fmt.Sprintf("step %d: %s joined (%v)", step, k.Chord.Self().Addr, err))
 			}
 		case x < 81 && len(members) > 20:
-			_ = c.LeaveKV(ctx, coordinator)
+			err := c.LeaveKV(ctx, coordinator)
 			leaves++
+			events = append(events, fmt.Sprintf("step %d: %s left (%v)", step, coordinator.Chord.Self().Addr, err))
 		case x < 83 && len(members) > 20 && run.crashes:
 			if run.loss > 0 {
 				// r copies survive r-1 crashes only once repair has made
@@ -433,8 +447,10 @@ func churnWithReads(t *testing.T, run churnRun) (reads int, alone int64, stale s
 				converge(t, c.Cluster, 100, false)
 				c.RepairRound(ctx)
 			}
+			before := addrs(c.Oracle().Peers())
 			crashes += c.crashAdjacentAndRepair(t)
 			c.Net.SetLoss(run.loss)
+			events = append(events, fmt.Sprintf("step %d: crashed %v", step, slices.DeleteFunc(before, func(a string) bool { return c.Net.IsUp(a) })))
 		default:
 			c.RepairRound(ctx)
 		}
@@ -613,4 +629,41 @@ func TestKVLeaseGrantorsRefuseWritesTheHolderWouldMiss(t *testing.T) {
 	if owner.KV.Stats().LeaseReads == before {
 		t.Fatal("the read asked a replica: the test no longer reads under the lease")
 	}
+}
+
+// explainKey describes, for a stale read's report, where key's copies are:
+// every live member's copy, view of its predecessor and read lease, with
+// the oracle's replica set, then events (membership changes and the key's
+// operations, in that order, each in step order).
+func (c *KVCluster) explainKey(key []byte, events []string) string {
+	var b strings.Builder
+	id := ring.HashKey(key)
+	fmt.Fprintf(&b, "key %s (id %s), replicas now %v\n", key, id.Short(), addrs(c.Replicas(key)))
+	for _, p := range c.Oracle().Peers() {
+		k := c.KV(p.Addr)
+		e, found, err := k.Store.Get(key)
+		copyOf := "none"
+		if err != nil {
+			copyOf = err.Error()
+		} else if found {
+			copyOf = fmt.Sprintf("%q tombstone=%v %+v", e.Value, e.Tombstone, e.Version)
+		}
+		ls := k.KV.Leases()
+		lease := "no lease"
+		if ls.Held {
+			lease = fmt.Sprintf("lease (%s, %s] covers key: %v", ls.From.Short(), ls.To.Short(), ring.BetweenRightIncl(ls.From, id, ls.To))
+		}
+		fmt.Fprintf(&b, "  %s id %s pred %s owns %v: %s; %s, grants %d\n", p.Addr, p.ID.Short(),
+			k.Chord.Neighbors().Predecessor.Addr, k.Chord.Owns(id), copyOf, lease, ls.Granted)
+	}
+	step := func(e string) int {
+		var n int
+		_, _ = fmt.Sscanf(e, "step %d:", &n)
+		return n
+	}
+	slices.SortStableFunc(events, func(a, b string) int { return step(a) - step(b) })
+	for _, e := range events {
+		fmt.Fprintf(&b, "  %s\n", e)
+	}
+	return b.String()
 }
