@@ -490,7 +490,9 @@ func startFakeKV(t *testing.T, f *fakeKV) chord.Peer {
 // the client turns back into kv.ErrLeased naming the holder, and so is a
 // second holder's overlapping grant.
 func TestLeaseRoundTrip(t *testing.T) {
-	n := startKVNode(t, kv.DefaultConfig())
+	cfg := kv.DefaultConfig()
+	cfg.ReadLease = 5 * time.Second // it grants no longer lease than its own
+	n := startKVNode(t, cfg)
 	to := n.chord.Self()
 	c := NewClient()
 	defer c.Close()
