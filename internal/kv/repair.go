@@ -72,19 +72,37 @@ func (n *Node) Synced() bool { return n.synced.Load() }
 
 // SyncAfterJoin takes over a joining node's range before it serves reads for
 // it: it waits (up to JoinSyncTimeout) to learn its predecessor, then pulls
-// (predecessor, self] from its successor, the range's previous owner. Writes
-// are served meanwhile; they reach the successor too, which stays a replica.
+// (predecessor, self] from its successor, the range's previous owner, and
+// compares it key by key with the next r-1 successors, the rest of the
+// range's previous replica set. Writes are served meanwhile; they reach the
+// successor too, which stays a replica.
+//
+// The previous owner alone is not enough: a write acknowledged by the two
+// replicas after it, its own copy lost, would be missing here, and after a
+// second join in front of this node it would sit only on the fourth and
+// fifth nodes in line, where no quorum read looks, until their cleanup moved
+// it (TestKVTwoJoinsInFrontKeepAWriteTheOwnerMissed).
 func (n *Node) SyncAfterJoin(ctx context.Context) error {
 	defer n.MarkSynced()
 	deadline := time.Now().Add(n.cfg.JoinSyncTimeout)
 	for {
 		nb := n.ring.Neighbors()
 		if !nb.Predecessor.IsZero() && len(nb.Successors) > 0 {
-			_, err := n.syncRange(ctx, nb.Successors[0], nb.Predecessor.ID, n.self.ID, pullAll)
-			if err != nil {
+			from := nb.Predecessor.ID
+			previous := nb.Successors[:min(len(nb.Successors), n.cfg.Replicas)]
+			if _, err := n.syncRange(ctx, previous[0], from, n.self.ID, pullAll); err != nil {
 				return fmt.Errorf("sync after join: %w", err)
 			}
-			n.log.Info("took over range from successor", "successor", nb.Successors[0].Addr, "from", nb.Predecessor.Addr)
+			var errs []error
+			for _, p := range previous[1:] {
+				if _, err := n.syncRange(ctx, p, from, n.self.ID, exchange); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			if err := errors.Join(errs...); err != nil {
+				return fmt.Errorf("sync after join: pulled from %s, but not from the rest of the range's replicas: %w", previous[0].Addr, err)
+			}
+			n.log.Info("took over range from its previous replicas", "successor", previous[0].Addr, "replicas", len(previous), "from", nb.Predecessor.Addr)
 			return nil
 		}
 		if time.Now().After(deadline) {

@@ -669,3 +669,99 @@ func (c *KVCluster) explainKey(key []byte, events []string) string {
 	}
 	return b.String()
 }
+
+// joinKVAt joins the next sim-N node whose ID lies in (after, before): a
+// scripted test's way of placing a joiner.
+func (c *KVCluster) joinKVAt(t *testing.T, after, before ring.ID) *KVNode {
+	t.Helper()
+	for n := c.next; n < c.next+100_000; n++ {
+		if id := chord.NewPeer(fmt.Sprintf("sim-%d", n)).ID; ring.Between(after, id, before) {
+			c.next = n
+			k, err := c.JoinKV(ctx, c.Members()[0].Self().Addr)
+			if err != nil {
+				t.Fatalf("join %s: %v", k.Chord.Self().Addr, err)
+			}
+			return k
+		}
+	}
+	t.Fatalf("no sim-N address hashes into (%s, %s)", after.Short(), before.Short())
+	return nil
+}
+
+// A write acknowledged by two of its three replicas, the owner's copy lost,
+// stays readable when two nodes join in front of the owner before repair
+// runs: the joiners take over the range from the old replica set, not from
+// their successor alone (kv.Node.SyncAfterJoin). Pulling from the successor
+// alone, the first joiner pulls from the owner that missed the write and the
+// second from the first, and the replicas holding it end up fourth and fifth
+// in line, where quorum reads do not look (the lossy soak's "not found").
+func TestKVTwoJoinsInFrontKeepAWriteTheOwnerMissed(t *testing.T) {
+	for _, lease := range []time.Duration{0, time.Second} {
+		t.Run(fmt.Sprintf("lease=%s", lease), func(t *testing.T) {
+			kvcfg := kv.DefaultConfig()
+			kvcfg.Replicas = 3
+			kvcfg.ReadLease = lease
+			c := NewKVCluster(47, template(), kvcfg)
+			if _, err := c.CreateKV(); err != nil {
+				t.Fatal(err)
+			}
+			for range 7 {
+				if _, err := c.JoinKV(ctx, c.Members()[0].Self().Addr); err != nil {
+					t.Fatal(err)
+				}
+				c.Round(ctx)
+			}
+			converge(t, c.Cluster, 500, false)
+			for range 3 {
+				c.RepairRound(ctx)
+			}
+			key := []byte("missed-by-its-owner")
+			replicas := c.Replicas(key)
+			owner := c.KV(replicas[0].Addr)
+			var client *KVNode
+			for _, m := range c.Members() {
+				if !slices.ContainsFunc(replicas, func(p chord.Peer) bool { return p.Addr == m.Self().Addr }) {
+					client = c.KV(m.Self().Addr)
+					break
+				}
+			}
+			// The owner is cut off: the client's node falls back to the
+			// next replica, which writes to the other two.
+			if lease > 0 {
+				c.leaseClock.Add(int64(2 * lease)) // its grants must not refuse the fallback
+			}
+			c.Net.Partition([]string{owner.Chord.Self().Addr})
+			c.Advance(time.Millisecond)
+			if _, err := client.KV.Put(ctx, key, []byte("v1"), kv.Quorum, false); err != nil {
+				t.Fatalf("put with the owner cut off: %v", err)
+			}
+			c.waitIdle(t)
+			c.Net.Heal()
+			if _, found, _ := owner.Store.Get(key); found {
+				t.Fatal("the owner has the write: the scenario needs it to have missed it")
+			}
+
+			// Two joins in front of the owner, the later one first in line
+			// for the key; only chord maintenance runs, no anti-entropy.
+			id := ring.HashKey(key)
+			second := c.joinKVAt(t, id, owner.Chord.Self().ID)
+			first := c.joinKVAt(t, id, second.Chord.Self().ID)
+			converge(t, c.Cluster, 100, false)
+			if got := c.Replicas(key); got[0].Addr != first.Chord.Self().Addr || got[1].Addr != second.Chord.Self().Addr {
+				t.Fatalf("replicas now %v; want the two joiners first", addrs(got))
+			}
+			if lease > 0 {
+				for range 2 {
+					c.leaseClock.Add(int64(LeaseStep))
+					for _, m := range c.Members() {
+						_ = c.KV(m.Self().Addr).KV.RenewLease(ctx)
+					}
+				}
+			}
+			e, err := first.KV.Get(ctx, key, kv.Quorum, false)
+			if err != nil || string(e.Value) != "v1" {
+				t.Fatalf("get through the new owner = %q, %v; want v1, acknowledged before the joins", e.Value, err)
+			}
+		})
+	}
+}
