@@ -458,9 +458,11 @@ func churnWithReads(t *testing.T, run churnRun) (reads int, alone int64, stale s
 	c.Net.SetLoss(0)
 	c.waitIdle(t)
 	t.Logf("%d joins, %d leaves, %d crashes", joins, leaves, crashes)
-	// Crashes come at 2% of the steps, and only while the ring has over
-	// 20 members: a 600-step soak may see few.
-	if (run.crashes && crashes < max(2, run.steps/500)) || joins < 5 || leaves < 5 {
+	// Each kind comes at 2-3% of the steps, and leaves and crashes only
+	// while the ring has over 20 members: a 600-step soak with crashes
+	// sees few leaves. Ask each kind for one per 500 steps, two at least.
+	floor := max(2, run.steps/500)
+	if (run.crashes && crashes < floor) || joins < floor || leaves < floor {
 		t.Fatalf("the run exercised too little churn to prove anything")
 	}
 	c.mu.RLock()
