@@ -132,19 +132,46 @@ func (n *Node) AntiEntropy(ctx context.Context) (int, error) {
 	return n.syncWith(ctx, targets, nb.Predecessor.ID, exchangeSettled)
 }
 
-// HandOff is what a node does before leaving gracefully: its primary range
-// goes to its first r successors, the range's replica set once it is gone.
-// Ranges it only replicated are re-created by their owners' anti-entropy.
+// HandOff is what a node does before leaving gracefully: it gives every
+// range it replicates to the node that takes its place in that range's
+// replica set. Its primary range goes to its first r successors, the range's
+// replica set once it is gone. The range of its i-th predecessor (i < r),
+// (P_{i+1}, P_i], which it holds as that range's i-th replica, goes to its
+// successor r-1-i, the range's new last replica. Without the second part a
+// write acknowledged by this node and one other replica, the owner's copy
+// lost, would keep a single copy after this node left, and none after the
+// other replica left too, before the owner's anti-entropy had copied it
+// (TestKVTwoLeavesKeepAWriteTheOwnerMissed). Every transfer is a key-level
+// exchange that moves nothing the target already has. It returns how many
+// replicas it compared.
 func (n *Node) HandOff(ctx context.Context) (int, error) {
 	nb := n.ring.Neighbors()
 	if nb.Predecessor.IsZero() || len(nb.Successors) == 0 {
 		return 0, nil
 	}
 	before := n.stats.pushed.Load()
-	targets := nb.Successors[:min(len(nb.Successors), n.cfg.Replicas)]
+	defer func() { n.stats.handoffPushed.Add(n.stats.pushed.Load() - before) }()
+	r := n.cfg.Replicas
+	targets := nb.Successors[:min(len(nb.Successors), r)]
 	done, err := n.syncWith(ctx, targets, nb.Predecessor.ID, exchange)
-	n.stats.handoffPushed.Add(n.stats.pushed.Load() - before)
-	return done, err
+	errs := []error{err}
+	preds, err := n.ring.Predecessors(ctx, r)
+	errs = append(errs, err)
+	for i := 1; i < r && i < len(preds); i++ {
+		if r-1-i >= len(nb.Successors) {
+			continue
+		}
+		to := nb.Successors[r-1-i]
+		if to.Addr == preds[i-1].Addr {
+			continue // a ring of at most r nodes: the owner itself
+		}
+		if _, err := n.syncRange(ctx, to, preds[i].ID, preds[i-1].ID, exchange); err != nil {
+			errs = append(errs, fmt.Errorf("hand %s's range to %s: %w", preds[i-1].Addr, to.Addr, err))
+			continue
+		}
+		done++
+	}
+	return done, errors.Join(errs...)
 }
 
 func (n *Node) syncWith(ctx context.Context, targets []chord.Peer, from ring.ID, mode syncMode) (int, error) {

@@ -767,3 +767,46 @@ func TestKVTwoJoinsInFrontKeepAWriteTheOwnerMissed(t *testing.T) {
 		})
 	}
 }
+
+// A write acknowledged by two of its three replicas, the owner's copy lost,
+// survives both of them leaving gracefully before repair runs: a leaving
+// node hands each range it replicates to the node that takes its place in
+// that range's replica set, not only its primary range to its successors
+// (kv.Node.HandOff). Otherwise the owner's anti-entropy, which would have
+// re-created the copies, has nothing to copy from.
+func TestKVTwoLeavesKeepAWriteTheOwnerMissed(t *testing.T) {
+	c := newKVCluster(t, 53, 8)
+	for range 3 {
+		c.RepairRound(ctx)
+	}
+	key := []byte("missed-by-its-owner")
+	replicas := c.Replicas(key)
+	owner := c.KV(replicas[0].Addr)
+	var client *KVNode
+	for _, m := range c.Members() {
+		if !slices.ContainsFunc(replicas, func(p chord.Peer) bool { return p.Addr == m.Self().Addr }) {
+			client = c.KV(m.Self().Addr)
+			break
+		}
+	}
+	c.Net.Partition([]string{owner.Chord.Self().Addr})
+	c.Advance(time.Millisecond)
+	if _, err := client.KV.Put(ctx, key, []byte("v1"), kv.Quorum, false); err != nil {
+		t.Fatalf("put with the owner cut off: %v", err)
+	}
+	c.waitIdle(t)
+	c.Net.Heal()
+	if _, found, _ := owner.Store.Get(key); found {
+		t.Fatal("the owner has the write: the scenario needs it to have missed it")
+	}
+	for _, p := range replicas[1:] {
+		if err := c.LeaveKV(ctx, c.KV(p.Addr)); err != nil {
+			t.Fatalf("%s leaves: %v", p.Addr, err)
+		}
+		converge(t, c.Cluster, 100, false)
+	}
+	e, err := owner.KV.Get(ctx, key, kv.Quorum, false)
+	if err != nil || string(e.Value) != "v1" {
+		t.Fatalf("get through the owner after both other replicas left = %q, %v; want v1", e.Value, err)
+	}
+}
