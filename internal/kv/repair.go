@@ -70,40 +70,31 @@ func (n *Node) MarkSynced() { n.synced.Store(true) }
 // Synced reports whether the node serves the reads it coordinates itself.
 func (n *Node) Synced() bool { return n.synced.Load() }
 
-// SyncAfterJoin takes over a joining node's range before it serves reads for
-// it: it waits (up to JoinSyncTimeout) to learn its predecessor, then pulls
+// SyncAfterJoin takes over a joining node's ranges before it serves reads for
+// them: it waits (up to JoinSyncTimeout) to learn its predecessor, then pulls
 // (predecessor, self] from its successor, the range's previous owner, and
 // compares it key by key with the next r-1 successors, the rest of the
-// range's previous replica set. Writes are served meanwhile; they reach the
-// successor too, which stays a replica.
+// range's previous replica set. Then it pulls each range it now replicates
+// for a predecessor from the node it displaced from that range's replica
+// set: the range of its i-th predecessor (i < r), (P_{i+1}, P_i], from its
+// successor r-1-i (HandOff's mirror image). Writes are served meanwhile;
+// they reach the successor too, which stays a replica.
 //
 // The previous owner alone is not enough: a write acknowledged by the two
 // replicas after it, its own copy lost, would be missing here, and after a
 // second join in front of this node it would sit only on the fourth and
 // fifth nodes in line, where no quorum read looks, until their cleanup moved
-// it (TestKVTwoJoinsInFrontKeepAWriteTheOwnerMissed).
+// it (TestKVTwoJoinsInFrontKeepAWriteTheOwnerMissed). And without the
+// predecessors' ranges, a node joining right behind an owner that missed a
+// write becomes the replica the owner's quorum reads ask, holding nothing
+// (TestKVJoinBehindTheOwnerKeepsAWriteTheOwnerMissed).
 func (n *Node) SyncAfterJoin(ctx context.Context) error {
 	defer n.MarkSynced()
 	deadline := time.Now().Add(n.cfg.JoinSyncTimeout)
 	for {
 		nb := n.ring.Neighbors()
 		if !nb.Predecessor.IsZero() && len(nb.Successors) > 0 {
-			from := nb.Predecessor.ID
-			previous := nb.Successors[:min(len(nb.Successors), n.cfg.Replicas)]
-			if _, err := n.syncRange(ctx, previous[0], from, n.self.ID, pullAll); err != nil {
-				return fmt.Errorf("sync after join: %w", err)
-			}
-			var errs []error
-			for _, p := range previous[1:] {
-				if _, err := n.syncRange(ctx, p, from, n.self.ID, exchange); err != nil {
-					errs = append(errs, err)
-				}
-			}
-			if err := errors.Join(errs...); err != nil {
-				return fmt.Errorf("sync after join: pulled from %s, but not from the rest of the range's replicas: %w", previous[0].Addr, err)
-			}
-			n.log.Info("took over range from its previous replicas", "successor", previous[0].Addr, "replicas", len(previous), "from", nb.Predecessor.Addr)
-			return nil
+			return n.takeOver(ctx, nb)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("sync after join: no predecessor after %s; serving reads without a pull, anti-entropy will catch up", n.cfg.JoinSyncTimeout)
@@ -114,6 +105,40 @@ func (n *Node) SyncAfterJoin(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// takeOver is SyncAfterJoin's work once the node knows its neighbours.
+func (n *Node) takeOver(ctx context.Context, nb chord.Neighbors) error {
+	r := n.cfg.Replicas
+	previous := nb.Successors[:min(len(nb.Successors), r)]
+	if _, err := n.syncRange(ctx, previous[0], nb.Predecessor.ID, n.self.ID, pullAll); err != nil {
+		return fmt.Errorf("sync after join: %w", err)
+	}
+	var errs []error
+	for _, p := range previous[1:] {
+		if _, err := n.syncRange(ctx, p, nb.Predecessor.ID, n.self.ID, exchange); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	preds, err := n.ring.Predecessors(ctx, r)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for i := 1; i < r && i < len(preds) && r-1-i < len(nb.Successors); i++ {
+		from := nb.Successors[r-1-i]
+		if from.Addr == preds[i-1].Addr {
+			continue // a ring of at most r nodes: the owner itself
+		}
+		if _, err := n.syncRange(ctx, from, preds[i].ID, preds[i-1].ID, pullAll); err != nil {
+			errs = append(errs, fmt.Errorf("%s's range from %s: %w", preds[i-1].Addr, from.Addr, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sync after join: pulled (%s, %s] from %s, but not everything else: %w",
+			nb.Predecessor.ID.Short(), n.self.ID.Short(), previous[0].Addr, err)
+	}
+	n.log.Info("took over ranges from their previous replicas", "successor", previous[0].Addr, "from", nb.Predecessor.Addr)
+	return nil
 }
 
 // AntiEntropy is one repair round for this node's primary range

@@ -810,3 +810,45 @@ func TestKVTwoLeavesKeepAWriteTheOwnerMissed(t *testing.T) {
 		t.Fatalf("get through the owner after both other replicas left = %q, %v; want v1", e.Value, err)
 	}
 }
+
+// A write acknowledged by two of its three replicas, the owner's copy lost,
+// stays readable when a node joins right behind the owner before repair
+// runs: the joiner, now the owner's first successor and the replica a
+// quorum read at the owner asks, takes over the ranges it replicates from
+// the nodes it displaces from their replica sets, not only its primary
+// range from its successor (kv.Node.SyncAfterJoin).
+func TestKVJoinBehindTheOwnerKeepsAWriteTheOwnerMissed(t *testing.T) {
+	c := newKVCluster(t, 59, 8)
+	for range 3 {
+		c.RepairRound(ctx)
+	}
+	key := []byte("missed-by-its-owner")
+	replicas := c.Replicas(key)
+	owner := c.KV(replicas[0].Addr)
+	var client *KVNode
+	for _, m := range c.Members() {
+		if !slices.ContainsFunc(replicas, func(p chord.Peer) bool { return p.Addr == m.Self().Addr }) {
+			client = c.KV(m.Self().Addr)
+			break
+		}
+	}
+	c.Net.Partition([]string{owner.Chord.Self().Addr})
+	c.Advance(time.Millisecond)
+	if _, err := client.KV.Put(ctx, key, []byte("v1"), kv.Quorum, false); err != nil {
+		t.Fatalf("put with the owner cut off: %v", err)
+	}
+	c.waitIdle(t)
+	c.Net.Heal()
+	if _, found, _ := owner.Store.Get(key); found {
+		t.Fatal("the owner has the write: the scenario needs it to have missed it")
+	}
+	joiner := c.joinKVAt(t, replicas[0].ID, replicas[1].ID)
+	converge(t, c.Cluster, 100, false)
+	if got := c.Replicas(key); got[1].Addr != joiner.Chord.Self().Addr {
+		t.Fatalf("replicas now %v; want the joiner second", addrs(got))
+	}
+	e, err := owner.KV.Get(ctx, key, kv.Quorum, false)
+	if err != nil || string(e.Value) != "v1" {
+		t.Fatalf("get through the owner after a join behind it = %q, %v; want v1", e.Value, err)
+	}
+}
