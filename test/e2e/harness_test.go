@@ -112,20 +112,26 @@ func NewCluster(t testing.TB, n int, successors int) *Cluster {
 	// Registered after t.TempDir, so it runs before the directory is removed.
 	t.Cleanup(c.cleanup)
 	for i, addr := range freeAddrs(t, n) {
-		name := fmt.Sprintf("n%d", i)
-		node := &Node{
-			c:       c,
-			Name:    name,
-			Addr:    addr,
-			DataDir: filepath.Join(c.dir, name),
-			LogPath: filepath.Join(c.dir, name+".log"),
-		}
+		node := c.AddNode(addr)
 		if i > 0 {
 			node.Join = []string{c.Nodes[0].Addr}
 		}
-		c.Nodes = append(c.Nodes, node)
 	}
 	return c
+}
+
+// AddNode prepares one more node on addr, not started, with no --join.
+func (c *Cluster) AddNode(addr string) *Node {
+	name := fmt.Sprintf("n%d", len(c.Nodes))
+	node := &Node{
+		c:       c,
+		Name:    name,
+		Addr:    addr,
+		DataDir: filepath.Join(c.dir, name),
+		LogPath: filepath.Join(c.dir, name+".log"),
+	}
+	c.Nodes = append(c.Nodes, node)
+	return node
 }
 
 // StartCluster prepares n nodes and starts them all at once: joiners must
