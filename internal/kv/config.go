@@ -76,8 +76,11 @@ type Config struct {
 	TombstoneGrace time.Duration
 
 	// JoinSyncTimeout bounds how long a new node waits to learn its
-	// predecessor and pull its range before it serves reads itself; until
-	// then it forwards reads to its successor, the range's previous owner.
+	// predecessor and take its ranges over (retrying a take-over a replica
+	// did not answer) before it serves reads itself; until then it forwards
+	// reads to its successor, the range's previous owner. Longer rides out
+	// a slow replica; shorter puts a joiner to work sooner on a partial
+	// copy that anti-entropy completes later.
 	JoinSyncTimeout time.Duration
 
 	// ReadLease, when above 0, lets an owner answer quorum reads of its

@@ -88,21 +88,33 @@ func (n *Node) Synced() bool { return n.synced.Load() }
 // predecessors' ranges, a node joining right behind an owner that missed a
 // write becomes the replica the owner's quorum reads ask, holding nothing
 // (TestKVJoinBehindTheOwnerKeepsAWriteTheOwnerMissed).
+//
+// A take-over that fails part-way (a replica did not answer) is tried again,
+// on the neighbours known then, until JoinSyncTimeout; reads the node would
+// coordinate keep going to its successor meanwhile.
 func (n *Node) SyncAfterJoin(ctx context.Context) error {
 	defer n.MarkSynced()
 	deadline := time.Now().Add(n.cfg.JoinSyncTimeout)
+	wait := 50 * time.Millisecond
 	for {
 		nb := n.ring.Neighbors()
+		var err error
 		if !nb.Predecessor.IsZero() && len(nb.Successors) > 0 {
-			return n.takeOver(ctx, nb)
+			if err = n.takeOver(ctx, nb); err == nil {
+				return nil
+			}
+			wait = min(2*wait, time.Second)
 		}
 		if time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("%w; serving reads all the same after %s, anti-entropy will catch up", err, n.cfg.JoinSyncTimeout)
+			}
 			return fmt.Errorf("sync after join: no predecessor after %s; serving reads without a pull, anti-entropy will catch up", n.cfg.JoinSyncTimeout)
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
 }

@@ -184,3 +184,32 @@ func TestAntiEntropyIgnoresWritesInFlight(t *testing.T) {
 		})
 	}
 }
+
+// A joiner's take-over that a replica does not answer is tried again until
+// it completes: until then reads go to the successor, so giving up at once
+// would put the joiner to work on a partial copy.
+func TestSyncAfterJoinRetriesAFailedTakeOver(t *testing.T) {
+	n, peers, others := newTestNodeWith(t, func(c *Config) { c.JoinSyncTimeout = 10 * time.Second })
+	entry := store.Entry{Key: []byte("k"), Value: []byte("v"), Version: store.Version{HLC: 1, Node: others[1].ID}}
+	if _, err := peers.stores[others[1].Addr].Apply(entry); err != nil {
+		t.Fatal(err)
+	}
+	peers.setDead(others[1], true)
+	revived := make(chan struct{})
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		peers.setDead(others[1], false)
+		close(revived)
+	}()
+	if err := n.SyncAfterJoin(ctx); err != nil {
+		t.Fatalf("SyncAfterJoin: %v", err)
+	}
+	select {
+	case <-revived:
+	default:
+		t.Fatal("SyncAfterJoin returned while a replica was still down")
+	}
+	if e, found, err := n.local.Get([]byte("k")); err != nil || !found || string(e.Value) != "v" {
+		t.Errorf("the key only the revived replica held: %q, found %v, %v", e.Value, found, err)
+	}
+}
