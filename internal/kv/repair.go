@@ -84,10 +84,10 @@ func (n *Node) Synced() bool { return n.synced.Load() }
 // replicas after it, its own copy lost, would be missing here, and after a
 // second join in front of this node it would sit only on the fourth and
 // fifth nodes in line, where no quorum read looks, until their cleanup moved
-// it (TestKVTwoJoinsInFrontKeepAWriteTheOwnerMissed). And without the
+// it (TestKVMembershipChangeKeepsAWriteTheOwnerMissed). And without the
 // predecessors' ranges, a node joining right behind an owner that missed a
 // write becomes the replica the owner's quorum reads ask, holding nothing
-// (TestKVJoinBehindTheOwnerKeepsAWriteTheOwnerMissed).
+// (TestKVMembershipChangeKeepsAWriteTheOwnerMissed).
 //
 // A take-over that fails part-way (a replica did not answer) is tried again,
 // on the neighbours known then, until JoinSyncTimeout; reads the node would
@@ -178,7 +178,7 @@ func (n *Node) AntiEntropy(ctx context.Context) (int, error) {
 // write acknowledged by this node and one other replica, the owner's copy
 // lost, would keep a single copy after this node left, and none after the
 // other replica left too, before the owner's anti-entropy had copied it
-// (TestKVTwoLeavesKeepAWriteTheOwnerMissed). Every transfer is a key-level
+// (TestKVMembershipChangeKeepsAWriteTheOwnerMissed). Every transfer is a key-level
 // exchange that moves nothing the target already has. It returns how many
 // replicas it compared.
 func (n *Node) HandOff(ctx context.Context) (int, error) {

@@ -597,13 +597,7 @@ func TestKVLeaseGrantorsRefuseWritesTheHolderWouldMiss(t *testing.T) {
 	key := []byte("cut-off")
 	replicas := c.Replicas(key)
 	owner := c.KV(replicas[0].Addr)
-	var client *KVNode
-	for _, m := range c.Members() {
-		if !slices.ContainsFunc(replicas, func(p chord.Peer) bool { return p.Addr == m.Self().Addr }) {
-			client = c.KV(m.Self().Addr)
-			break
-		}
-	}
+	client := c.nonReplica(t, key)
 	c.Advance(time.Millisecond)
 	if _, err := client.KV.Put(ctx, key, []byte("v1"), kv.Quorum, false); err != nil {
 		t.Fatalf("put v1: %v", err)
@@ -690,108 +684,130 @@ func (c *KVCluster) joinKVAt(t *testing.T, after, before ring.ID) *KVNode {
 	return nil
 }
 
-// A write acknowledged by two of its three replicas, the owner's copy lost,
-// stays readable when two nodes join in front of the owner before repair
-// runs: the joiners take over the range from the old replica set, not from
-// their successor alone (kv.Node.SyncAfterJoin). Pulling from the successor
-// alone, the first joiner pulls from the owner that missed the write and the
-// second from the first, and the replicas holding it end up fourth and fifth
-// in line, where quorum reads do not look (the lossy soak's "not found").
-func TestKVTwoJoinsInFrontKeepAWriteTheOwnerMissed(t *testing.T) {
-	for _, lease := range []time.Duration{0, time.Second} {
-		t.Run(fmt.Sprintf("lease=%s", lease), func(t *testing.T) {
-			kvcfg := kv.DefaultConfig()
-			kvcfg.Replicas = 3
-			kvcfg.ReadLease = lease
-			c := NewKVCluster(47, template(), kvcfg)
-			if _, err := c.CreateKV(); err != nil {
-				t.Fatal(err)
-			}
-			for range 7 {
-				if _, err := c.JoinKV(ctx, c.Members()[0].Self().Addr); err != nil {
-					t.Fatal(err)
-				}
-				c.Round(ctx)
-			}
-			converge(t, c.Cluster, 500, false)
-			for range 3 {
-				c.RepairRound(ctx)
-			}
-			key := []byte("missed-by-its-owner")
-			replicas := c.Replicas(key)
-			owner := c.KV(replicas[0].Addr)
-			var client *KVNode
-			for _, m := range c.Members() {
-				if !slices.ContainsFunc(replicas, func(p chord.Peer) bool { return p.Addr == m.Self().Addr }) {
-					client = c.KV(m.Self().Addr)
-					break
-				}
-			}
-			// The owner is cut off: the client's node falls back to the
-			// next replica, which writes to the other two.
-			if lease > 0 {
-				c.leaseClock.Add(int64(2 * lease)) // its grants must not refuse the fallback
-			}
-			c.Net.Partition([]string{owner.Chord.Self().Addr})
-			c.Advance(time.Millisecond)
-			if _, err := client.KV.Put(ctx, key, []byte("v1"), kv.Quorum, false); err != nil {
-				t.Fatalf("put with the owner cut off: %v", err)
-			}
-			c.waitIdle(t)
-			c.Net.Heal()
-			if _, found, _ := owner.Store.Get(key); found {
-				t.Fatal("the owner has the write: the scenario needs it to have missed it")
-			}
-
-			// Two joins in front of the owner, the later one first in line
-			// for the key; only chord maintenance runs, no anti-entropy.
+// A write acknowledged by two of its three replicas, the owner's copy lost
+// (the owner was cut off and a client's node fell back to its successors),
+// must stay readable at quorum, and must not be lost, through membership
+// changes made before anti-entropy repairs the owner. Each case failed
+// before the change to kv that its comment names, with leases off and on:
+//
+//   - two joins in front of the owner: a joiner pulled its range from its
+//     successor alone, so the first joiner pulled from the owner that missed
+//     the write and the second from the first; the copies ended up fourth
+//     and fifth in line, where no quorum read looks (kv.Node.SyncAfterJoin
+//     now compares the range with the whole previous replica set);
+//   - both other replicas leave gracefully: a leaving node handed over only
+//     its primary range, so the copies left with them, and the owner's
+//     anti-entropy had nothing to re-create them from (kv.Node.HandOff now
+//     hands each replicated range to the node taking its place);
+//   - a join right behind the owner: the joiner became the replica the
+//     owner's quorum reads ask first, holding nothing of the owner's range
+//     (SyncAfterJoin now pulls each range the joiner replicates from the
+//     node it displaced).
+func TestKVMembershipChangeKeepsAWriteTheOwnerMissed(t *testing.T) {
+	tests := []struct {
+		name string
+		// change alters the ring around key (replicas: its replica set
+		// before) and returns the node to read it through.
+		change func(t *testing.T, c *KVCluster, key []byte, replicas []chord.Peer) (reader *KVNode)
+	}{
+		{"two joins in front of the owner", func(t *testing.T, c *KVCluster, key []byte, replicas []chord.Peer) *KVNode {
 			id := ring.HashKey(key)
-			second := c.joinKVAt(t, id, owner.Chord.Self().ID)
+			second := c.joinKVAt(t, id, replicas[0].ID)
 			first := c.joinKVAt(t, id, second.Chord.Self().ID)
 			converge(t, c.Cluster, 100, false)
 			if got := c.Replicas(key); got[0].Addr != first.Chord.Self().Addr || got[1].Addr != second.Chord.Self().Addr {
 				t.Fatalf("replicas now %v; want the two joiners first", addrs(got))
 			}
-			if lease > 0 {
-				for range 2 {
-					c.leaseClock.Add(int64(LeaseStep))
-					for _, m := range c.Members() {
-						_ = c.KV(m.Self().Addr).KV.RenewLease(ctx)
+			return first
+		}},
+		{"both other replicas leave", func(t *testing.T, c *KVCluster, key []byte, replicas []chord.Peer) *KVNode {
+			for _, p := range replicas[1:] {
+				if err := c.LeaveKV(ctx, c.KV(p.Addr)); err != nil {
+					t.Fatalf("%s leaves: %v", p.Addr, err)
+				}
+				converge(t, c.Cluster, 100, false)
+			}
+			return c.KV(replicas[0].Addr)
+		}},
+		{"a join right behind the owner", func(t *testing.T, c *KVCluster, key []byte, replicas []chord.Peer) *KVNode {
+			joiner := c.joinKVAt(t, replicas[0].ID, replicas[1].ID)
+			converge(t, c.Cluster, 100, false)
+			if got := c.Replicas(key); got[1].Addr != joiner.Chord.Self().Addr {
+				t.Fatalf("replicas now %v; want the joiner second", addrs(got))
+			}
+			return c.KV(replicas[0].Addr)
+		}},
+	}
+	for i, tt := range tests {
+		for _, lease := range []time.Duration{0, time.Second} {
+			t.Run(fmt.Sprintf("%s/lease=%s", tt.name, lease), func(t *testing.T) {
+				kvcfg := kv.DefaultConfig()
+				kvcfg.Replicas = 3
+				kvcfg.ReadLease = lease
+				c := NewKVCluster(uint64(47+i), template(), kvcfg)
+				if _, err := c.CreateKV(); err != nil {
+					t.Fatal(err)
+				}
+				for range 7 {
+					if _, err := c.JoinKV(ctx, c.Members()[0].Self().Addr); err != nil {
+						t.Fatal(err)
+					}
+					c.Round(ctx)
+				}
+				converge(t, c.Cluster, 500, false)
+				for range 3 {
+					c.RepairRound(ctx)
+				}
+				key := []byte("missed-by-its-owner")
+				replicas := c.Replicas(key)
+				if lease > 0 {
+					// The owner's grants must not refuse the fallback write.
+					c.leaseClock.Add(int64(2 * lease))
+				}
+				c.writeMissedByOwner(t, key, "v1")
+				reader := tt.change(t, c, key, replicas)
+				if lease > 0 {
+					// Leases again, so that owners may read alone.
+					for range 2 {
+						c.leaseClock.Add(int64(LeaseStep))
+						for _, m := range c.Members() {
+							_ = c.KV(m.Self().Addr).KV.RenewLease(ctx)
+						}
 					}
 				}
-			}
-			e, err := first.KV.Get(ctx, key, kv.Quorum, false)
-			if err != nil || string(e.Value) != "v1" {
-				t.Fatalf("get through the new owner = %q, %v; want v1, acknowledged before the joins", e.Value, err)
-			}
-		})
+				e, err := reader.KV.Get(ctx, key, kv.Quorum, false)
+				if err != nil || string(e.Value) != "v1" {
+					t.Fatalf("get through %s = %q, %v; want v1, acknowledged before the change", reader.Chord.Self().Addr, e.Value, err)
+				}
+			})
+		}
 	}
 }
 
-// A write acknowledged by two of its three replicas, the owner's copy lost,
-// survives both of them leaving gracefully before repair runs: a leaving
-// node hands each range it replicates to the node that takes its place in
-// that range's replica set, not only its primary range to its successors
-// (kv.Node.HandOff). Otherwise the owner's anti-entropy, which would have
-// re-created the copies, has nothing to copy from.
-func TestKVTwoLeavesKeepAWriteTheOwnerMissed(t *testing.T) {
-	c := newKVCluster(t, 53, 8)
-	for range 3 {
-		c.RepairRound(ctx)
-	}
-	key := []byte("missed-by-its-owner")
+// nonReplica returns a member outside key's replica set: a client's node
+// whose writes to key are forwarded, or fall back.
+func (c *KVCluster) nonReplica(t *testing.T, key []byte) *KVNode {
+	t.Helper()
 	replicas := c.Replicas(key)
-	owner := c.KV(replicas[0].Addr)
-	var client *KVNode
 	for _, m := range c.Members() {
 		if !slices.ContainsFunc(replicas, func(p chord.Peer) bool { return p.Addr == m.Self().Addr }) {
-			client = c.KV(m.Self().Addr)
-			break
+			return c.KV(m.Self().Addr)
 		}
 	}
+	t.Fatalf("every member replicates %s", key)
+	return nil
+}
+
+// writeMissedByOwner puts key=value at quorum through a client's node while
+// key's owner is cut off, so that the owner's successors coordinate and
+// acknowledge it without the owner, and returns the owner.
+func (c *KVCluster) writeMissedByOwner(t *testing.T, key []byte, value string) *KVNode {
+	t.Helper()
+	owner := c.KV(c.Replicas(key)[0].Addr)
+	client := c.nonReplica(t, key)
 	c.Net.Partition([]string{owner.Chord.Self().Addr})
 	c.Advance(time.Millisecond)
-	if _, err := client.KV.Put(ctx, key, []byte("v1"), kv.Quorum, false); err != nil {
+	if _, err := client.KV.Put(ctx, key, []byte(value), kv.Quorum, false); err != nil {
 		t.Fatalf("put with the owner cut off: %v", err)
 	}
 	c.waitIdle(t)
@@ -799,56 +815,5 @@ func TestKVTwoLeavesKeepAWriteTheOwnerMissed(t *testing.T) {
 	if _, found, _ := owner.Store.Get(key); found {
 		t.Fatal("the owner has the write: the scenario needs it to have missed it")
 	}
-	for _, p := range replicas[1:] {
-		if err := c.LeaveKV(ctx, c.KV(p.Addr)); err != nil {
-			t.Fatalf("%s leaves: %v", p.Addr, err)
-		}
-		converge(t, c.Cluster, 100, false)
-	}
-	e, err := owner.KV.Get(ctx, key, kv.Quorum, false)
-	if err != nil || string(e.Value) != "v1" {
-		t.Fatalf("get through the owner after both other replicas left = %q, %v; want v1", e.Value, err)
-	}
-}
-
-// A write acknowledged by two of its three replicas, the owner's copy lost,
-// stays readable when a node joins right behind the owner before repair
-// runs: the joiner, now the owner's first successor and the replica a
-// quorum read at the owner asks, takes over the ranges it replicates from
-// the nodes it displaces from their replica sets, not only its primary
-// range from its successor (kv.Node.SyncAfterJoin).
-func TestKVJoinBehindTheOwnerKeepsAWriteTheOwnerMissed(t *testing.T) {
-	c := newKVCluster(t, 59, 8)
-	for range 3 {
-		c.RepairRound(ctx)
-	}
-	key := []byte("missed-by-its-owner")
-	replicas := c.Replicas(key)
-	owner := c.KV(replicas[0].Addr)
-	var client *KVNode
-	for _, m := range c.Members() {
-		if !slices.ContainsFunc(replicas, func(p chord.Peer) bool { return p.Addr == m.Self().Addr }) {
-			client = c.KV(m.Self().Addr)
-			break
-		}
-	}
-	c.Net.Partition([]string{owner.Chord.Self().Addr})
-	c.Advance(time.Millisecond)
-	if _, err := client.KV.Put(ctx, key, []byte("v1"), kv.Quorum, false); err != nil {
-		t.Fatalf("put with the owner cut off: %v", err)
-	}
-	c.waitIdle(t)
-	c.Net.Heal()
-	if _, found, _ := owner.Store.Get(key); found {
-		t.Fatal("the owner has the write: the scenario needs it to have missed it")
-	}
-	joiner := c.joinKVAt(t, replicas[0].ID, replicas[1].ID)
-	converge(t, c.Cluster, 100, false)
-	if got := c.Replicas(key); got[1].Addr != joiner.Chord.Self().Addr {
-		t.Fatalf("replicas now %v; want the joiner second", addrs(got))
-	}
-	e, err := owner.KV.Get(ctx, key, kv.Quorum, false)
-	if err != nil || string(e.Value) != "v1" {
-		t.Fatalf("get through the owner after a join behind it = %q, %v; want v1", e.Value, err)
-	}
+	return owner
 }
