@@ -55,9 +55,16 @@ func (h *history) allowed(e store.Entry, found bool) bool {
 
 func newKVCluster(t *testing.T, seed uint64, nodes int) *KVCluster {
 	t.Helper()
+	return newLeasedKVCluster(t, seed, nodes, 0)
+}
+
+// newLeasedKVCluster is newKVCluster with read leases of lease (0: off).
+func newLeasedKVCluster(t *testing.T, seed uint64, nodes int, lease time.Duration) *KVCluster {
+	t.Helper()
 	cfg := template()
 	kvcfg := kv.DefaultConfig()
 	kvcfg.Replicas = 3
+	kvcfg.ReadLease = lease
 	c := NewKVCluster(seed, cfg, kvcfg)
 	if _, err := c.CreateKV(); err != nil {
 		t.Fatal(err)
@@ -361,22 +368,7 @@ type churnRun struct {
 // and returns the reads it checked, how many were answered under a lease,
 // and the first stale read, if any.
 func churnWithReads(t *testing.T, run churnRun) (reads int, alone int64, stale string) {
-	cfg := template()
-	kvcfg := kv.DefaultConfig()
-	kvcfg.Replicas = 3
-	kvcfg.ReadLease = run.lease
-	c := NewKVCluster(run.seed, cfg, kvcfg)
-	if _, err := c.CreateKV(); err != nil {
-		t.Fatal(err)
-	}
-	for range 23 {
-		members := c.Members()
-		if _, err := c.JoinKV(ctx, members[c.Net.Rand().IntN(len(members))].Self().Addr); err != nil {
-			t.Fatal(err)
-		}
-		c.Round(ctx)
-	}
-	converge(t, c.Cluster, 500, false)
+	c := newLeasedKVCluster(t, run.seed, 24, run.lease)
 	for range 3 {
 		c.RepairRound(ctx)
 	}
@@ -513,21 +505,7 @@ func TestKVLossyChurnWithReadLeasesReadsNoStaleValue(t *testing.T) {
 // every node holds its lease.
 func leasedRing(t *testing.T, seed uint64) *KVCluster {
 	t.Helper()
-	kvcfg := kv.DefaultConfig()
-	kvcfg.Replicas = 3
-	kvcfg.ReadLease = time.Second
-	c := NewKVCluster(seed, template(), kvcfg)
-	if _, err := c.CreateKV(); err != nil {
-		t.Fatal(err)
-	}
-	for range 7 {
-		members := c.Members()
-		if _, err := c.JoinKV(ctx, members[c.Net.Rand().IntN(len(members))].Self().Addr); err != nil {
-			t.Fatal(err)
-		}
-		c.Round(ctx)
-	}
-	converge(t, c.Cluster, 500, false)
+	c := newLeasedKVCluster(t, seed, 8, time.Second)
 	for range 3 {
 		c.RepairRound(ctx)
 	}
@@ -741,20 +719,7 @@ func TestKVMembershipChangeKeepsAWriteTheOwnerMissed(t *testing.T) {
 	for i, tt := range tests {
 		for _, lease := range []time.Duration{0, time.Second} {
 			t.Run(fmt.Sprintf("%s/lease=%s", tt.name, lease), func(t *testing.T) {
-				kvcfg := kv.DefaultConfig()
-				kvcfg.Replicas = 3
-				kvcfg.ReadLease = lease
-				c := NewKVCluster(uint64(47+i), template(), kvcfg)
-				if _, err := c.CreateKV(); err != nil {
-					t.Fatal(err)
-				}
-				for range 7 {
-					if _, err := c.JoinKV(ctx, c.Members()[0].Self().Addr); err != nil {
-						t.Fatal(err)
-					}
-					c.Round(ctx)
-				}
-				converge(t, c.Cluster, 500, false)
+				c := newLeasedKVCluster(t, uint64(47+i), 8, lease)
 				for range 3 {
 					c.RepairRound(ctx)
 				}
