@@ -84,10 +84,9 @@ func (n *Node) Synced() bool { return n.synced.Load() }
 // replicas after it, its own copy lost, would be missing here, and after a
 // second join in front of this node it would sit only on the fourth and
 // fifth nodes in line, where no quorum read looks, until their cleanup moved
-// it (TestKVMembershipChangeKeepsAWriteTheOwnerMissed). And without the
-// predecessors' ranges, a node joining right behind an owner that missed a
-// write becomes the replica the owner's quorum reads ask, holding nothing
-// (TestKVMembershipChangeKeepsAWriteTheOwnerMissed).
+// it. And without the predecessors' ranges, a node joining right behind an
+// owner that missed a write becomes the replica the owner's quorum reads
+// ask, holding nothing (both: TestKVMembershipChangeKeepsAWriteTheOwnerMissed).
 //
 // A take-over that fails part-way (a replica did not answer) is tried again,
 // on the neighbours known then, until JoinSyncTimeout; reads the node would
@@ -132,17 +131,13 @@ func (n *Node) takeOver(ctx context.Context, nb chord.Neighbors) error {
 			errs = append(errs, err)
 		}
 	}
-	preds, err := n.ring.Predecessors(ctx, r)
+	moves, err := n.replicaMoves(ctx, nb)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	for i := 1; i < r && i < len(preds) && r-1-i < len(nb.Successors); i++ {
-		from := nb.Successors[r-1-i]
-		if from.Addr == preds[i-1].Addr {
-			continue // a ring of at most r nodes: the owner itself
-		}
-		if _, err := n.syncRange(ctx, from, preds[i].ID, preds[i-1].ID, pullAll); err != nil {
-			errs = append(errs, fmt.Errorf("%s's range from %s: %w", preds[i-1].Addr, from.Addr, err))
+	for _, m := range moves {
+		if _, err := n.syncRange(ctx, m.peer, m.from, m.owner.ID, pullAll); err != nil {
+			errs = append(errs, fmt.Errorf("%s's range from %s: %w", m.owner.Addr, m.peer.Addr, err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -172,15 +167,14 @@ func (n *Node) AntiEntropy(ctx context.Context) (int, error) {
 // HandOff is what a node does before leaving gracefully: it gives every
 // range it replicates to the node that takes its place in that range's
 // replica set. Its primary range goes to its first r successors, the range's
-// replica set once it is gone. The range of its i-th predecessor (i < r),
-// (P_{i+1}, P_i], which it holds as that range's i-th replica, goes to its
-// successor r-1-i, the range's new last replica. Without the second part a
-// write acknowledged by this node and one other replica, the owner's copy
-// lost, would keep a single copy after this node left, and none after the
-// other replica left too, before the owner's anti-entropy had copied it
-// (TestKVMembershipChangeKeepsAWriteTheOwnerMissed). Every transfer is a key-level
-// exchange that moves nothing the target already has. It returns how many
-// replicas it compared.
+// replica set once it is gone; each range it replicates for a predecessor
+// goes to that range's new last replica (replicaMoves). Without the second
+// part a write acknowledged by this node and one other replica, the owner's
+// copy lost, would keep a single copy after this node left, and none after
+// the other replica left too, before the owner's anti-entropy had copied it
+// (TestKVMembershipChangeKeepsAWriteTheOwnerMissed). Every transfer is a
+// key-level exchange that moves nothing the target already has. It returns
+// how many replicas it compared.
 func (n *Node) HandOff(ctx context.Context) (int, error) {
 	nb := n.ring.Neighbors()
 	if nb.Predecessor.IsZero() || len(nb.Successors) == 0 {
@@ -192,23 +186,45 @@ func (n *Node) HandOff(ctx context.Context) (int, error) {
 	targets := nb.Successors[:min(len(nb.Successors), r)]
 	done, err := n.syncWith(ctx, targets, nb.Predecessor.ID, exchange)
 	errs := []error{err}
-	preds, err := n.ring.Predecessors(ctx, r)
+	moves, err := n.replicaMoves(ctx, nb)
 	errs = append(errs, err)
-	for i := 1; i < r && i < len(preds); i++ {
-		if r-1-i >= len(nb.Successors) {
-			continue
-		}
-		to := nb.Successors[r-1-i]
-		if to.Addr == preds[i-1].Addr {
-			continue // a ring of at most r nodes: the owner itself
-		}
-		if _, err := n.syncRange(ctx, to, preds[i].ID, preds[i-1].ID, exchange); err != nil {
-			errs = append(errs, fmt.Errorf("hand %s's range to %s: %w", preds[i-1].Addr, to.Addr, err))
+	for _, m := range moves {
+		if _, err := n.syncRange(ctx, m.peer, m.from, m.owner.ID, exchange); err != nil {
+			errs = append(errs, fmt.Errorf("hand %s's range to %s: %w", m.owner.Addr, m.peer.Addr, err))
 			continue
 		}
 		done++
 	}
 	return done, errors.Join(errs...)
+}
+
+// replicaMove is a range this node replicates for a predecessor, owner's
+// (from, owner], and peer, the node whose place in its replica set this node
+// takes when it joins, or that takes this node's place when it leaves.
+type replicaMove struct {
+	from  ring.ID
+	owner chord.Peer
+	peer  chord.Peer
+}
+
+// replicaMoves lists the ranges this node replicates for its predecessors:
+// for its i-th predecessor P_i (0 < i < r), the range (P_{i+1}, P_i], whose
+// replica set runs P_i, ..., P_1, this node, and on to its successor r-1-i,
+// the set's last member. That successor is the node a join of this node
+// pushes out of the set, and the one a leave of this node brings into it. A
+// ring of at most r nodes has none to move: every node replicates everything.
+func (n *Node) replicaMoves(ctx context.Context, nb chord.Neighbors) ([]replicaMove, error) {
+	r := n.cfg.Replicas
+	preds, err := n.ring.Predecessors(ctx, r)
+	var moves []replicaMove
+	for i := 1; i < r && i < len(preds) && r-1-i < len(nb.Successors); i++ {
+		peer := nb.Successors[r-1-i]
+		if peer.Addr == preds[i-1].Addr {
+			continue // the walk wrapped round: the owner itself
+		}
+		moves = append(moves, replicaMove{from: preds[i].ID, owner: preds[i-1], peer: peer})
+	}
+	return moves, err
 }
 
 func (n *Node) syncWith(ctx context.Context, targets []chord.Peer, from ring.ID, mode syncMode) (int, error) {
