@@ -209,9 +209,9 @@ type replicaMove struct {
 
 // replicaMoves lists the ranges this node replicates for its predecessors:
 // for its i-th predecessor P_i (0 < i < r), the range (P_{i+1}, P_i], whose
-// replica set runs P_i, ..., P_1, this node, and on to its successor r-1-i,
-// the set's last member. That successor is the node a join of this node
-// pushes out of the set, and the one a leave of this node brings into it. A
+// replica set is P_i, ..., P_1, this node and its first r-1-i successors.
+// Its successor r-1-i is just past the set's end: a join of this node pushed
+// that node out of the set, and a leave of this node brings it back in. A
 // ring of at most r nodes has none to move: every node replicates everything.
 func (n *Node) replicaMoves(ctx context.Context, nb chord.Neighbors) ([]replicaMove, error) {
 	r := n.cfg.Replicas
