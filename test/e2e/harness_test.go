@@ -276,6 +276,18 @@ func (n *Node) Args() []string {
 	return append(args, strings.Fields(os.Getenv("E2E_SERVE_ARGS"))...)
 }
 
+// serveArgsSetReadLease reports whether E2E_SERVE_ARGS turns read leases on,
+// for the tests whose scenario a lease's catch-up would change.
+func serveArgsSetReadLease() bool {
+	args := strings.Fields(strings.ReplaceAll(os.Getenv("E2E_SERVE_ARGS"), "=", " "))
+	i := slices.Index(args, "--read-lease")
+	if i < 0 || i+1 >= len(args) {
+		return false
+	}
+	d, err := time.ParseDuration(args[i+1])
+	return err == nil && d > 0
+}
+
 // Start launches a new incarnation. Output of every incarnation is appended
 // to LogPath, after a header line.
 func (n *Node) Start(t testing.TB) {

@@ -40,6 +40,13 @@ func addrBetween(t *testing.T, after, before string) string {
 //     joiner. Before the joiner pulled its predecessors' ranges from the
 //     nodes it displaced, these reads found nothing until anti-entropy ran.
 func TestJoinBehindAnOwnerThatMissedWrites(t *testing.T) {
+	if serveArgsSetReadLease() {
+		// The resumed owner's lease catch-up gives it the writes it
+		// missed, so the scenario cannot be set up; the simulator's
+		// TestKVMembershipChangeKeepsAWriteTheOwnerMissed plays it with
+		// leases on.
+		t.Skip("E2E_SERVE_ARGS turns read leases on")
+	}
 	c := NewCluster(t, 3, ringSuccessors)
 	c.ExtraArgs = []string{"--replicas", "3", "--anti-entropy-interval", "1h"}
 	for _, n := range c.Nodes {
