@@ -295,9 +295,9 @@ func (d *daemon) run(ctx context.Context, lis net.Listener) error {
 	return err
 }
 
-// handOff gives the node's primary range to the successors that own it once
-// the node is gone, while the node is still a member and serving, so a
-// SIGTERM never costs a replica. It is bounded: a node that cannot finish
+// handOff gives the node's ranges to the nodes that replicate them once it
+// is gone (kv.Node.HandOff), while the node is still a member and serving,
+// so a SIGTERM never costs a replica. It is bounded: a node that cannot finish
 // in time leaves the rest to its successors' anti-entropy.
 func (d *daemon) handOff() {
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.HandOffTimeout)
@@ -308,7 +308,7 @@ func (d *daemon) handOff() {
 		d.log.Warn("hand-off incomplete", "replicas", n, "err", err, "took", time.Since(start))
 		return
 	}
-	d.log.Info("handed off range", "replicas", n, "entries", d.kv.Stats().HandedOff, "took", time.Since(start))
+	d.log.Info("handed off ranges", "replicas", n, "entries", d.kv.Stats().HandedOff, "took", time.Since(start))
 }
 
 // shutdown leaves the ring while still serving, so neighbours can reach us
