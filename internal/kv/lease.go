@@ -411,8 +411,19 @@ func (n *Node) RenewLease(ctx context.Context) error {
 func (n *Node) renewLeases(ctx context.Context) {
 	t := time.NewTicker(n.cfg.ReadLease / 3)
 	defer t.Stop()
+	warned := false
 	for {
-		if err := n.RenewLease(ctx); err != nil && ctx.Err() == nil {
+		err := n.RenewLease(ctx)
+		switch {
+		case err == nil || ctx.Err() != nil:
+			warned = false
+		case errors.Is(err, ErrInvalidArgument) && !warned:
+			// A replica refused the request itself, not for churn: most
+			// likely its --read-lease differs from this node's. Said once
+			// until a renewal succeeds; quorum reads go on meanwhile.
+			n.log.Warn("read lease refused; every node of a ring needs the same --read-lease", "err", err)
+			warned = true
+		default:
 			n.log.Debug("read lease not renewed", "err", err)
 		}
 		select {

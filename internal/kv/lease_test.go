@@ -8,9 +8,12 @@ package kv
 // check each half against a holder and real grantor Nodes over fake peers.
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -527,5 +530,56 @@ func TestRestartedNodeWaitsOutForgottenGrants(t *testing.T) {
 				t.Errorf("a write another node coordinates, a lease after the restart: %v", err)
 			}
 		})
+	}
+}
+
+// lockedBuffer is a log destination safe for the renewal goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Replicas that refuse a lease for its length (their --read-lease is
+// shorter) are a misconfiguration, not churn: the holder says so at Warn,
+// once until a renewal succeeds, rather than at Debug on every renewal.
+func TestRenewLeasesWarnsOnceAboutRefusedLength(t *testing.T) {
+	holder, peers, others, _, clock := newLeasedNodes(t)
+	shorter := DefaultConfig()
+	shorter.ReadLease = 30 * time.Millisecond
+	for _, p := range others {
+		g := New(shorter, fakeRing{self: p}, peers.stores[p.Addr], peers, store.NewClock(time.Now))
+		g.now = clock.Now
+		peers.grantors[p.Addr] = g
+	}
+	holder.cfg.ReadLease = 60 * time.Millisecond // renewals every 20ms
+	var logs lockedBuffer
+	holder.log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		holder.renewLeases(runCtx)
+	}()
+	time.Sleep(200 * time.Millisecond) // about ten renewals
+	cancel()
+	<-done
+	out := logs.String()
+	if got := strings.Count(out, "level=WARN"); got != 1 || !strings.Contains(out, "same --read-lease") {
+		t.Errorf("%d warnings in:\n%s\nwant one naming --read-lease", got, out)
+	}
+	if holder.LeaseHeld() {
+		t.Error("a lease held although every grant was refused")
 	}
 }
