@@ -538,3 +538,22 @@ func TestFallbackCoordinatorUsesTheKeysReplicaSet(t *testing.T) {
 		t.Errorf("the read asked %s, outside the key's replica set", others[1].Addr)
 	}
 }
+
+// A node still taking over its ranges after a join answers replica reads
+// with ErrUnavailable, so that coordinators ask their next replica instead
+// of counting its empty store as an answer.
+func TestUnsyncedNodeRefusesReplicaReads(t *testing.T) {
+	st, err := store.Open(store.Options{InMemory: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	n := New(DefaultConfig(), fakeRing{self: chord.NewPeer("joiner:1")}, st, &fakePeers{}, store.NewClock(time.Now))
+	if _, _, err := n.ReadLocal([]byte("k")); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("replica read before the take-over: %v, want ErrUnavailable", err)
+	}
+	n.MarkSynced()
+	if _, found, err := n.ReadLocal([]byte("k")); err != nil || found {
+		t.Errorf("replica read after the take-over: found %v, %v; want an answer, not found", found, err)
+	}
+}
