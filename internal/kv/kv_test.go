@@ -113,6 +113,9 @@ type fakePeers struct {
 	versions map[string]int           // Versions calls per replica
 	grantors map[string]*Node         // GrantLease and Replicate go to these nodes when set
 	onGrant  func()                   // runs in every GrantLease call, when set
+	// refuseReads makes Read fail for these replicas, as a node still
+	// taking over its ranges refuses replica reads; Fetch still answers.
+	refuseReads map[string]bool
 }
 
 // hold makes p's Apply calls wait until the returned function is called.
@@ -195,7 +198,11 @@ func (f *fakePeers) ForwardMany(context.Context, chord.Peer, Op, []Item, Consist
 func (f *fakePeers) Read(_ context.Context, p chord.Peer, keys [][]byte) ([]ReadResult, error) {
 	f.mu.Lock()
 	f.reads[p.Addr]++
+	refused := f.refuseReads[p.Addr]
 	f.mu.Unlock()
+	if refused {
+		return nil, fmt.Errorf("%w: %s is still taking over its ranges", ErrUnavailable, p.Addr)
+	}
 	s, err := f.get(p)
 	if err != nil {
 		return nil, err
