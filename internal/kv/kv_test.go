@@ -113,9 +113,6 @@ type fakePeers struct {
 	versions map[string]int           // Versions calls per replica
 	grantors map[string]*Node         // GrantLease and Replicate go to these nodes when set
 	onGrant  func()                   // runs in every GrantLease call, when set
-	// refuseReads makes Read fail for these replicas, as a node still
-	// taking over its ranges refuses replica reads; Fetch still answers.
-	refuseReads map[string]bool
 }
 
 // hold makes p's Apply calls wait until the returned function is called.
@@ -198,11 +195,7 @@ func (f *fakePeers) ForwardMany(context.Context, chord.Peer, Op, []Item, Consist
 func (f *fakePeers) Read(_ context.Context, p chord.Peer, keys [][]byte) ([]ReadResult, error) {
 	f.mu.Lock()
 	f.reads[p.Addr]++
-	refused := f.refuseReads[p.Addr]
 	f.mu.Unlock()
-	if refused {
-		return nil, fmt.Errorf("%w: %s is still taking over its ranges", ErrUnavailable, p.Addr)
-	}
 	s, err := f.get(p)
 	if err != nil {
 		return nil, err
@@ -543,24 +536,5 @@ func TestFallbackCoordinatorUsesTheKeysReplicaSet(t *testing.T) {
 	}
 	if peers.reads[others[1].Addr] != 0 {
 		t.Errorf("the read asked %s, outside the key's replica set", others[1].Addr)
-	}
-}
-
-// A node still taking over its ranges after a join answers replica reads
-// with ErrUnavailable, so that coordinators ask their next replica instead
-// of counting its empty store as an answer.
-func TestUnsyncedNodeRefusesReplicaReads(t *testing.T) {
-	st, err := store.Open(store.Options{InMemory: true, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	n := New(DefaultConfig(), fakeRing{self: chord.NewPeer("joiner:1")}, st, &fakePeers{}, store.NewClock(time.Now))
-	if _, _, err := n.ReadLocal([]byte("k")); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("replica read before the take-over: %v, want ErrUnavailable", err)
-	}
-	n.MarkSynced()
-	if _, found, err := n.ReadLocal([]byte("k")); err != nil || found {
-		t.Errorf("replica read after the take-over: found %v, %v; want an answer, not found", found, err)
 	}
 }

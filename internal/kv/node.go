@@ -332,18 +332,10 @@ func (n *Node) observe(entries []store.Entry) {
 	}
 }
 
-// ReadLocal is a replica's answer to a coordinator's read. A node still
-// taking over its ranges after a join (SyncAfterJoin) answers Unavailable,
-// so that the coordinator asks its next replica: an empty answer from a
-// node that has not pulled the range yet would count as a quorum member's
-// "not found" (a joiner right behind an owner is the first replica the
-// owner's quorum reads ask).
+// ReadLocal is a replica's answer to a coordinator's read.
 func (n *Node) ReadLocal(key []byte) (store.Entry, bool, error) {
 	if err := n.checkKey(key); err != nil {
 		return store.Entry{}, false, err
-	}
-	if !n.synced.Load() {
-		return store.Entry{}, false, fmt.Errorf("%w: %s is still taking over its ranges after joining", ErrUnavailable, n.self.Addr)
 	}
 	return n.local.Get(key)
 }

@@ -373,18 +373,7 @@ func (n *Node) exchangeKeys(ctx context.Context, peer chord.Peer, a, b ring.ID, 
 		pull = pull[len(chunk):]
 		reads, err := n.peers.Read(ctx, peer, chunk)
 		if err != nil {
-			// A peer still taking over its own ranges refuses replica
-			// reads (ReadLocal), but what it holds is worth pulling: two
-			// nodes joining or restarting at once would otherwise block
-			// each other's take-over. Fetch the buckets whole instead.
-			ferr := n.peers.Fetch(ctx, peer, a, b, buckets, func(batch []store.Entry) error {
-				_, err := n.applyPulled(batch)
-				return err
-			})
-			if ferr != nil {
-				return fmt.Errorf("pull %d keys from %s: %w", len(chunk)+len(pull), peer.Addr, errors.Join(err, ferr))
-			}
-			return nil // every key to pull lies in these buckets
+			return fmt.Errorf("pull %d keys from %s: %w", len(chunk), peer.Addr, err)
 		}
 		var got []store.Entry
 		for _, r := range reads {

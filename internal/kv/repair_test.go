@@ -213,26 +213,3 @@ func TestSyncAfterJoinRetriesAFailedTakeOver(t *testing.T) {
 		t.Errorf("the key only the revived replica held: %q, found %v, %v", e.Value, found, err)
 	}
 }
-
-// A peer still taking over its ranges refuses replica reads, but what it
-// holds is still worth pulling: an exchange with it fetches the differing
-// buckets whole instead, so that two nodes joining at once do not block
-// each other's take-over.
-func TestExchangePullsFromAPeerThatRefusesReads(t *testing.T) {
-	n, peers, others := newTestNode(t)
-	peer := others[0]
-	newer := store.Entry{Key: []byte("k"), Value: []byte("newer"), Version: store.Version{HLC: 2, Node: peer.ID}}
-	if _, err := n.local.Apply(store.Entry{Key: []byte("k"), Value: []byte("older"), Version: store.Version{HLC: 1, Node: peer.ID}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := peers.stores[peer.Addr].Apply(newer); err != nil {
-		t.Fatal(err)
-	}
-	peers.refuseReads = map[string]bool{peer.Addr: true}
-	if _, err := n.syncRange(ctx, peer, n.self.ID, n.self.ID, exchange); err != nil {
-		t.Fatalf("exchange with a peer that refuses reads: %v", err)
-	}
-	if e, found, err := n.local.Get([]byte("k")); err != nil || !found || string(e.Value) != "newer" {
-		t.Errorf("after the exchange: %q, found %v, %v; want the peer's newer value", e.Value, found, err)
-	}
-}
