@@ -130,8 +130,7 @@ func (n *Node) GrantLease(holder chord.Peer, from, to ring.ID, d time.Duration) 
 		// its own writes there must land here, which a grant to another
 		// node would refuse. It gives the part up at its next renewal,
 		// once it knows the asker as its predecessor.
-		own := n.lease.held.Load()
-		if own != nil && now.Before(own.until) && arcsOverlap(from, to, own.from, own.to) {
+		if own := n.heldAt(now); own != nil && arcsOverlap(from, to, own.from, own.to) {
 			return fmt.Errorf("%w: %s holds (%s, %s] itself", ErrLeased, n.self.Addr, own.from.Short(), own.to.Short())
 		}
 	}
@@ -228,8 +227,8 @@ func (n *Node) readsAlone(keys [][]byte, others []chord.Peer) bool {
 	if n.cfg.ReadLease <= 0 {
 		return false
 	}
-	l := n.lease.held.Load()
-	if l == nil || !n.now().Before(l.until) {
+	l := n.heldAt(n.now())
+	if l == nil {
 		return false
 	}
 	for _, p := range others {
@@ -250,10 +249,7 @@ func (n *Node) readsAlone(keys [][]byte, others []chord.Peer) bool {
 // once instead of waiting the grants out. A node leaving the ring calls it
 // once it has left; it is best effort, bounded by ctx and CallTimeout.
 func (n *Node) ReleaseLease(ctx context.Context) {
-	n.lease.mu.Lock()
-	l := n.lease.held.Swap(nil)
-	n.lease.epoch++
-	n.lease.mu.Unlock()
+	l := n.dropLease()
 	if l == nil {
 		return
 	}
@@ -270,20 +266,33 @@ func (n *Node) ReleaseLease(ctx context.Context) {
 // coordinates failed, and the write may still be acknowledged by the other
 // replicas, so its store may now miss an acknowledged write.
 func (n *Node) invalidateLease() {
-	n.lease.mu.Lock()
-	if n.lease.held.Load() != nil {
+	if n.dropLease() != nil {
 		n.log.Warn("dropping the read lease: a local write failed, so reads use a quorum until the lease is caught up again")
 	}
-	n.lease.held.Store(nil)
+}
+
+// dropLease ends the lease this node holds, if any, and returns it; the
+// epoch moves on, so that a renewal in flight cannot revive it.
+func (n *Node) dropLease() *heldLease {
+	n.lease.mu.Lock()
+	defer n.lease.mu.Unlock()
 	n.lease.epoch++
-	n.lease.mu.Unlock()
+	return n.lease.held.Swap(nil)
+}
+
+// heldAt is the lease this node holds, unless it has none or it had run
+// out at now.
+func (n *Node) heldAt(now time.Time) *heldLease {
+	if l := n.lease.held.Load(); l != nil && now.Before(l.until) {
+		return l
+	}
+	return nil
 }
 
 // LeaseHeld reports whether this node answers quorum reads of its primary
 // range alone now.
 func (n *Node) LeaseHeld() bool {
-	l := n.lease.held.Load()
-	return l != nil && n.now().Before(l.until)
+	return n.heldAt(n.now()) != nil
 }
 
 // LeaseStatus is what a node reports of its read leases (Admin.Status).
@@ -302,7 +311,7 @@ type LeaseStatus struct {
 func (n *Node) Leases() LeaseStatus {
 	now := n.now()
 	var st LeaseStatus
-	if l := n.lease.held.Load(); l != nil && now.Before(l.until) {
+	if l := n.heldAt(now); l != nil {
 		st = LeaseStatus{Held: true, From: l.from, To: l.to, Grantors: slices.Clone(l.grantors), Remaining: l.until.Sub(now)}
 	}
 	n.grants.mu.RLock()
