@@ -182,6 +182,9 @@ type Peers interface {
 	// Read returns the peer's entries of keys, tombstones included:
 	// results[i] answers keys[i].
 	Read(ctx context.Context, to chord.Peer, keys [][]byte) ([]ReadResult, error)
+	// ReadStored is Read from the peer's store alone, even while the peer
+	// is taking over its ranges (Node.ReadReplica with storedOnly).
+	ReadStored(ctx context.Context, to chord.Peer, keys [][]byte) ([]ReadResult, error)
 	// Digests returns the peer's bucket digests of (a, b]; with horizon
 	// above 0, its settled digests (Local.SettledDigests). A peer that
 	// predates settled digests answers with plain ones, which only makes

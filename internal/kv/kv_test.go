@@ -192,6 +192,9 @@ func (f *fakePeers) GrantLease(_ context.Context, p, holder chord.Peer, from, to
 func (f *fakePeers) ForwardMany(context.Context, chord.Peer, Op, []Item, Consistency) ([]Result, error) {
 	return nil, errors.New("unused")
 }
+func (f *fakePeers) ReadStored(ctx context.Context, p chord.Peer, keys [][]byte) ([]ReadResult, error) {
+	return f.Read(ctx, p, keys)
+}
 func (f *fakePeers) Read(_ context.Context, p chord.Peer, keys [][]byte) ([]ReadResult, error) {
 	f.mu.Lock()
 	f.reads[p.Addr]++
@@ -538,3 +541,71 @@ func TestFallbackCoordinatorUsesTheKeysReplicaSet(t *testing.T) {
 		t.Errorf("the read asked %s, outside the key's replica set", others[1].Addr)
 	}
 }
+
+// A replica read answers from the node's store once it is synced. While it
+// still takes over its ranges after a join, it also reads its successor
+// (stored copies only) and answers each key's newer entry, and fails
+// Unavailable when the successor does not answer, so that the coordinator
+// asks its next replica rather than count a store that has not pulled the
+// range yet.
+func TestReplicaReadDuringTakeOver(t *testing.T) {
+	older := func(v string) store.Entry {
+		return store.Entry{Key: []byte("k"), Value: []byte(v), Version: store.Version{HLC: 1, Node: ring.HashKey([]byte("w"))}}
+	}
+	newer := func(v string) store.Entry {
+		return store.Entry{Key: []byte("k"), Value: []byte(v), Version: store.Version{HLC: 2, Node: ring.HashKey([]byte("w"))}}
+	}
+	tests := []struct {
+		name       string
+		synced     bool
+		storedOnly bool
+		successor  bool // the successor answers
+		here, next *store.Entry
+		want       string // value read, "" for not found
+		wantErr    error
+		wantAsked  int // reads of the successor
+	}{
+		{name: "synced reads its store alone", synced: true, successor: true, next: ptr(newer("next")), want: "", wantAsked: 0},
+		{name: "only the successor has it", successor: true, next: ptr(newer("next")), want: "next", wantAsked: 1},
+		{name: "the successor's is newer", successor: true, here: ptr(older("here")), next: ptr(newer("next")), want: "next", wantAsked: 1},
+		{name: "its own is newer", successor: true, here: ptr(newer("here")), next: ptr(older("next")), want: "here", wantAsked: 1},
+		{name: "neither has it", successor: true, want: "", wantAsked: 1},
+		{name: "stored only", storedOnly: true, successor: true, here: ptr(older("here")), next: ptr(newer("next")), want: "here", wantAsked: 0},
+		{name: "the successor is down", here: ptr(newer("here")), wantErr: ErrUnavailable, wantAsked: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, peers, others := newTestNode(t)
+			n.synced.Store(tt.synced)
+			if tt.here != nil {
+				if _, err := n.local.Apply(*tt.here); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.next != nil {
+				if _, err := peers.stores[others[0].Addr].Apply(*tt.next); err != nil {
+					t.Fatal(err)
+				}
+			}
+			peers.setDead(others[0], !tt.successor)
+			got, err := n.ReadReplica(ctx, [][]byte{[]byte("k")}, tt.storedOnly)
+			if asked := peers.reads[others[0].Addr]; asked != tt.wantAsked {
+				t.Errorf("the successor was read %d times, want %d", asked, tt.wantAsked)
+			}
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("read: %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if value := string(got[0].Entry.Value); got[0].Found != (tt.want != "") || value != tt.want {
+				t.Errorf("read %q (found %v), want %q", value, got[0].Found, tt.want)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -23,9 +23,10 @@ type Node struct {
 	log   *slog.Logger
 	self  chord.Peer
 
-	// synced is false from a join until the node has pulled its primary
-	// range from its successor; until then reads it would coordinate go to
-	// the successor, which still has the whole range.
+	// synced is false from a join until the node has taken over its
+	// ranges (SyncAfterJoin); until then reads it would coordinate go to
+	// the successor, which still has the whole range, and its answers to
+	// replica reads include the successor's copies (ReadReplica).
 	synced atomic.Bool
 	stats  counters
 	// background counts read repairs and reads' replica calls still in
@@ -332,10 +333,51 @@ func (n *Node) observe(entries []store.Entry) {
 	}
 }
 
-// ReadLocal is a replica's answer to a coordinator's read.
-func (n *Node) ReadLocal(key []byte) (store.Entry, bool, error) {
-	if err := n.checkKey(key); err != nil {
-		return store.Entry{}, false, err
+// ReadReplica is a replica's answer to a read of keys by a coordinator or a
+// repair: results[i] answers keys[i], tombstones included.
+//
+// A node still taking over its ranges after a join (SyncAfterJoin) does not
+// answer from its store alone: it also reads its successor's copies and
+// answers each key's newer entry. Right behind an owner, a joiner is the
+// first replica the owner's quorum reads ask, and until it has pulled the
+// owner's range its store counts as "not found"; had the owner missed a
+// write its successors acknowledged, the read would miss it. The successor
+// belongs to the previous replica set of every range the joiner now holds,
+// so the two copies together answer for the replicas the joiner replaced
+// (TestKVReadDuringAJoinersTakeOver). If the successor does not answer, the
+// read fails Unavailable and the coordinator asks its next replica.
+// storedOnly asks for this node's store alone: the successor's own answer
+// to such a read, so that reads between joiners go one hop, not round the
+// ring.
+func (n *Node) ReadReplica(ctx context.Context, keys [][]byte, storedOnly bool) ([]ReadResult, error) {
+	out := make([]ReadResult, len(keys))
+	for i, key := range keys {
+		if err := n.checkKey(key); err != nil {
+			return nil, err
+		}
+		e, found, err := n.local.Get(key)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = ReadResult{Entry: e, Found: found}
 	}
-	return n.local.Get(key)
+	if storedOnly || n.synced.Load() {
+		return out, nil
+	}
+	succ := n.ring.Neighbors().Successors
+	if len(succ) == 0 || succ[0].Addr == n.self.Addr {
+		return out, nil
+	}
+	theirs, err := n.peers.ReadStored(ctx, succ[0], keys)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s is still taking over its ranges after joining and its successor %s did not answer: %w",
+			ErrUnavailable, n.self.Addr, succ[0].Addr, err)
+	}
+	n.stats.takeOverReads.Add(int64(len(keys)))
+	for i, t := range theirs {
+		if t.Found && (!out[i].Found || t.Entry.Version.After(out[i].Entry.Version)) {
+			out[i] = t
+		}
+	}
+	return out, nil
 }

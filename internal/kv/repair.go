@@ -34,6 +34,7 @@ type counters struct {
 	pushed        atomic.Int64
 	handoffPushed atomic.Int64
 	leaseReads    atomic.Int64
+	takeOverReads atomic.Int64
 }
 
 // Stats are cumulative counters of the replication layer, for metrics and
@@ -47,6 +48,9 @@ type Stats struct {
 	Pushed      int64 // entries sent to replicas in differing buckets
 	HandedOff   int64 // entries sent to successors when leaving
 	LeaseReads  int64 // quorum reads answered alone under a read lease
+	// TakeOverReads counts keys read from the successor too, because this
+	// node was still taking over its ranges after a join (ReadReplica).
+	TakeOverReads int64
 }
 
 // Stats returns the counters so far.
@@ -60,6 +64,8 @@ func (n *Node) Stats() Stats {
 		Pushed:      n.stats.pushed.Load(),
 		HandedOff:   n.stats.handoffPushed.Load(),
 		LeaseReads:  n.stats.leaseReads.Load(),
+
+		TakeOverReads: n.stats.takeOverReads.Load(),
 	}
 }
 
@@ -78,7 +84,8 @@ func (n *Node) Synced() bool { return n.synced.Load() }
 // for a predecessor from the node it displaced from that range's replica
 // set: the range of its i-th predecessor (i < r), (P_{i+1}, P_i], from its
 // successor r-1-i (HandOff's mirror image). Writes are served meanwhile;
-// they reach the successor too, which stays a replica.
+// they reach the successor too, which stays a replica. Replica reads are
+// answered meanwhile with the successor's copies too (ReadReplica).
 //
 // The previous owner alone is not enough: a write acknowledged by the two
 // replicas after it, its own copy lost, would be missing here, and after a

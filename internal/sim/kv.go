@@ -237,13 +237,15 @@ func (e kvEndpoint) Read(ctx context.Context, to chord.Peer, keys [][]byte) ([]k
 	if err != nil {
 		return nil, err
 	}
-	out := make([]kv.ReadResult, len(keys))
-	for i, key := range keys {
-		if out[i].Entry, out[i].Found, err = k.KV.ReadLocal(key); err != nil {
-			return nil, err
-		}
+	return k.KV.ReadReplica(ctx, keys, false)
+}
+
+func (e kvEndpoint) ReadStored(ctx context.Context, to chord.Peer, keys [][]byte) ([]kv.ReadResult, error) {
+	k, err := e.target(ctx, to)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	return k.KV.ReadReplica(ctx, keys, true)
 }
 
 func (e kvEndpoint) Digests(ctx context.Context, to chord.Peer, a, b ring.ID, horizon uint64) ([]store.BucketDigest, error) {

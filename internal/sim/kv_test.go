@@ -804,3 +804,48 @@ func (c *KVCluster) writeMissedByOwner(t *testing.T, key []byte, value string) *
 	}
 	return owner
 }
+
+// While a node that joined right behind an owner is still taking over its
+// ranges, the owner's quorum reads, which ask it first, must not count its
+// empty store: it answers with its successor's copies too
+// (kv.Node.ReadReplica). Scripted as in
+// TestKVMembershipChangeKeepsAWriteTheOwnerMissed, with the join stopped
+// before its take-over.
+func TestKVReadDuringAJoinersTakeOver(t *testing.T) {
+	c := newKVCluster(t, 61, 8)
+	for range 3 {
+		c.RepairRound(ctx)
+	}
+	key := []byte("missed-by-its-owner")
+	replicas := c.Replicas(key)
+	owner := c.writeMissedByOwner(t, key, "v1")
+
+	for n := c.next; ; n++ {
+		if id := chord.NewPeer(fmt.Sprintf("sim-%d", n)).ID; ring.Between(replicas[0].ID, id, replicas[1].ID) {
+			c.next = n
+			break
+		}
+	}
+	node := c.newNode()
+	joiner, err := c.attach(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := node.Join(ctx, []string{owner.Chord.Self().Addr}); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, c.Cluster, 100, false)
+	if got := c.Replicas(key); got[1].Addr != node.Self().Addr {
+		t.Fatalf("replicas now %v; want the joiner second", addrs(got))
+	}
+	e, err := owner.KV.Get(ctx, key, kv.Quorum, false)
+	if err != nil || string(e.Value) != "v1" {
+		t.Fatalf("get through the owner while the joiner takes over = %q, %v; want v1", e.Value, err)
+	}
+	if n := joiner.KV.Stats().TakeOverReads; n == 0 {
+		t.Error("the joiner read no key from its successor; the read did not ask it")
+	}
+	if err := joiner.KV.SyncAfterJoin(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -403,6 +403,8 @@ type fakeKV struct {
 	member    bool
 	mu        sync.Mutex
 	forwarded []bool
+	// storedOnly records each replica read's flag (ReadReplica).
+	storedOnly []bool
 }
 
 func (f *fakeKV) record(fwd bool) {
@@ -463,8 +465,13 @@ func (f *fakeKV) ApplyFrom(chord.Peer, []store.Entry) (int, error) { return 0, f
 func (f *fakeKV) GrantLease(chord.Peer, ring.ID, ring.ID, time.Duration) error {
 	return f.err
 }
-func (f *fakeKV) ReadLocal([]byte) (store.Entry, bool, error) { return store.Entry{}, false, f.err }
-func (f *fakeKV) IsMember() bool                              { return f.member }
+func (f *fakeKV) ReadReplica(_ context.Context, keys [][]byte, storedOnly bool) ([]kv.ReadResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.storedOnly = append(f.storedOnly, storedOnly)
+	return make([]kv.ReadResult, len(keys)), f.err
+}
+func (f *fakeKV) IsMember() bool { return f.member }
 func (f *fakeKV) SettledDigests(_, _ ring.ID, _ uint64) ([]store.BucketDigest, error) {
 	return nil, f.err
 }
@@ -581,6 +588,27 @@ func TestKVRequestsWithoutTheHeaderAreNotForwarded(t *testing.T) {
 	}
 	if len(f.forwarded) != 1 || f.forwarded[0] {
 		t.Errorf("forwarded = %v, want [false]", f.forwarded)
+	}
+}
+
+// A replica read carries stored_only from ReadStored, and not from Read,
+// to the node: a joiner's read of its successor must not be passed on again.
+func TestReadStoredReachesTheNode(t *testing.T) {
+	f := &fakeKV{member: true}
+	to := startFakeKV(t, f)
+	c := NewClient()
+	defer c.Close()
+	ctx := ctxTimeout(t, 5*time.Second)
+	if _, err := c.Read(ctx, to, [][]byte{[]byte("k")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadStored(ctx, to, [][]byte{[]byte("k")}); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !slices.Equal(f.storedOnly, []bool{false, true}) {
+		t.Errorf("stored_only of a Read and a ReadStored = %v, want [false true]", f.storedOnly)
 	}
 }
 

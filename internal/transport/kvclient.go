@@ -142,13 +142,24 @@ const readManyChunk = MaxBatchItems
 // that predates ReadMany (Unimplemented) is read one key per call, so a
 // rolling upgrade keeps serving reads.
 func (c *Client) Read(ctx context.Context, to chord.Peer, keys [][]byte) ([]kv.ReadResult, error) {
+	return c.read(ctx, to, keys, false)
+}
+
+// ReadStored implements kv.Peers: Read with stored_only set. A peer that
+// predates the flag never reads its successor, so reading it one key per
+// call (or ignoring the flag) answers the same.
+func (c *Client) ReadStored(ctx context.Context, to chord.Peer, keys [][]byte) ([]kv.ReadResult, error) {
+	return c.read(ctx, to, keys, true)
+}
+
+func (c *Client) read(ctx context.Context, to chord.Peer, keys [][]byte, storedOnly bool) ([]kv.ReadResult, error) {
 	out := make([]kv.ReadResult, 0, len(keys))
 	for len(out) < len(keys) {
 		rest := keys[len(out):]
 		rest = rest[:min(len(rest), readManyChunk)]
 		var got []*pb.ReadResponse
 		err := c.call(ctx, to.Addr, "read", func(ctx context.Context, cc *grpc.ClientConn) error {
-			resp, err := pb.NewReplicaClient(cc).ReadMany(ctx, &pb.ReadManyRequest{Keys: rest})
+			resp, err := pb.NewReplicaClient(cc).ReadMany(ctx, &pb.ReadManyRequest{Keys: rest, StoredOnly: storedOnly})
 			got = resp.GetResults()
 			return err
 		})

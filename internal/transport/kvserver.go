@@ -45,7 +45,7 @@ type KVNode interface {
 	ApplyLocal(entries []store.Entry) (int, error)
 	ApplyFrom(coordinator chord.Peer, entries []store.Entry) (int, error)
 	GrantLease(holder chord.Peer, from, to ring.ID, d time.Duration) error
-	ReadLocal(key []byte) (store.Entry, bool, error)
+	ReadReplica(ctx context.Context, keys [][]byte, storedOnly bool) ([]kv.ReadResult, error)
 }
 
 // RangeReader is what the Replica service reads ranges from; *store.Store
@@ -204,18 +204,18 @@ func (s *KVServer) GrantLease(_ context.Context, req *pb.GrantLeaseRequest) (*pb
 }
 
 // Read implements pb.ReplicaServer.
-func (s *KVServer) Read(_ context.Context, req *pb.ReadRequest) (*pb.ReadResponse, error) {
+func (s *KVServer) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadResponse, error) {
 	if len(req.GetKey()) == 0 {
 		return nil, invalidArgument(errors.New("key is empty"))
 	}
-	e, found, err := s.node.ReadLocal(req.GetKey())
+	got, err := s.node.ReadReplica(ctx, [][]byte{req.GetKey()}, false)
 	if err != nil {
 		return nil, kvStatus(err)
 	}
-	if !found {
+	if !got[0].Found {
 		return &pb.ReadResponse{}, nil
 	}
-	return &pb.ReadResponse{Found: true, Entry: encodeEntry(e)}, nil
+	return &pb.ReadResponse{Found: true, Entry: encodeEntry(got[0].Entry)}, nil
 }
 
 // maxReadManyKeys bounds the keys of one ReadMany request. Coordinators
@@ -225,7 +225,7 @@ const maxReadManyKeys = 4 * MaxBatchItems
 
 // ReadMany implements pb.ReplicaServer: the keys' entries in order, as many
 // as fit in batchResponseBudget of values (always at least one).
-func (s *KVServer) ReadMany(_ context.Context, req *pb.ReadManyRequest) (*pb.ReadManyResponse, error) {
+func (s *KVServer) ReadMany(ctx context.Context, req *pb.ReadManyRequest) (*pb.ReadManyResponse, error) {
 	keys := req.GetKeys()
 	if len(keys) > maxReadManyKeys {
 		return nil, invalidArgument(fmt.Errorf("read of %d keys, the limit is %d", len(keys), maxReadManyKeys))
@@ -235,22 +235,22 @@ func (s *KVServer) ReadMany(_ context.Context, req *pb.ReadManyRequest) (*pb.Rea
 			return nil, invalidArgument(fmt.Errorf("key %d is empty", i))
 		}
 	}
+	got, err := s.node.ReadReplica(ctx, keys, req.GetStoredOnly())
+	if err != nil {
+		return nil, kvStatus(err)
+	}
 	results := make([]*pb.ReadResponse, 0, len(keys))
 	size := 0
-	for _, k := range keys {
-		e, found, err := s.node.ReadLocal(k)
-		if err != nil {
-			return nil, kvStatus(err)
-		}
-		if !found {
+	for _, r := range got {
+		if !r.Found {
 			results = append(results, &pb.ReadResponse{})
 			continue
 		}
-		if size > 0 && size+len(e.Value) > batchResponseBudget {
+		if size > 0 && size+len(r.Entry.Value) > batchResponseBudget {
 			break
 		}
-		size += len(e.Value)
-		results = append(results, &pb.ReadResponse{Found: true, Entry: encodeEntry(e)})
+		size += len(r.Entry.Value)
+		results = append(results, &pb.ReadResponse{Found: true, Entry: encodeEntry(r.Entry)})
 	}
 	return &pb.ReadManyResponse{Results: results}, nil
 }

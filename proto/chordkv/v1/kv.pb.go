@@ -1312,8 +1312,12 @@ func (x *ReadResponse) GetEntry() *Entry {
 }
 
 type ReadManyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Keys          [][]byte               `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Keys  [][]byte               `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// Answer from this replica's store alone. A replica still taking over its
+	// ranges after a join otherwise also reads its successor's copies; the
+	// successor's own read sets this, so that the read goes one hop.
+	StoredOnly    bool `protobuf:"varint,2,opt,name=stored_only,json=storedOnly,proto3" json:"stored_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1353,6 +1357,13 @@ func (x *ReadManyRequest) GetKeys() [][]byte {
 		return x.Keys
 	}
 	return nil
+}
+
+func (x *ReadManyRequest) GetStoredOnly() bool {
+	if x != nil {
+		return x.StoredOnly
+	}
+	return false
 }
 
 type ReadManyResponse struct {
@@ -1753,9 +1764,11 @@ const file_chordkv_v1_kv_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\fR\x03key\"M\n" +
 	"\fReadResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12'\n" +
-	"\x05entry\x18\x02 \x01(\v2\x11.chordkv.v1.EntryR\x05entry\"%\n" +
+	"\x05entry\x18\x02 \x01(\v2\x11.chordkv.v1.EntryR\x05entry\"F\n" +
 	"\x0fReadManyRequest\x12\x12\n" +
-	"\x04keys\x18\x01 \x03(\fR\x04keys\"F\n" +
+	"\x04keys\x18\x01 \x03(\fR\x04keys\x12\x1f\n" +
+	"\vstored_only\x18\x02 \x01(\bR\n" +
+	"storedOnly\"F\n" +
 	"\x10ReadManyResponse\x122\n" +
 	"\aresults\x18\x01 \x03(\v2\x18.chordkv.v1.ReadResponseR\aresults\"[\n" +
 	"\x0eDigestsRequest\x12\x12\n" +
