@@ -159,7 +159,7 @@ func newBenchCmd(opts *clientOptions) *cobra.Command {
 		Use:   "bench",
 		Short: "Measure throughput and latency of get, put or delete against the ring",
 		Long: "Measure client-visible throughput and latency. For get, mixed and del the --keys\n" +
-			"keys are written first (--value-size random bytes each); then --concurrency callers,\n" +
+			"keys are written first (--value-size random bytes each, --batch keys per call); then --concurrency callers,\n" +
 			"call back to back on uniformly random keys for --duration. With --routing client\n" +
 			"(the default) the ring's members are learned from --endpoints and each call goes\n" +
 			"straight to its key's owner over one connection per member; a call whose owner is\n" +
@@ -363,19 +363,23 @@ func (b *bencher) rpc(ctx context.Context, c pb.KVClient, op string, key []byte,
 }
 
 // preload writes every key once, with the same callers and connections as
-// the measurement, and stops at the first failure: measuring gets of keys
-// that are missing would measure NotFound answers.
+// the measurement (and, with --batch, in batches of that size, so that a
+// large key space loads at the batched rate), and stops at the first
+// failure: measuring gets of keys that are missing would measure NotFound
+// answers.
 func (b *bencher) preload(ctx context.Context, callers int) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	step := int64(max(1, b.batch))
+	total := int64(len(b.keys))
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for w := range callers {
 		c := b.clients[w%len(b.clients)]
 		wg.Go(func() {
-			for i := next.Add(1) - 1; i < int64(len(b.keys)) && ctx.Err() == nil; i = next.Add(1) - 1 {
-				if err := b.call(ctx, c, benchPut, b.keys[i]); err != nil {
-					cancel(fmt.Errorf("preload: put %s: %w", b.keys[i], err))
+			for lo := next.Add(step) - step; lo < total && ctx.Err() == nil; lo = next.Add(step) - step {
+				if err := b.preloadKeys(ctx, c, b.keys[lo:min(lo+step, total)]); err != nil {
+					cancel(err)
 					return
 				}
 			}
@@ -387,6 +391,26 @@ func (b *bencher) preload(ctx context.Context, callers int) error {
 			return fmt.Errorf("bench: interrupted while preloading, nothing measured: %w", err)
 		}
 		return err
+	}
+	return nil
+}
+
+// preloadKeys writes keys: one Put, or with --batch one MultiPut per owner.
+func (b *bencher) preloadKeys(ctx context.Context, c pb.KVClient, keys [][]byte) error {
+	if b.batch <= 1 {
+		if err := b.call(ctx, c, benchPut, keys[0]); err != nil {
+			return fmt.Errorf("preload: put %s: %w", keys[0], err)
+		}
+		return nil
+	}
+	for _, g := range b.groupByOwner(keys) {
+		o := b.batchCall(ctx, c, benchPut, g, time.Time{})
+		if o.err != nil {
+			return fmt.Errorf("preload: %w", o.err)
+		}
+		if o.failed > 0 {
+			return fmt.Errorf("preload: %d of %d keys of a multi-put failed, the first: %w", o.failed, len(g), o.itemErr)
+		}
 	}
 	return nil
 }
