@@ -129,12 +129,12 @@ func TestJSONShapes(t *testing.T) {
 		{"put and del", writeResultJSON{Key: "k", Version: kvVersionJSON{HLC: 7, Node: "ab"}},
 			`{"key":"k","version":{"hlc":7,"node":"ab"}}`},
 		{"status", statusJSON{ID: "ab", Addr: "a:1", Predecessor: "", Successors: []string{}, Fingers: []string{}, Member: true, Ready: false},
-			`{"id":"ab","addr":"a:1","predecessor":"","successors":[],"fingers":[],"member":true,"ready":false,"stored_keys":0,"stored_tombstones":0,"stored_bytes":0,"read_lease":{"held":false,"from":"","to":"","grantors":null,"remaining_ms":0},"leases_granted":0}`},
+			`{"id":"ab","addr":"a:1","predecessor":"","successors":[],"fingers":[],"member":true,"ready":false,"synced":false,"stored_keys":0,"stored_tombstones":0,"stored_bytes":0,"read_lease":{"held":false,"from":"","to":"","grantors":null,"remaining_ms":0},"leases_granted":0}`},
 		{"status with a lease", newStatusJSON(&pb.StatusResponse{Id: "ab", Addr: "a:1", LeasesGranted: 2,
 			ReadLease: &pb.ReadLease{From: "aa", To: "ab", Grantors: []string{"b:2", "c:3"}, RemainingMs: 1500}}),
-			`{"id":"ab","addr":"a:1","predecessor":"","successors":[],"fingers":[],"member":false,"ready":false,"stored_keys":0,"stored_tombstones":0,"stored_bytes":0,"read_lease":{"held":true,"from":"aa","to":"ab","grantors":["b:2","c:3"],"remaining_ms":1500},"leases_granted":2}`},
+			`{"id":"ab","addr":"a:1","predecessor":"","successors":[],"fingers":[],"member":false,"ready":false,"synced":false,"stored_keys":0,"stored_tombstones":0,"stored_bytes":0,"read_lease":{"held":true,"from":"aa","to":"ab","grantors":["b:2","c:3"],"remaining_ms":1500},"leases_granted":2}`},
 		{"status without a lease", newStatusJSON(&pb.StatusResponse{Id: "ab", Addr: "a:1"}),
-			`{"id":"ab","addr":"a:1","predecessor":"","successors":[],"fingers":[],"member":false,"ready":false,"stored_keys":0,"stored_tombstones":0,"stored_bytes":0,"read_lease":{"held":false,"from":"","to":"","grantors":[],"remaining_ms":0},"leases_granted":0}`},
+			`{"id":"ab","addr":"a:1","predecessor":"","successors":[],"fingers":[],"member":false,"ready":false,"synced":false,"stored_keys":0,"stored_tombstones":0,"stored_bytes":0,"read_lease":{"held":false,"from":"","to":"","grantors":[],"remaining_ms":0},"leases_granted":0}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -233,12 +233,12 @@ func TestClientCommandsAgainstARing(t *testing.T) {
 		if err := json.Unmarshal([]byte(r.stdout), &st); r.code != ExitOK || err != nil {
 			t.Fatalf("status: exit %d, %v: %s", r.code, err, r.stderr)
 		}
-		if st.Ready || time.Now().After(deadline) {
+		if (st.Ready && st.Synced) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if st.Addr != c || !st.Member || !st.Ready || len(st.Successors) != 2 {
+	if st.Addr != c || !st.Member || !st.Ready || !st.Synced || len(st.Successors) != 2 {
 		t.Errorf("status = %+v", st)
 	}
 	if r := runCLI("status", "--endpoints", c); r.code != ExitOK || !strings.Contains(r.stdout, c) {

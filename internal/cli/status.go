@@ -20,6 +20,9 @@ type statusJSON struct {
 	Fingers     []string `json:"fingers"`
 	Member      bool     `json:"member"`
 	Ready       bool     `json:"ready"`
+	// Synced: the node holds its key ranges (created the ring, or took
+	// them over after joining).
+	Synced bool `json:"synced"`
 	// What the node stores, all replica roles together.
 	StoredKeys       uint64 `json:"stored_keys"`
 	StoredTombstones uint64 `json:"stored_tombstones"`
@@ -49,6 +52,7 @@ func newStatusJSON(s *pb.StatusResponse) statusJSON {
 		Fingers:     nonNil(s.GetFingers()),
 		Member:      s.GetMember(),
 		Ready:       s.GetReady(),
+		Synced:      s.GetSynced(),
 
 		StoredKeys:       s.GetStoredKeys(),
 		StoredTombstones: s.GetStoredTombstones(),
@@ -97,6 +101,7 @@ func newStatusCmd(opts *clientOptions) *cobra.Command {
 				{"fingers", orNone(strings.Join(out.Fingers, ","))},
 				{"member", strconv.FormatBool(out.Member)},
 				{"ready", strconv.FormatBool(out.Ready)},
+				{"synced", strconv.FormatBool(out.Synced)},
 				{"stored keys", strconv.FormatUint(out.StoredKeys, 10)},
 				{"stored tombstones", strconv.FormatUint(out.StoredTombstones, 10)},
 				{"stored bytes", strconv.FormatUint(out.StoredBytes, 10)},

@@ -186,7 +186,7 @@ func newDaemon(cfg Config, bound net.Addr) (*daemon, error) {
 		return transport.StoreStats{Keys: ss.Keys, Tombstones: ss.Tombstones, Bytes: ss.Bytes}
 	}
 	transport.NewServer(node, transport.WithMaxKeyBytes(kcfg.MaxKeyBytes), transport.WithStoreStats(storeStats),
-		transport.WithLeaseStatus(d.kv.Leases)).Register(d.grpc)
+		transport.WithLeaseStatus(d.kv.Leases), transport.WithSyncStatus(d.kv.Synced)).Register(d.grpc)
 	transport.NewKVServer(d.kv, st, node).Register(d.grpc)
 	healthpb.RegisterHealthServer(d.grpc, d.health)
 	reflection.Register(d.grpc)

@@ -40,6 +40,7 @@ type Server struct {
 	maxKeyBytes int
 	storeStats  func() StoreStats     // nil: nothing reported
 	leases      func() kv.LeaseStatus // nil: nothing reported
+	synced      func() bool           // nil: nothing reported
 }
 
 // ServerOption configures a Server.
@@ -56,6 +57,12 @@ func WithStoreStats(stats func() StoreStats) ServerOption {
 // WithLeaseStatus makes Admin.Status report the node's read leases.
 func WithLeaseStatus(leases func() kv.LeaseStatus) ServerOption {
 	return func(s *Server) { s.leases = leases }
+}
+
+// WithSyncStatus makes Admin.Status report whether the node has taken over
+// its key ranges (kv.Node.Synced).
+func WithSyncStatus(synced func() bool) ServerOption {
+	return func(s *Server) { s.synced = synced }
 }
 
 // WithMaxKeyBytes sets the largest key Admin.Lookup accepts.
@@ -160,6 +167,9 @@ func (s *Server) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse,
 	if s.storeStats != nil {
 		ss := s.storeStats()
 		resp.StoredKeys, resp.StoredTombstones, resp.StoredBytes = uint64(max(ss.Keys, 0)), uint64(max(ss.Tombstones, 0)), uint64(max(ss.Bytes, 0))
+	}
+	if s.synced != nil {
+		resp.Synced = s.synced()
 	}
 	if s.leases != nil {
 		ls := s.leases()

@@ -476,24 +476,27 @@ func TestClosedClientFails(t *testing.T) {
 	}
 }
 
-// Admin.Status reports what the daemon's reporters say of the store and of
-// read leases; a lease not held is absent rather than zero.
+// Admin.Status reports what the daemon's reporters say of the store, of
+// read leases and of the take-over after a join; a lease not held is absent
+// rather than zero.
 func TestAdminStatusReportsStoreAndLeases(t *testing.T) {
 	from, to := ring.HashKey([]byte("a")), ring.HashKey([]byte("b"))
 	tests := []struct {
 		name   string
 		leases kv.LeaseStatus
 		want   *pb.ReadLease
+		synced bool
 	}{
-		{"no lease", kv.LeaseStatus{Granted: 2}, nil},
+		{"no lease, taking over", kv.LeaseStatus{Granted: 2}, nil, false},
 		{"held", kv.LeaseStatus{Held: true, From: from, To: to, Grantors: []string{"10.0.0.2:7000", "10.0.0.3:7000"}, Remaining: 1500 * time.Millisecond, Granted: 1},
-			&pb.ReadLease{From: from.String(), To: to.String(), Grantors: []string{"10.0.0.2:7000", "10.0.0.3:7000"}, RemainingMs: 1500}},
+			&pb.ReadLease{From: from.String(), To: to.String(), Grantors: []string{"10.0.0.2:7000", "10.0.0.3:7000"}, RemainingMs: 1500}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			addr, _ := startServer(t, memberNode("10.0.0.0:7000"), nil,
 				WithStoreStats(func() StoreStats { return StoreStats{Keys: 3, Tombstones: 1, Bytes: 40} }),
-				WithLeaseStatus(func() kv.LeaseStatus { return tt.leases }))
+				WithLeaseStatus(func() kv.LeaseStatus { return tt.leases }),
+				WithSyncStatus(func() bool { return tt.synced }))
 			st, err := adminClient(t, addr).Status(ctxTimeout(t, 5*time.Second), &pb.StatusRequest{})
 			if err != nil {
 				t.Fatalf("status: %v", err)
@@ -506,6 +509,9 @@ func TestAdminStatusReportsStoreAndLeases(t *testing.T) {
 			}
 			if !proto.Equal(st.GetReadLease(), tt.want) {
 				t.Errorf("read lease = %v, want %v", st.GetReadLease(), tt.want)
+			}
+			if st.GetSynced() != tt.synced {
+				t.Errorf("synced = %v, want %v", st.GetSynced(), tt.synced)
 			}
 		})
 	}

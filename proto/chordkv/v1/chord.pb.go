@@ -607,6 +607,11 @@ type StatusResponse struct {
 	// leases_granted counts the unexpired read leases this node, as a
 	// replica, grants other nodes.
 	LeasesGranted uint32 `protobuf:"varint,12,opt,name=leases_granted,json=leasesGranted,proto3" json:"leases_granted,omitempty"`
+	// synced is true once the node holds its key ranges: it created the ring,
+	// or it has taken them over from their previous replicas after joining.
+	// Until then it reads through its successor, and its health is
+	// NOT_SERVING.
+	Synced        bool `protobuf:"varint,13,opt,name=synced,proto3" json:"synced,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -723,6 +728,13 @@ func (x *StatusResponse) GetLeasesGranted() uint32 {
 		return x.LeasesGranted
 	}
 	return 0
+}
+
+func (x *StatusResponse) GetSynced() bool {
+	if x != nil {
+		return x.Synced
+	}
+	return false
 }
 
 // ReadLease is a lease a node holds: while it lasts, the node answers quorum
@@ -960,7 +972,7 @@ const file_chordkv_v1_chord_proto_rawDesc = "" +
 	"successors\x18\x03 \x03(\v2\x10.chordkv.v1.PeerR\n" +
 	"successors\"\x0f\n" +
 	"\rLeaveResponse\"\x0f\n" +
-	"\rStatusRequest\"\x8c\x03\n" +
+	"\rStatusRequest\"\xa4\x03\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12 \n" +
@@ -978,7 +990,8 @@ const file_chordkv_v1_chord_proto_rawDesc = "" +
 	" \x01(\x04R\vstoredBytes\x124\n" +
 	"\n" +
 	"read_lease\x18\v \x01(\v2\x15.chordkv.v1.ReadLeaseR\treadLease\x12%\n" +
-	"\x0eleases_granted\x18\f \x01(\rR\rleasesGranted\"n\n" +
+	"\x0eleases_granted\x18\f \x01(\rR\rleasesGranted\x12\x16\n" +
+	"\x06synced\x18\r \x01(\bR\x06synced\"n\n" +
 	"\tReadLease\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x1a\n" +
