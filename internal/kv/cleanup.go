@@ -19,6 +19,14 @@ import (
 // set (found by lookup) and removed here only once all of them stored it,
 // and only at the version pushed. Entries whose replica set, by lookup,
 // still includes this node are kept whatever the predecessor walk said.
+//
+// Each batch covers an arc of the ring, from the previous batch's last key
+// (or the set's start) to its own last key. Before pushing it to a replica,
+// the node compares the arc's bucket digests with the replica's: where they
+// are equal, the replica holds exactly the entries this node holds there, at
+// the same versions, so the push is skipped. After a join, the node pushed
+// out of a range otherwise wrote that whole range to all r replicas, two of
+// which already held it, and every round until it was done.
 func (n *Node) Cleanup(ctx context.Context) (int, error) {
 	r := n.cfg.Replicas
 	preds, err := n.ring.Predecessors(ctx, r)
@@ -35,6 +43,8 @@ func (n *Node) Cleanup(ctx context.Context) (int, error) {
 		set     []chord.Peer // replica set for the keys in (setFrom, setTo]
 		setFrom ring.ID
 		setTo   ring.ID
+		arcFrom ring.ID // the batch covers (arcFrom, lastPos]
+		lastPos ring.ID
 		handed  = map[string]store.Version{}
 		errs    []error
 	)
@@ -46,7 +56,16 @@ func (n *Node) Cleanup(ctx context.Context) (int, error) {
 		if slices.ContainsFunc(set, func(p chord.Peer) bool { return p.Addr == n.self.Addr }) {
 			return
 		}
+		// The batch was read before the digests are: a replica whose
+		// digests match holds these versions or, where this node's copy
+		// changed since, the newer ones, which RemoveIf then keeps.
+		arc := arcFrom
+		arcFrom = lastPos
+		mine, digestErr := n.local.SettledDigests(arc, lastPos, 0)
 		for _, p := range set {
+			if digestErr == nil && arc != lastPos && n.holdsSame(ctx, p, arc, lastPos, mine) {
+				continue
+			}
 			cctx, cancel := context.WithTimeout(ctx, n.cfg.CallTimeout)
 			_, err := n.peers.Apply(cctx, p, batch)
 			cancel()
@@ -79,7 +98,9 @@ func (n *Node) Cleanup(ctx context.Context) (int, error) {
 			if len(res.Path) >= 2 {
 				setFrom, setTo = res.Path[len(res.Path)-2].ID, res.Owner.ID
 			}
+			arcFrom = setFrom
 		}
+		lastPos = pos
 		batch = append(batch, e)
 		if len(batch) == 256 {
 			flush()
@@ -108,4 +129,14 @@ func (n *Node) Cleanup(ctx context.Context) (int, error) {
 		return removed, fmt.Errorf("cleanup: %v", errs)
 	}
 	return removed, nil
+}
+
+// holdsSame reports whether peer's bucket digests of (a, b] equal mine, this
+// node's: then it holds the same entries there at the same versions. A peer
+// that does not answer does not.
+func (n *Node) holdsSame(ctx context.Context, peer chord.Peer, a, b ring.ID, mine []store.BucketDigest) bool {
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.CallTimeout)
+	defer cancel()
+	theirs, err := n.peers.Digests(cctx, peer, a, b, 0)
+	return err == nil && len(differingBuckets(mine, theirs)) == 0
 }

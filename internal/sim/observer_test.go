@@ -1,12 +1,16 @@
 package sim
 
 import (
+	"bytes"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/chordkv/chordkv/internal/chord"
 	"github.com/chordkv/chordkv/internal/kv"
+	"github.com/chordkv/chordkv/internal/ring"
 	"github.com/chordkv/chordkv/internal/store"
 )
 
@@ -75,4 +79,104 @@ func TestKVObserverSeesHandOff(t *testing.T) {
 	if got, want := obs.out.Load()-before, joined.KV.Stats().HandedOff; got != want || got == 0 {
 		t.Fatalf("leave pushed %d entries by the observer, %d by the node's stats", got, want)
 	}
+}
+
+// After a join, each node pushed out of a range drops its copies at
+// cleanup without writing them again to the replicas that already hold
+// them: it compares bucket digests first (kv.Node.Cleanup). Before, it
+// pushed every such entry to all r replicas, every round until done. A
+// replica that lacks one of the entries still gets its part of the range.
+func TestKVCleanupPushesOnlyWhatReplicasLack(t *testing.T) {
+	for _, missing := range []bool{false, true} {
+		t.Run(fmt.Sprintf("a replica missing a key=%v", missing), func(t *testing.T) {
+			obs := &transferCounter{}
+			kvcfg := kv.DefaultConfig()
+			kvcfg.Replicas = 3
+			kvcfg.Observer = obs
+			c := NewKVCluster(11, template(), kvcfg)
+			if _, err := c.CreateKV(); err != nil {
+				t.Fatal(err)
+			}
+			for range 5 {
+				members := c.Members()
+				if _, err := c.JoinKV(ctx, members[c.Net.Rand().IntN(len(members))].Self().Addr); err != nil {
+					t.Fatal(err)
+				}
+				c.Round(ctx)
+			}
+			converge(t, c.Cluster, 500, false)
+			const keys = 400
+			via := c.KV(c.Members()[0].Self().Addr).KV
+			for i := range keys {
+				if _, err := via.Put(ctx, fmt.Appendf(nil, "key-%d", i), []byte("v"), kv.All, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for range 2 {
+				c.RepairRound(ctx)
+			}
+			if _, err := c.JoinKV(ctx, c.Members()[0].Self().Addr); err != nil {
+				t.Fatal(err)
+			}
+			converge(t, c.Cluster, 500, false)
+			if missing {
+				// A key some node holds outside its replica set: drop it
+				// from one of its replicas, which cleanup must restore.
+				key, replica := c.strayKey(t, keys)
+				var whole ring.ID // (a, a] is the whole ring
+				dropped, err := c.KV(replica.Addr).Store.RemoveIf(whole, whole, func(e store.Entry) bool { return bytes.Equal(e.Key, key) })
+				if err != nil || dropped != 1 {
+					t.Fatalf("dropping %s from %s: %d, %v", key, replica.Addr, dropped, err)
+				}
+			}
+
+			before := obs.out.Load()
+			removed := 0
+			for _, m := range c.Members() {
+				n, err := c.KV(m.Self().Addr).KV.Cleanup(ctx)
+				if err != nil {
+					t.Fatalf("cleanup at %s: %v", m.Self().Addr, err)
+				}
+				removed += n
+			}
+			if removed == 0 {
+				t.Fatal("no node dropped a copy after the join; the test does not exercise cleanup")
+			}
+			pushed := obs.out.Load() - before
+			switch {
+			case !missing && pushed != 0:
+				t.Errorf("cleanup dropped %d copies and pushed %d entries to replicas that held them all", removed, pushed)
+			case missing && (pushed == 0 || pushed >= int64(removed)):
+				t.Errorf("cleanup dropped %d copies and pushed %d entries; want at least the missing one, and far fewer than all", removed, pushed)
+			}
+			for i := range keys {
+				key := fmt.Appendf(nil, "key-%d", i)
+				for _, p := range c.Replicas(key) {
+					if _, found, err := c.KV(p.Addr).Store.Get(key); err != nil || !found {
+						t.Fatalf("%s: replica %s has no copy after cleanup: found %v, %v", key, p.Addr, found, err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// strayKey returns one of the first keys keys ("key-N") that some member
+// holds outside the key's replica set, and the key's last replica.
+func (c *KVCluster) strayKey(t *testing.T, keys int) ([]byte, chord.Peer) {
+	t.Helper()
+	for i := range keys {
+		key := fmt.Appendf(nil, "key-%d", i)
+		replicas := c.Replicas(key)
+		for _, m := range c.Members() {
+			if slices.ContainsFunc(replicas, func(p chord.Peer) bool { return p.Addr == m.Self().Addr }) {
+				continue
+			}
+			if _, found, _ := c.KV(m.Self().Addr).Store.Get(key); found {
+				return key, replicas[len(replicas)-1]
+			}
+		}
+	}
+	t.Fatal("no node holds a key outside its replica set")
+	return nil, chord.Peer{}
 }
