@@ -189,7 +189,9 @@ type Peers interface {
 	// above 0, its settled digests (Local.SettledDigests). A peer that
 	// predates settled digests answers with plain ones, which only makes
 	// more buckets differ.
-	Digests(ctx context.Context, to chord.Peer, a, b ring.ID, horizon uint64) ([]store.BucketDigest, error)
+	// repair marks periodic repair's requests, which a peer still taking
+	// over its ranges declines (Node.DeclineRepair).
+	Digests(ctx context.Context, to chord.Peer, a, b ring.ID, horizon uint64, repair bool) ([]store.BucketDigest, error)
 	// Fetch calls fn with batches of the entries of the given buckets that
 	// lie in (a, b] on the peer.
 	Fetch(ctx context.Context, to chord.Peer, a, b ring.ID, buckets []int, fn func([]store.Entry) error) error

@@ -63,8 +63,17 @@ func (n *Node) Cleanup(ctx context.Context) (int, error) {
 		arcFrom = lastPos
 		mine, digestErr := n.local.SettledDigests(arc, lastPos, 0)
 		for _, p := range set {
-			if digestErr == nil && arc != lastPos && n.holdsSame(ctx, p, arc, lastPos, mine) {
-				continue
+			if digestErr == nil && arc != lastPos {
+				same, err := n.holdsSame(ctx, p, arc, lastPos, mine)
+				if err != nil {
+					// Keep the batch for a later round: the replica may be
+					// down, or still taking over its ranges after a join.
+					errs = append(errs, fmt.Errorf("compare %d entries with %s: %w", len(batch), p.Addr, err))
+					return
+				}
+				if same {
+					continue
+				}
 			}
 			cctx, cancel := context.WithTimeout(ctx, n.cfg.CallTimeout)
 			_, err := n.peers.Apply(cctx, p, batch)
@@ -133,10 +142,13 @@ func (n *Node) Cleanup(ctx context.Context) (int, error) {
 
 // holdsSame reports whether peer's bucket digests of (a, b] equal mine, this
 // node's: then it holds the same entries there at the same versions. A peer
-// that does not answer does not.
-func (n *Node) holdsSame(ctx context.Context, peer chord.Peer, a, b ring.ID, mine []store.BucketDigest) bool {
+// still taking over its ranges declines (Node.DeclineRepair).
+func (n *Node) holdsSame(ctx context.Context, peer chord.Peer, a, b ring.ID, mine []store.BucketDigest) (bool, error) {
 	cctx, cancel := context.WithTimeout(ctx, n.cfg.CallTimeout)
 	defer cancel()
-	theirs, err := n.peers.Digests(cctx, peer, a, b, 0)
-	return err == nil && len(differingBuckets(mine, theirs)) == 0
+	theirs, err := n.peers.Digests(cctx, peer, a, b, 0, true)
+	if err != nil {
+		return false, err
+	}
+	return len(differingBuckets(mine, theirs)) == 0, nil
 }

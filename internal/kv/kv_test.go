@@ -211,7 +211,7 @@ func (f *fakePeers) Read(_ context.Context, p chord.Peer, keys [][]byte) ([]Read
 	}
 	return out, nil
 }
-func (f *fakePeers) Digests(_ context.Context, p chord.Peer, a, b ring.ID, horizon uint64) ([]store.BucketDigest, error) {
+func (f *fakePeers) Digests(_ context.Context, p chord.Peer, a, b ring.ID, horizon uint64, _ bool) ([]store.BucketDigest, error) {
 	s, err := f.get(p)
 	if err != nil {
 		return nil, err

@@ -161,14 +161,30 @@ func (n *Node) takeOver(ctx context.Context, nb chord.Neighbors) error {
 // key's newer entry to the side that lacks it, both ways; keys written less
 // than RepairSettle ago are left to the write path. After a crash the node
 // whose range grew to cover the dead node's keys re-creates their missing
-// replicas here. It returns how many replicas it compared.
+// replicas here. It returns how many replicas it compared. A node still
+// taking over its ranges after a join skips the round.
 func (n *Node) AntiEntropy(ctx context.Context) (int, error) {
 	nb := n.ring.Neighbors()
 	if !n.ring.IsMember() || nb.Predecessor.IsZero() {
 		return 0, nil
 	}
+	if !n.synced.Load() {
+		return 0, nil // the take-over after the join moves the same entries
+	}
 	targets := nb.Successors[:min(len(nb.Successors), n.cfg.Replicas-1)]
 	return n.syncWith(ctx, targets, nb.Predecessor.ID, exchangeSettled)
+}
+
+// DeclineRepair is a replica's answer to periodic repair's requests
+// (anti-entropy, cleanup) before it serves them: ErrUnavailable while it is
+// still taking over its ranges after a join, whose pulls move the same
+// entries (a repair round would push a displaced range to it a second time,
+// on top of its own pull); nil once it has.
+func (n *Node) DeclineRepair() error {
+	if n.synced.Load() {
+		return nil
+	}
+	return fmt.Errorf("%w: %s is still taking over its ranges after joining; repair it in a later round", ErrUnavailable, n.self.Addr)
 }
 
 // HandOff is what a node does before leaving gracefully: it gives every
@@ -286,7 +302,7 @@ func (n *Node) syncRange(ctx context.Context, peer chord.Peer, a, b ring.ID, mod
 		horizon = store.HLCAt(store.HLCTime(n.clock.Now()).Add(-n.cfg.RepairSettle))
 	}
 	cctx, cancel := context.WithTimeout(ctx, n.cfg.CallTimeout)
-	theirs, err := n.peers.Digests(cctx, peer, a, b, horizon)
+	theirs, err := n.peers.Digests(cctx, peer, a, b, horizon, mode == exchangeSettled)
 	cancel()
 	if err != nil {
 		return 0, fmt.Errorf("digests from %s: %w", peer.Addr, err)

@@ -248,10 +248,15 @@ func (e kvEndpoint) ReadStored(ctx context.Context, to chord.Peer, keys [][]byte
 	return k.KV.ReadReplica(ctx, keys, true)
 }
 
-func (e kvEndpoint) Digests(ctx context.Context, to chord.Peer, a, b ring.ID, horizon uint64) ([]store.BucketDigest, error) {
+func (e kvEndpoint) Digests(ctx context.Context, to chord.Peer, a, b ring.ID, horizon uint64, repair bool) ([]store.BucketDigest, error) {
 	k, err := e.target(ctx, to)
 	if err != nil {
 		return nil, err
+	}
+	if repair {
+		if err := k.KV.DeclineRepair(); err != nil {
+			return nil, err
+		}
 	}
 	return k.Store.SettledDigests(a, b, horizon)
 }

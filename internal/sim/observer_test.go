@@ -180,3 +180,83 @@ func (c *KVCluster) strayKey(t *testing.T, keys int) ([]byte, chord.Peer) {
 	t.Fatal("no node holds a key outside its replica set")
 	return nil, chord.Peer{}
 }
+
+// While a joiner takes over its ranges, periodic repair leaves it alone:
+// it skips its own anti-entropy, and declines the others' anti-entropy and
+// cleanup (kv.Node.DeclineRepair), which would push it the ranges its own
+// pulls move, a second time. Once it has taken them over, cleanup drops
+// the displaced copies, pushing nothing.
+func TestKVRepairWaitsForAJoinersTakeOver(t *testing.T) {
+	obs := &transferCounter{}
+	kvcfg := kv.DefaultConfig()
+	kvcfg.Replicas = 3
+	kvcfg.Observer = obs
+	c := NewKVCluster(13, template(), kvcfg)
+	if _, err := c.CreateKV(); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		members := c.Members()
+		if _, err := c.JoinKV(ctx, members[c.Net.Rand().IntN(len(members))].Self().Addr); err != nil {
+			t.Fatal(err)
+		}
+		c.Round(ctx)
+	}
+	converge(t, c.Cluster, 500, false)
+	const keys = 400
+	via := c.KV(c.Members()[0].Self().Addr).KV
+	for i := range keys {
+		if _, err := via.Put(ctx, fmt.Appendf(nil, "key-%d", i), []byte("v"), kv.All, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		c.RepairRound(ctx)
+	}
+
+	// A join stopped before its take-over.
+	node := c.newNode()
+	joiner, err := c.attach(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := node.Join(ctx, []string{c.Members()[0].Self().Addr}); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, c.Cluster, 500, false)
+	for _, m := range c.Members() {
+		k := c.KV(m.Self().Addr).KV
+		_, _ = k.AntiEntropy(ctx)
+		_, _ = k.Cleanup(ctx)
+	}
+	if held := joiner.Store.Stats().Keys; held != 0 {
+		t.Fatalf("repair rounds pushed %d keys to a joiner still taking over its ranges", held)
+	}
+
+	if err := joiner.KV.SyncAfterJoin(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if joiner.Store.Stats().Keys == 0 {
+		t.Fatal("the take-over pulled nothing; the test does not exercise it")
+	}
+	before := obs.out.Load()
+	removed := 0
+	for _, m := range c.Members() {
+		n, err := c.KV(m.Self().Addr).KV.Cleanup(ctx)
+		if err != nil {
+			t.Fatalf("cleanup at %s after the take-over: %v", m.Self().Addr, err)
+		}
+		removed += n
+	}
+	if pushed := obs.out.Load() - before; removed == 0 || pushed != 0 {
+		t.Errorf("after the take-over, cleanup dropped %d copies and pushed %d entries; want some dropped and none pushed", removed, pushed)
+	}
+	for i := range keys {
+		key := fmt.Appendf(nil, "key-%d", i)
+		for _, p := range c.Replicas(key) {
+			if _, found, err := c.KV(p.Addr).Store.Get(key); err != nil || !found {
+				t.Fatalf("%s: replica %s has no copy: found %v, %v", key, p.Addr, found, err)
+			}
+		}
+	}
+}

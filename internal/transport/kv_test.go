@@ -195,7 +195,7 @@ func TestReplicaRoundTrip(t *testing.T) {
 	}
 
 	whole := ring.ID{}
-	ds, err := c.Digests(ctx, to, whole, whole, 0)
+	ds, err := c.Digests(ctx, to, whole, whole, 0, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestReplicaRoundTrip(t *testing.T) {
 		t.Errorf("digests differ from the store's: %d vs %d", len(ds), len(want))
 	}
 	// Settled digests below every write here leave all of them out.
-	settled, err := c.Digests(ctx, to, whole, whole, 1)
+	settled, err := c.Digests(ctx, to, whole, whole, 1, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,6 +405,8 @@ type fakeKV struct {
 	forwarded []bool
 	// storedOnly records each replica read's flag (ReadReplica).
 	storedOnly []bool
+	// declineRepair is DeclineRepair's answer.
+	declineRepair error
 }
 
 func (f *fakeKV) record(fwd bool) {
@@ -471,7 +473,8 @@ func (f *fakeKV) ReadReplica(_ context.Context, keys [][]byte, storedOnly bool) 
 	f.storedOnly = append(f.storedOnly, storedOnly)
 	return make([]kv.ReadResult, len(keys)), f.err
 }
-func (f *fakeKV) IsMember() bool { return f.member }
+func (f *fakeKV) DeclineRepair() error { return f.declineRepair }
+func (f *fakeKV) IsMember() bool       { return f.member }
 func (f *fakeKV) SettledDigests(_, _ ring.ID, _ uint64) ([]store.BucketDigest, error) {
 	return nil, f.err
 }
@@ -609,6 +612,23 @@ func TestReadStoredReachesTheNode(t *testing.T) {
 	defer f.mu.Unlock()
 	if !slices.Equal(f.storedOnly, []bool{false, true}) {
 		t.Errorf("stored_only of a Read and a ReadStored = %v, want [false true]", f.storedOnly)
+	}
+}
+
+// A node still taking over its ranges declines periodic repair's digest
+// requests, Unavailable, and answers a take-over's or a hand-off's.
+func TestDigestsForRepairDeclinedDuringTakeOver(t *testing.T) {
+	f := &fakeKV{member: true, declineRepair: fmt.Errorf("%w: still taking over", kv.ErrUnavailable)}
+	to := startFakeKV(t, f)
+	c := NewClient()
+	defer c.Close()
+	ctx := ctxTimeout(t, 5*time.Second)
+	var whole ring.ID
+	if _, err := c.Digests(ctx, to, whole, whole, 0, false); err != nil {
+		t.Errorf("digests for a take-over: %v", err)
+	}
+	if _, err := c.Digests(ctx, to, whole, whole, 0, true); status.Code(err) != codes.Unavailable {
+		t.Errorf("digests for repair: %v, want Unavailable", err)
 	}
 }
 

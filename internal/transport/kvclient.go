@@ -320,10 +320,10 @@ func decodeBatchResults[R batchResult](addr string, items []kv.Item, got []R, ou
 }
 
 // Digests implements kv.Peers.
-func (c *Client) Digests(ctx context.Context, to chord.Peer, a, b ring.ID, horizon uint64) ([]store.BucketDigest, error) {
+func (c *Client) Digests(ctx context.Context, to chord.Peer, a, b ring.ID, horizon uint64, repair bool) ([]store.BucketDigest, error) {
 	var ds []store.BucketDigest
 	err := c.call(ctx, to.Addr, "digests", func(ctx context.Context, cc *grpc.ClientConn) error {
-		resp, err := pb.NewReplicaClient(cc).Digests(ctx, &pb.DigestsRequest{From: a[:], To: b[:], SettledBefore: horizon})
+		resp, err := pb.NewReplicaClient(cc).Digests(ctx, &pb.DigestsRequest{From: a[:], To: b[:], SettledBefore: horizon, Repair: repair})
 		if err != nil {
 			return err
 		}

@@ -46,6 +46,7 @@ type KVNode interface {
 	ApplyFrom(coordinator chord.Peer, entries []store.Entry) (int, error)
 	GrantLease(holder chord.Peer, from, to ring.ID, d time.Duration) error
 	ReadReplica(ctx context.Context, keys [][]byte, storedOnly bool) ([]kv.ReadResult, error)
+	DeclineRepair() error
 }
 
 // RangeReader is what the Replica service reads ranges from; *store.Store
@@ -260,6 +261,11 @@ func (s *KVServer) Digests(_ context.Context, req *pb.DigestsRequest) (*pb.Diges
 	a, b, err := decodeRange(req.GetFrom(), req.GetTo())
 	if err != nil {
 		return nil, invalidArgument(err)
+	}
+	if req.GetRepair() {
+		if err := s.node.DeclineRepair(); err != nil {
+			return nil, kvStatus(err)
+		}
 	}
 	ds, err := s.ranges.SettledDigests(a, b, req.GetSettledBefore())
 	if err != nil {

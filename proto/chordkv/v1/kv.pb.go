@@ -1420,6 +1420,11 @@ type DigestsRequest struct {
 	// arrived, so that writes in flight between replicas do not make buckets
 	// differ. A replica that predates the field answers with plain digests.
 	SettledBefore uint64 `protobuf:"varint,3,opt,name=settled_before,json=settledBefore,proto3" json:"settled_before,omitempty"`
+	// repair marks periodic repair's requests (anti-entropy, cleanup). A
+	// replica still taking over its ranges after a join declines them with
+	// UNAVAILABLE: its take-over moves the same entries, and the asker's next
+	// round finds it done. A take-over's or a hand-off's requests are answered.
+	Repair        bool `protobuf:"varint,4,opt,name=repair,proto3" json:"repair,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1473,6 +1478,13 @@ func (x *DigestsRequest) GetSettledBefore() uint64 {
 		return x.SettledBefore
 	}
 	return 0
+}
+
+func (x *DigestsRequest) GetRepair() bool {
+	if x != nil {
+		return x.Repair
+	}
+	return false
 }
 
 type BucketDigest struct {
@@ -1770,11 +1782,12 @@ const file_chordkv_v1_kv_proto_rawDesc = "" +
 	"\vstored_only\x18\x02 \x01(\bR\n" +
 	"storedOnly\"F\n" +
 	"\x10ReadManyResponse\x122\n" +
-	"\aresults\x18\x01 \x03(\v2\x18.chordkv.v1.ReadResponseR\aresults\"[\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.chordkv.v1.ReadResponseR\aresults\"s\n" +
 	"\x0eDigestsRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\fR\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\fR\x02to\x12%\n" +
-	"\x0esettled_before\x18\x03 \x01(\x04R\rsettledBefore\">\n" +
+	"\x0esettled_before\x18\x03 \x01(\x04R\rsettledBefore\x12\x16\n" +
+	"\x06repair\x18\x04 \x01(\bR\x06repair\">\n" +
 	"\fBucketDigest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\rR\x06bucket\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\x06R\x06digest\"E\n" +
