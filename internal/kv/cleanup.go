@@ -18,7 +18,10 @@ import (
 // predecessor; every entry outside is pushed to its key's current replica
 // set (found by lookup) and removed here only once all of them stored it,
 // and only at the version pushed. Entries whose replica set, by lookup,
-// still includes this node are kept whatever the predecessor walk said.
+// still includes this node are kept whatever the predecessor walk said, and
+// so are those whose lookup named fewer than r replicas: the answering node's
+// successor list was short, as right after a join, when it may leave out
+// the joiner that is about to pull the range from this node.
 //
 // Each batch covers an arc of the ring, from the previous batch's last key
 // (or the set's start) to its own last key. Before pushing it to a replica,
@@ -53,7 +56,7 @@ func (n *Node) Cleanup(ctx context.Context) (int, error) {
 			return
 		}
 		defer func() { batch = batch[:0] }()
-		if slices.ContainsFunc(set, func(p chord.Peer) bool { return p.Addr == n.self.Addr }) {
+		if len(set) < n.cfg.Replicas || slices.ContainsFunc(set, func(p chord.Peer) bool { return p.Addr == n.self.Addr }) {
 			return
 		}
 		// The batch was read before the digests are: a replica whose

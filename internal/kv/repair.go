@@ -77,7 +77,8 @@ func (n *Node) MarkSynced() { n.synced.Store(true) }
 func (n *Node) Synced() bool { return n.synced.Load() }
 
 // SyncAfterJoin takes over a joining node's ranges before it serves reads for
-// them: it waits (up to JoinSyncTimeout) to learn its predecessor, then pulls
+// them: it waits (up to JoinSyncTimeout) to learn its predecessor and r-1
+// successors (knowsReplicaSets), then pulls
 // (predecessor, self] from its successor, the range's previous owner, and
 // compares it key by key with the next r-1 successors, the rest of the
 // range's previous replica set. Then it pulls each range it now replicates
@@ -105,7 +106,7 @@ func (n *Node) SyncAfterJoin(ctx context.Context) error {
 	for {
 		nb := n.ring.Neighbors()
 		var err error
-		if !nb.Predecessor.IsZero() && len(nb.Successors) > 0 {
+		if n.knowsReplicaSets(nb) {
 			if err = n.takeOver(ctx, nb); err == nil {
 				return nil
 			}
@@ -115,7 +116,7 @@ func (n *Node) SyncAfterJoin(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("%w; serving reads all the same after %s, anti-entropy will catch up", err, n.cfg.JoinSyncTimeout)
 			}
-			return fmt.Errorf("sync after join: no predecessor after %s; serving reads without a pull, anti-entropy will catch up", n.cfg.JoinSyncTimeout)
+			return fmt.Errorf("sync after join: no predecessor, or fewer than %d successors, after %s; serving reads without a pull, anti-entropy will catch up", n.cfg.Replicas-1, n.cfg.JoinSyncTimeout)
 		}
 		select {
 		case <-ctx.Done():
@@ -123,6 +124,21 @@ func (n *Node) SyncAfterJoin(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// knowsReplicaSets reports whether nb names every node a take-over reads
+// from: the predecessor, and r-1 successors or, in a ring of at most r
+// nodes, all of them (the list reaches round to the predecessor). Right
+// after a join the successor list holds the successor alone until the
+// node's first stabilize adopts the successor's list; a take-over then
+// would skip the predecessors' ranges, which come from successors 1 to
+// r-2, and report success.
+func (n *Node) knowsReplicaSets(nb chord.Neighbors) bool {
+	if nb.Predecessor.IsZero() || len(nb.Successors) == 0 {
+		return false
+	}
+	return len(nb.Successors) >= n.cfg.Replicas-1 ||
+		slices.ContainsFunc(nb.Successors, func(p chord.Peer) bool { return p.Addr == nb.Predecessor.Addr })
 }
 
 // takeOver is SyncAfterJoin's work once the node knows its neighbours.
@@ -143,9 +159,11 @@ func (n *Node) takeOver(ctx context.Context, nb chord.Neighbors) error {
 		errs = append(errs, err)
 	}
 	for _, m := range moves {
-		if _, err := n.syncRange(ctx, m.peer, m.from, m.owner.ID, pullAll); err != nil {
+		buckets, err := n.syncRange(ctx, m.peer, m.from, m.owner.ID, pullAll)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("%s's range from %s: %w", m.owner.Addr, m.peer.Addr, err))
 		}
+		n.log.Debug("pulled a predecessor's range", "owner", m.owner.Addr, "from", m.peer.Addr, "buckets", buckets)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("sync after join: pulled (%s, %s] from %s, but not everything else: %w",
@@ -247,6 +265,7 @@ func (n *Node) replicaMoves(ctx context.Context, nb chord.Neighbors) ([]replicaM
 		}
 		moves = append(moves, replicaMove{from: preds[i].ID, owner: preds[i-1], peer: peer})
 	}
+	n.log.Debug("ranges replicated for predecessors", "predecessors", peerAddrs(preds), "successors", peerAddrs(nb.Successors), "moves", len(moves), "err", err)
 	return moves, err
 }
 
@@ -518,4 +537,13 @@ func (n *Node) Run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// peerAddrs lists peers' addresses, for logs.
+func peerAddrs(peers []chord.Peer) []string {
+	out := make([]string, len(peers))
+	for i, p := range peers {
+		out[i] = p.Addr
+	}
+	return out
 }

@@ -120,7 +120,9 @@ func (c *KVCluster) JoinKV(ctx context.Context, via string) (*KVNode, error) {
 		return k, err
 	}
 	// The newcomer's predecessor learns of it on its next stabilize, which
-	// notifies the newcomer; run that now so the range hand-off can start.
+	// notifies the newcomer, and the newcomer's own stabilize fills its
+	// successor list; run both now so the range hand-off can start.
+	_ = n.Stabilize(ctx)
 	if pred := c.Oracle().Predecessor(n.Self()); !pred.IsZero() {
 		_ = c.Net.Node(pred.Addr).Stabilize(ctx)
 	}

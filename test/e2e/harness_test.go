@@ -513,6 +513,7 @@ type StatusView struct {
 	Predecessor string   `json:"predecessor"`
 	Successors  []string `json:"successors"`
 	Ready       bool     `json:"ready"`
+	Synced      bool     `json:"synced"`
 	StoredKeys  int64    `json:"stored_keys"`
 	ReadLease   struct {
 		Held        bool     `json:"held"`

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/chordkv/chordkv/internal/chord"
@@ -120,4 +121,103 @@ func TestJoinBehindAnOwnerThatMissedWrites(t *testing.T) {
 		return errors.Join(errs...)
 	})
 	logTiming(t, "keys readable through the owner after the join", took)
+}
+
+// A join moves each key once. Real processes, r=3: three nodes hold 3,000
+// keys, then a fourth joins. The joiner pulls the keys of the ranges it now
+// replicates, and nothing else moves: cleanup compares digests before
+// pushing the copies the join displaced, and finds every replica holding
+// them. The displaced copies are dropped: the ring ends with three copies
+// of each key. Before, each displaced copy was pushed to all three of its
+// replicas (this failed with 1,881 to 3,618 entries pushed per node). That
+// periodic repair leaves a joiner alone while it takes over its ranges is
+// the simulator's TestKVRepairWaitsForAJoinersTakeOver: here the take-over
+// of 3,000 keys is over before a repair round can reach it.
+func TestJoinMovesEachKeyOnce(t *testing.T) {
+	c := NewCluster(t, 3, ringSuccessors)
+	c.ExtraArgs = []string{"--replicas", "3", "--anti-entropy-interval", "1s"}
+	metricsAddrs := freeAddrs(t, 4)
+	for i, n := range c.Nodes {
+		n.ExtraArgs = []string{"--metrics-addr", metricsAddrs[i]}
+		n.Start(t)
+	}
+	three := slices.Clone(c.Nodes)
+	c.Eventually(t, "3 processes converge", ringDeadline, func() error { return checkConverged(c, three) })
+	const keys = 3000
+	var in strings.Builder
+	for i := range keys {
+		fmt.Fprintf(&in, "join-%05d v%d\n", i, i)
+	}
+	if r := c.CLIWithInput([]byte(in.String()), "put", "--batch", "--endpoints", three[0].Addr, "--timeout", "10s"); r.Code != exitOK {
+		t.Fatalf("put --batch: %v", r)
+	}
+	stored := func(nodes []*Node) ([]int64, error) {
+		var out []int64
+		for _, n := range nodes {
+			st, err := c.Status(n.Addr)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, st.StoredKeys)
+		}
+		return out, nil
+	}
+	c.Eventually(t, "each of the 3 nodes holds every key", ringDeadline, func() error {
+		got, err := stored(three)
+		if err == nil && slices.ContainsFunc(got, func(n int64) bool { return n != keys }) {
+			err = fmt.Errorf("stored keys %v, want %d on each", got, keys)
+		}
+		return err
+	})
+
+	joiner := c.AddNode(freeAddrs(t, 1)[0])
+	joiner.Join = []string{three[0].Addr}
+	joiner.ExtraArgs = []string{"--metrics-addr", metricsAddrs[3]}
+	joiner.Start(t)
+	c.Eventually(t, "4 processes converge and the joiner takes over its ranges", ringDeadline, func() error {
+		if err := checkConverged(c, c.Nodes); err != nil {
+			return err
+		}
+		st, err := c.Status(joiner.Addr)
+		if err == nil && !st.Synced {
+			err = fmt.Errorf("%s has not taken over its ranges yet", joiner.Addr)
+		}
+		return err
+	})
+	took := c.Eventually(t, "the displaced copies are dropped", ringDeadline, func() error {
+		got, err := stored(c.Nodes)
+		if err != nil {
+			return err
+		}
+		var sum int64
+		for _, n := range got {
+			sum += n
+		}
+		if sum != 3*keys {
+			return fmt.Errorf("stored keys %v, %d in all, want %d: three copies of each key", got, sum, 3*keys)
+		}
+		return nil
+	})
+	logTiming(t, "displaced copies dropped after the take-over", took)
+
+	for i, n := range three {
+		out, err := scrapeValue(metricsAddrs[i], `chordkv_handoff_keys_total{direction="out"}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out != 0 {
+			t.Errorf("%s pushed %v entries to its peers; the replicas held them all, and the joiner pulls its own", n.Addr, out)
+		}
+	}
+	pulled, err := scrapeValue(metricsAddrs[3], `chordkv_handoff_keys_total{direction="in"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Status(joiner.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pulled != float64(st.StoredKeys) || pulled == 0 {
+		t.Errorf("the joiner pulled %v entries and stores %d keys; want each key pulled once", pulled, st.StoredKeys)
+	}
 }
