@@ -128,11 +128,10 @@ func (n *Node) SyncAfterJoin(ctx context.Context) error {
 
 // knowsReplicaSets reports whether nb names every node a take-over reads
 // from: the predecessor, and r-1 successors or, in a ring of at most r
-// nodes, all of them (the list reaches round to the predecessor). Right
-// after a join the successor list holds the successor alone until the
-// node's first stabilize adopts the successor's list; a take-over then
-// would skip the predecessors' ranges, which come from successors 1 to
-// r-2, and report success.
+// nodes, all of them (the list reaches round to the predecessor). A join
+// adopts its successor's list, so this normally holds at once; but with a
+// shorter list a take-over would skip the predecessors' ranges, which come
+// from successors 1 to r-2 (replicaMoves), and still report success.
 func (n *Node) knowsReplicaSets(nb chord.Neighbors) bool {
 	if nb.Predecessor.IsZero() || len(nb.Successors) == 0 {
 		return false
