@@ -89,32 +89,7 @@ func TestKVObserverSeesHandOff(t *testing.T) {
 func TestKVCleanupPushesOnlyWhatReplicasLack(t *testing.T) {
 	for _, missing := range []bool{false, true} {
 		t.Run(fmt.Sprintf("a replica missing a key=%v", missing), func(t *testing.T) {
-			obs := &transferCounter{}
-			kvcfg := kv.DefaultConfig()
-			kvcfg.Replicas = 3
-			kvcfg.Observer = obs
-			c := NewKVCluster(11, template(), kvcfg)
-			if _, err := c.CreateKV(); err != nil {
-				t.Fatal(err)
-			}
-			for range 5 {
-				members := c.Members()
-				if _, err := c.JoinKV(ctx, members[c.Net.Rand().IntN(len(members))].Self().Addr); err != nil {
-					t.Fatal(err)
-				}
-				c.Round(ctx)
-			}
-			converge(t, c.Cluster, 500, false)
-			const keys = 400
-			via := c.KV(c.Members()[0].Self().Addr).KV
-			for i := range keys {
-				if _, err := via.Put(ctx, fmt.Appendf(nil, "key-%d", i), []byte("v"), kv.All, false); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for range 2 {
-				c.RepairRound(ctx)
-			}
+			c, obs := newObservedKVCluster(t, 11)
 			if _, err := c.JoinKV(ctx, c.Members()[0].Self().Addr); err != nil {
 				t.Fatal(err)
 			}
@@ -122,7 +97,7 @@ func TestKVCleanupPushesOnlyWhatReplicasLack(t *testing.T) {
 			if missing {
 				// A key some node holds outside its replica set: drop it
 				// from one of its replicas, which cleanup must restore.
-				key, replica := c.strayKey(t, keys)
+				key, replica := c.strayKey(t, observedKeys)
 				var whole ring.ID // (a, a] is the whole ring
 				dropped, err := c.KV(replica.Addr).Store.RemoveIf(whole, whole, func(e store.Entry) bool { return bytes.Equal(e.Key, key) })
 				if err != nil || dropped != 1 {
@@ -131,14 +106,7 @@ func TestKVCleanupPushesOnlyWhatReplicasLack(t *testing.T) {
 			}
 
 			before := obs.out.Load()
-			removed := 0
-			for _, m := range c.Members() {
-				n, err := c.KV(m.Self().Addr).KV.Cleanup(ctx)
-				if err != nil {
-					t.Fatalf("cleanup at %s: %v", m.Self().Addr, err)
-				}
-				removed += n
-			}
+			removed := c.cleanupAll(t)
 			if removed == 0 {
 				t.Fatal("no node dropped a copy after the join; the test does not exercise cleanup")
 			}
@@ -149,14 +117,7 @@ func TestKVCleanupPushesOnlyWhatReplicasLack(t *testing.T) {
 			case missing && (pushed == 0 || pushed >= int64(removed)):
 				t.Errorf("cleanup dropped %d copies and pushed %d entries; want at least the missing one, and far fewer than all", removed, pushed)
 			}
-			for i := range keys {
-				key := fmt.Appendf(nil, "key-%d", i)
-				for _, p := range c.Replicas(key) {
-					if _, found, err := c.KV(p.Addr).Store.Get(key); err != nil || !found {
-						t.Fatalf("%s: replica %s has no copy after cleanup: found %v, %v", key, p.Addr, found, err)
-					}
-				}
-			}
+			c.checkReplicasHoldKeys(t)
 		})
 	}
 }
@@ -187,32 +148,7 @@ func (c *KVCluster) strayKey(t *testing.T, keys int) ([]byte, chord.Peer) {
 // pulls move, a second time. Once it has taken them over, cleanup drops
 // the displaced copies, pushing nothing.
 func TestKVRepairWaitsForAJoinersTakeOver(t *testing.T) {
-	obs := &transferCounter{}
-	kvcfg := kv.DefaultConfig()
-	kvcfg.Replicas = 3
-	kvcfg.Observer = obs
-	c := NewKVCluster(13, template(), kvcfg)
-	if _, err := c.CreateKV(); err != nil {
-		t.Fatal(err)
-	}
-	for range 5 {
-		members := c.Members()
-		if _, err := c.JoinKV(ctx, members[c.Net.Rand().IntN(len(members))].Self().Addr); err != nil {
-			t.Fatal(err)
-		}
-		c.Round(ctx)
-	}
-	converge(t, c.Cluster, 500, false)
-	const keys = 400
-	via := c.KV(c.Members()[0].Self().Addr).KV
-	for i := range keys {
-		if _, err := via.Put(ctx, fmt.Appendf(nil, "key-%d", i), []byte("v"), kv.All, false); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for range 2 {
-		c.RepairRound(ctx)
-	}
+	c, obs := newObservedKVCluster(t, 13)
 
 	// A join stopped before its take-over.
 	node := c.newNode()
@@ -240,18 +176,53 @@ func TestKVRepairWaitsForAJoinersTakeOver(t *testing.T) {
 		t.Fatal("the take-over pulled nothing; the test does not exercise it")
 	}
 	before := obs.out.Load()
-	removed := 0
-	for _, m := range c.Members() {
-		n, err := c.KV(m.Self().Addr).KV.Cleanup(ctx)
-		if err != nil {
-			t.Fatalf("cleanup at %s after the take-over: %v", m.Self().Addr, err)
-		}
-		removed += n
-	}
+	removed := c.cleanupAll(t)
 	if pushed := obs.out.Load() - before; removed == 0 || pushed != 0 {
 		t.Errorf("after the take-over, cleanup dropped %d copies and pushed %d entries; want some dropped and none pushed", removed, pushed)
 	}
-	for i := range keys {
+	c.checkReplicasHoldKeys(t)
+}
+
+// observedKeys is how many keys newObservedKVCluster writes.
+const observedKeys = 400
+
+// newObservedKVCluster is a 6-node ring, r = 3, whose range transfers obs
+// counts, holding observedKeys keys ("key-N") on all their replicas.
+func newObservedKVCluster(t *testing.T, seed uint64) (*KVCluster, *transferCounter) {
+	t.Helper()
+	obs := &transferCounter{}
+	kvcfg := kv.DefaultConfig()
+	kvcfg.Replicas = 3
+	kvcfg.Observer = obs
+	c := NewKVCluster(seed, template(), kvcfg)
+	if _, err := c.CreateKV(); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		members := c.Members()
+		if _, err := c.JoinKV(ctx, members[c.Net.Rand().IntN(len(members))].Self().Addr); err != nil {
+			t.Fatal(err)
+		}
+		c.Round(ctx)
+	}
+	converge(t, c.Cluster, 500, false)
+	via := c.KV(c.Members()[0].Self().Addr).KV
+	for i := range observedKeys {
+		if _, err := via.Put(ctx, fmt.Appendf(nil, "key-%d", i), []byte("v"), kv.All, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		c.RepairRound(ctx)
+	}
+	return c, obs
+}
+
+// checkReplicasHoldKeys fails t unless each of the observedKeys keys is on
+// every member of its replica set.
+func (c *KVCluster) checkReplicasHoldKeys(t *testing.T) {
+	t.Helper()
+	for i := range observedKeys {
 		key := fmt.Appendf(nil, "key-%d", i)
 		for _, p := range c.Replicas(key) {
 			if _, found, err := c.KV(p.Addr).Store.Get(key); err != nil || !found {
@@ -259,4 +230,19 @@ func TestKVRepairWaitsForAJoinersTakeOver(t *testing.T) {
 			}
 		}
 	}
+}
+
+// cleanupAll runs a cleanup round on every member and returns how many
+// copies they dropped; a round that fails fails t.
+func (c *KVCluster) cleanupAll(t *testing.T) int {
+	t.Helper()
+	removed := 0
+	for _, m := range c.Members() {
+		n, err := c.KV(m.Self().Addr).KV.Cleanup(ctx)
+		if err != nil {
+			t.Fatalf("cleanup at %s: %v", m.Self().Addr, err)
+		}
+		removed += n
+	}
+	return removed
 }
