@@ -20,8 +20,9 @@ import (
 // and only at the version pushed. Entries whose replica set, by lookup,
 // still includes this node are kept whatever the predecessor walk said, and
 // so are those whose lookup named fewer than r replicas: the answering node's
-// successor list was short, as right after a join, when it may leave out
-// the joiner that is about to pull the range from this node.
+// successor list was short, as in a ring of r nodes that one has just
+// joined, whose list may leave out the joiner that is about to pull the
+// range from this node (TestJoinMovesEachKeyOnce).
 //
 // Each batch covers an arc of the ring, from the previous batch's last key
 // (or the set's start) to its own last key. Before pushing it to a replica,
