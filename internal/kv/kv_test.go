@@ -588,7 +588,7 @@ func TestReplicaReadDuringTakeOver(t *testing.T) {
 				}
 			}
 			peers.setDead(others[0], !tt.successor)
-			got, err := n.ReadReplica(ctx, [][]byte{[]byte("k")}, tt.storedOnly)
+			got, err := n.ReadReplica(ctx, [][]byte{[]byte("k")}, tt.storedOnly, 0)
 			if asked := peers.reads[others[0].Addr]; asked != tt.wantAsked {
 				t.Errorf("the successor was read %d times, want %d", asked, tt.wantAsked)
 			}
@@ -609,3 +609,34 @@ func TestReplicaReadDuringTakeOver(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// With a budget, a replica read answers the longest prefix of the keys
+// whose values fit in it, at least one key: a read of many large values is
+// held in memory a part at a time. A node taking over its ranges asks its
+// successor for that prefix only.
+func TestReplicaReadBudget(t *testing.T) {
+	n, peers, others := newTestNode(t)
+	keys := [][]byte{[]byte("a"), []byte("b"), []byte("c")}
+	for _, k := range keys {
+		e := store.Entry{Key: k, Value: make([]byte, 600), Version: store.Version{HLC: 1, Node: ring.HashKey(k)}}
+		if _, err := n.local.Apply(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		budget, want int
+	}{
+		{0, 3}, {100, 1}, {1200, 2}, {1799, 2}, {1800, 3},
+	}
+	for _, tt := range tests {
+		got, err := n.ReadReplica(ctx, keys, false, tt.budget)
+		if err != nil || len(got) != tt.want {
+			t.Errorf("budget %d: %d results, %v; want %d", tt.budget, len(got), err, tt.want)
+		}
+	}
+	n.synced.Store(false)
+	got, err := n.ReadReplica(ctx, keys, false, 1200)
+	if err != nil || len(got) != 2 || peers.reads[others[0].Addr] != 1 {
+		t.Errorf("taking over, budget 1200: %d results, %v, %d reads of the successor; want 2 and 1", len(got), err, peers.reads[others[0].Addr])
+	}
+}

@@ -334,7 +334,10 @@ func (n *Node) observe(entries []store.Entry) {
 }
 
 // ReadReplica is a replica's answer to a read of keys by a coordinator or a
-// repair: results[i] answers keys[i], tombstones included.
+// repair: results[i] answers keys[i], tombstones included. With budget
+// above 0 it answers a prefix of keys, the longest (at least one key) whose
+// values fit in budget bytes, so that a request for many large values is
+// read a part at a time, not held in memory whole.
 //
 // A node still taking over its ranges after a join (SyncAfterJoin) does not
 // answer from its store alone: it also reads its successor's copies and
@@ -349,18 +352,26 @@ func (n *Node) observe(entries []store.Entry) {
 // storedOnly asks for this node's store alone: the successor's own answer
 // to such a read, so that reads between joiners go one hop, not round the
 // ring.
-func (n *Node) ReadReplica(ctx context.Context, keys [][]byte, storedOnly bool) ([]ReadResult, error) {
-	out := make([]ReadResult, len(keys))
-	for i, key := range keys {
+func (n *Node) ReadReplica(ctx context.Context, keys [][]byte, storedOnly bool, budget int) ([]ReadResult, error) {
+	for _, key := range keys {
 		if err := n.checkKey(key); err != nil {
 			return nil, err
 		}
+	}
+	out := make([]ReadResult, 0, len(keys))
+	size := 0
+	for _, key := range keys {
 		e, found, err := n.local.Get(key)
 		if err != nil {
 			return nil, err
 		}
-		out[i] = ReadResult{Entry: e, Found: found}
+		if budget > 0 && size > 0 && size+len(e.Value) > budget {
+			break
+		}
+		size += len(e.Value)
+		out = append(out, ReadResult{Entry: e, Found: found})
 	}
+	keys = keys[:len(out)]
 	if storedOnly || n.synced.Load() {
 		return out, nil
 	}

@@ -239,7 +239,7 @@ func (e kvEndpoint) Read(ctx context.Context, to chord.Peer, keys [][]byte) ([]k
 	if err != nil {
 		return nil, err
 	}
-	return k.KV.ReadReplica(ctx, keys, false)
+	return k.KV.ReadReplica(ctx, keys, false, 0)
 }
 
 func (e kvEndpoint) ReadStored(ctx context.Context, to chord.Peer, keys [][]byte) ([]kv.ReadResult, error) {
@@ -247,7 +247,7 @@ func (e kvEndpoint) ReadStored(ctx context.Context, to chord.Peer, keys [][]byte
 	if err != nil {
 		return nil, err
 	}
-	return k.KV.ReadReplica(ctx, keys, true)
+	return k.KV.ReadReplica(ctx, keys, true, 0)
 }
 
 func (e kvEndpoint) Digests(ctx context.Context, to chord.Peer, a, b ring.ID, horizon uint64, repair bool) ([]store.BucketDigest, error) {

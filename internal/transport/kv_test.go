@@ -467,7 +467,7 @@ func (f *fakeKV) ApplyFrom(chord.Peer, []store.Entry) (int, error) { return 0, f
 func (f *fakeKV) GrantLease(chord.Peer, ring.ID, ring.ID, time.Duration) error {
 	return f.err
 }
-func (f *fakeKV) ReadReplica(_ context.Context, keys [][]byte, storedOnly bool) ([]kv.ReadResult, error) {
+func (f *fakeKV) ReadReplica(_ context.Context, keys [][]byte, storedOnly bool, _ int) ([]kv.ReadResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.storedOnly = append(f.storedOnly, storedOnly)

@@ -45,7 +45,7 @@ type KVNode interface {
 	ApplyLocal(entries []store.Entry) (int, error)
 	ApplyFrom(coordinator chord.Peer, entries []store.Entry) (int, error)
 	GrantLease(holder chord.Peer, from, to ring.ID, d time.Duration) error
-	ReadReplica(ctx context.Context, keys [][]byte, storedOnly bool) ([]kv.ReadResult, error)
+	ReadReplica(ctx context.Context, keys [][]byte, storedOnly bool, budget int) ([]kv.ReadResult, error)
 	DeclineRepair() error
 }
 
@@ -209,7 +209,7 @@ func (s *KVServer) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadRespo
 	if len(req.GetKey()) == 0 {
 		return nil, invalidArgument(errors.New("key is empty"))
 	}
-	got, err := s.node.ReadReplica(ctx, [][]byte{req.GetKey()}, false)
+	got, err := s.node.ReadReplica(ctx, [][]byte{req.GetKey()}, false, 0)
 	if err != nil {
 		return nil, kvStatus(err)
 	}
@@ -236,7 +236,7 @@ func (s *KVServer) ReadMany(ctx context.Context, req *pb.ReadManyRequest) (*pb.R
 			return nil, invalidArgument(fmt.Errorf("key %d is empty", i))
 		}
 	}
-	got, err := s.node.ReadReplica(ctx, keys, req.GetStoredOnly())
+	got, err := s.node.ReadReplica(ctx, keys, req.GetStoredOnly(), batchResponseBudget)
 	if err != nil {
 		return nil, kvStatus(err)
 	}
