@@ -160,6 +160,14 @@ func checkReplicas(replicas, successors int) error {
 	return nil
 }
 
+// successorListLength is how many successors a node keeps: the list asked
+// for, and at least r. A node's own replicas are itself and r-1 successors,
+// but a lookup answers with the list of the owner's predecessor, which
+// starts at the owner: with r-1 entries it would name r-1 replicas, and a
+// node coordinating a key it does not own (a client's fallback, a lagging
+// router) would write to, and clean up for, one replica too few.
+func successorListLength(successors, replicas int) int { return max(successors, replicas) }
+
 // advertiseAddr picks the address peers dial: Advertise if set, else the
 // listen address with the bound port filled in when it asked for port 0.
 func (c Config) advertiseAddr(bound net.Addr) (string, error) {

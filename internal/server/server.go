@@ -132,6 +132,11 @@ func newDaemon(cfg Config, bound net.Addr) (*daemon, error) {
 	if err := checkReplicas(kcfg.Replicas, ncfg.Successors); err != nil {
 		return nil, err
 	}
+	if n := successorListLength(ncfg.Successors, kcfg.Replicas); n != ncfg.Successors {
+		cfg.Logger.Info("keeping one more successor than --successors asks: a lookup names a key's replicas from the successor list of the owner's predecessor, which starts at the owner",
+			"successors", ncfg.Successors, "replicas", kcfg.Replicas, "kept", n)
+		ncfg.Successors = n
+	}
 	sec, err := loadSecurity(cfg.TLS)
 	if err != nil {
 		return nil, err

@@ -228,6 +228,24 @@ func TestReplicasMustFitTheSuccessorList(t *testing.T) {
 	}
 }
 
+// A node keeps at least r successors: a lookup takes a key's replicas from
+// the list of the owner's predecessor, which starts at the owner, so with
+// --successors r-1 (allowed) it would name one replica too few.
+func TestSuccessorListHoldsAReplicaSet(t *testing.T) {
+	tests := []struct{ successors, replicas, want int }{
+		{8, 3, 8},
+		{3, 3, 3},
+		{2, 3, 3},
+		{4, 5, 5},
+		{1, 1, 1},
+	}
+	for _, tt := range tests {
+		if got := successorListLength(tt.successors, tt.replicas); got != tt.want {
+			t.Errorf("--successors %d --replicas %d: keeps %d, want %d", tt.successors, tt.replicas, got, tt.want)
+		}
+	}
+}
+
 // TestKeysSurviveAGracefulStop writes through one node, reads through
 // another, then stops the owner of most keys' ranges with a graceful
 // shutdown: its hand-off must leave every key readable at consistency all
