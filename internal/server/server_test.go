@@ -244,6 +244,22 @@ func TestSuccessorListHoldsAReplicaSet(t *testing.T) {
 			t.Errorf("--successors %d --replicas %d: keeps %d, want %d", tt.successors, tt.replicas, got, tt.want)
 		}
 	}
+
+	// Five nodes started with --successors 2 --replicas 3 list 3.
+	two := func(c *Config) { c.Successors, c.Replicas = 2, 3 }
+	first := startNodeWith(t, nil, "", two)
+	nodes := []*testNode{first}
+	for range 4 {
+		nodes = append(nodes, startNodeWith(t, []string{first.addr}, "", two))
+	}
+	waitFor(t, "every node lists 3 successors", func() bool {
+		for _, n := range nodes {
+			if st, _ := status(t, n.addr); st == nil || len(st.GetSuccessors()) != 3 {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // TestKeysSurviveAGracefulStop writes through one node, reads through
