@@ -17,6 +17,15 @@ type Peer struct {
 // NewPeer builds the Peer for an advertised address.
 func NewPeer(addr string) Peer { return Peer{ID: ring.HashAddr(addr), Addr: addr} }
 
+// Addrs lists the peers' addresses, in order.
+func Addrs(ps []Peer) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Addr
+	}
+	return out
+}
+
 // IsZero reports whether p names no node.
 func (p Peer) IsZero() bool { return p.Addr == "" }
 

@@ -264,7 +264,7 @@ func (n *Node) replicaMoves(ctx context.Context, nb chord.Neighbors) ([]replicaM
 		}
 		moves = append(moves, replicaMove{from: preds[i].ID, owner: preds[i-1], peer: peer})
 	}
-	n.log.Debug("ranges replicated for predecessors", "predecessors", peerAddrs(preds), "successors", peerAddrs(nb.Successors), "moves", len(moves), "err", err)
+	n.log.Debug("ranges replicated for predecessors", "predecessors", chord.Addrs(preds), "successors", chord.Addrs(nb.Successors), "moves", len(moves), "err", err)
 	return moves, err
 }
 
@@ -536,13 +536,4 @@ func (n *Node) Run(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// peerAddrs lists peers' addresses, for logs.
-func peerAddrs(peers []chord.Peer) []string {
-	out := make([]string, len(peers))
-	for i, p := range peers {
-		out[i] = p.Addr
-	}
-	return out
 }

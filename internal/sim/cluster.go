@@ -142,7 +142,7 @@ func (c *Cluster) RingErrors(max int) []string {
 		st := c.Net.Node(p.Addr).Neighbors()
 		want := o.Successors(p, r)
 		if !samePeers(st.Successors, want) {
-			errs = append(errs, fmt.Sprintf("%s: successors %v, want %v", p.Addr, addrs(st.Successors), addrs(want)))
+			errs = append(errs, fmt.Sprintf("%s: successors %v, want %v", p.Addr, chord.Addrs(st.Successors), chord.Addrs(want)))
 		} else if wantPred := o.Predecessor(p); st.Predecessor.Addr != wantPred.Addr {
 			errs = append(errs, fmt.Sprintf("%s: predecessor %s, want %s", p.Addr, st.Predecessor, wantPred))
 		}
@@ -227,7 +227,7 @@ func (c *Cluster) Invariants() error {
 			}
 		}
 		if b.IsZero() {
-			return fmt.Errorf("ConnectedAppendages: %s has no live successor in %v", st.Self.Addr, addrs(st.Successors))
+			return fmt.Errorf("ConnectedAppendages: %s has no live successor in %v", st.Self.Addr, chord.Addrs(st.Successors))
 		}
 		best[st.Self.Addr] = b
 	}
@@ -279,12 +279,4 @@ func distanceOrFull(a, b ring.ID) *big.Int {
 
 func samePeers(a, b []chord.Peer) bool {
 	return slices.EqualFunc(a, b, func(x, y chord.Peer) bool { return x.Addr == y.Addr })
-}
-
-func addrs(ps []chord.Peer) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.Addr
-	}
-	return out
 }

@@ -412,7 +412,7 @@ func churnWithReads(t *testing.T, run churnRun) (reads int, alone int64, stale s
 			a := attempt{value: fmt.Appendf(nil, "v%d", step)}
 			var err error
 			a.version, err = coordinator.KV.Put(ctx, key, a.value, kv.Quorum, false)
-			h.note("step %d: put %s through %s (replicas %v): %v", step, a.value, coordinator.Chord.Self().Addr, addrs(c.Replicas(key)), err)
+			h.note("step %d: put %s through %s (replicas %v): %v", step, a.value, coordinator.Chord.Self().Addr, chord.Addrs(c.Replicas(key)), err)
 			if err != nil {
 				h.unknowns = append(h.unknowns, a)
 				continue
@@ -441,7 +441,7 @@ func churnWithReads(t *testing.T, run churnRun) (reads int, alone int64, stale s
 				converge(t, c.Cluster, 100, false)
 				c.RepairRound(ctx)
 			}
-			before := addrs(c.Oracle().Peers())
+			before := chord.Addrs(c.Oracle().Peers())
 			crashes += c.crashAdjacentAndRepair(t)
 			c.Net.SetLoss(run.loss)
 			events = append(events, fmt.Sprintf("step %d: crashed %v", step, slices.DeleteFunc(before, func(a string) bool { return c.Net.IsUp(a) })))
@@ -636,7 +636,7 @@ func TestKVLeaseGrantorsRefuseWritesTheHolderWouldMiss(t *testing.T) {
 func (c *KVCluster) explainKey(key []byte, events []string) string {
 	var b strings.Builder
 	id := ring.HashKey(key)
-	fmt.Fprintf(&b, "key %s (id %s), replicas now %v\n", key, id.Short(), addrs(c.Replicas(key)))
+	fmt.Fprintf(&b, "key %s (id %s), replicas now %v\n", key, id.Short(), chord.Addrs(c.Replicas(key)))
 	for _, p := range c.Oracle().Peers() {
 		k := c.KV(p.Addr)
 		e, found, err := k.Store.Get(key)
@@ -716,7 +716,7 @@ func TestKVMembershipChangeKeepsAWriteTheOwnerMissed(t *testing.T) {
 			first := c.joinKVAt(t, id, second.Chord.Self().ID)
 			converge(t, c.Cluster, 100, false)
 			if got := c.Replicas(key); got[0].Addr != first.Chord.Self().Addr || got[1].Addr != second.Chord.Self().Addr {
-				t.Fatalf("replicas now %v; want the two joiners first", addrs(got))
+				t.Fatalf("replicas now %v; want the two joiners first", chord.Addrs(got))
 			}
 			return first
 		}},
@@ -733,7 +733,7 @@ func TestKVMembershipChangeKeepsAWriteTheOwnerMissed(t *testing.T) {
 			joiner := c.joinKVAt(t, replicas[0].ID, replicas[1].ID)
 			converge(t, c.Cluster, 100, false)
 			if got := c.Replicas(key); got[1].Addr != joiner.Chord.Self().Addr {
-				t.Fatalf("replicas now %v; want the joiner second", addrs(got))
+				t.Fatalf("replicas now %v; want the joiner second", chord.Addrs(got))
 			}
 			return c.KV(replicas[0].Addr)
 		}},
@@ -836,7 +836,7 @@ func TestKVReadDuringAJoinersTakeOver(t *testing.T) {
 	}
 	converge(t, c.Cluster, 100, false)
 	if got := c.Replicas(key); got[1].Addr != node.Self().Addr {
-		t.Fatalf("replicas now %v; want the joiner second", addrs(got))
+		t.Fatalf("replicas now %v; want the joiner second", chord.Addrs(got))
 	}
 	e, err := owner.KV.Get(ctx, key, kv.Quorum, false)
 	if err != nil || string(e.Value) != "v1" {

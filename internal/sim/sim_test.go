@@ -41,7 +41,7 @@ func checkLookups(t *testing.T, c *Cluster, count int) (meanHops float64) {
 			t.Fatalf("lookup from %s: %v", from.Self().Addr, err)
 		}
 		if want := oracle.Successor(id); res.Owner.Addr != want.Addr {
-			t.Fatalf("lookup of %s from %s: owner %s, want %s (path %v)", id.Short(), from.Self().Addr, res.Owner.Addr, want.Addr, addrs(res.Path))
+			t.Fatalf("lookup of %s from %s: owner %s, want %s (path %v)", id.Short(), from.Self().Addr, res.Owner.Addr, want.Addr, chord.Addrs(res.Path))
 		}
 		total += res.Hops
 	}

@@ -159,8 +159,8 @@ func (s *Server) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse,
 		Id:          st.Self.ID.String(),
 		Addr:        st.Self.Addr,
 		Predecessor: st.Predecessor.Addr,
-		Successors:  peerAddrs(st.Successors),
-		Fingers:     peerAddrs(st.Fingers),
+		Successors:  chord.Addrs(st.Successors),
+		Fingers:     chord.Addrs(st.Fingers),
 		Member:      st.Member,
 		Ready:       st.Ready,
 	}
@@ -207,7 +207,7 @@ func (s *Server) Lookup(ctx context.Context, req *pb.LookupRequest) (*pb.LookupR
 		Owner:  res.Owner.Addr,
 		Id:     id.String(),
 		Hops:   int32(res.Hops),
-		Path:   peerAddrs(res.Path),
+		Path:   chord.Addrs(res.Path),
 		Failed: int32(res.Failed),
 	}, nil
 }

@@ -121,17 +121,6 @@ func encodePeers(ps []chord.Peer) []*pb.Peer {
 	return out
 }
 
-func peerAddrs(ps []chord.Peer) []string {
-	if len(ps) == 0 {
-		return nil
-	}
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.Addr
-	}
-	return out
-}
-
 func decodeNeighbors(m *pb.GetNeighborsResponse) (chord.Neighbors, error) {
 	pred, err := DecodePeer(m.GetPredecessor())
 	if err != nil {

@@ -35,23 +35,15 @@ func hexSHA1(s string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func addrsOf(peers []chord.Peer) []string {
-	out := make([]string, len(peers))
-	for i, p := range peers {
-		out[i] = p.Addr
-	}
-	return out
-}
-
 // order lists the members in ring order, lowest ID first.
-func (o ringOracle) order() []string { return addrsOf(o.o.Peers()) }
+func (o ringOracle) order() []string { return chord.Addrs(o.o.Peers()) }
 
 func (o ringOracle) predecessor(addr string) string {
 	return o.o.Predecessor(chord.NewPeer(addr)).Addr
 }
 
 func (o ringOracle) successors(addr string) []string {
-	return addrsOf(o.o.Successors(chord.NewPeer(addr), o.r))
+	return chord.Addrs(o.o.Successors(chord.NewPeer(addr), o.r))
 }
 
 // owner is the first member whose ID is at or after SHA-1(key), wrapping.
