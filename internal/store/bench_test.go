@@ -1,11 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -254,4 +256,115 @@ func BenchmarkApplyConcurrent(b *testing.B) {
 			}
 		})
 	})
+}
+
+// withoutSortedGet hides the engine's sortedGetter, so that every cache
+// miss is looked up with its own Get: the comparison BenchmarkStoredRun
+// makes.
+type withoutSortedGet struct{ Engine }
+
+// BenchmarkStoredRun looks up the stored versions of a batch of keys, as an
+// Apply does before writing, in a Pebble store holding 200,000 keys, with
+// the key cache off (a take-over's keys are not in it, nor are most of a
+// large key space's). "absent" is a run of 256 neighbouring keys in the
+// half of the ring the store holds nothing of (a joiner's new range);
+// "present", a run of 256 stored keys (a restarted node catching up);
+// "spread", 256 stored keys from all over the ring, and "spread16" 16 keys,
+// half stored, half not (clients' batches). "get" looks each key up with
+// its own Get, "sorted" with one iterator in ring order (GetSorted). Only
+// the lookup is timed: the writes that follow are the same either way.
+func BenchmarkStoredRun(b *testing.B) {
+	const stored, run = 200_000, 256
+	// Keys whose ring position starts below 0x80 are stored; the absent
+	// runs take the others.
+	var inside, outside [][]byte
+	for i := 0; len(inside) < stored || len(outside) < stored/4; i++ {
+		e := benchEntry(i)
+		sk := storageKey(e.Key)
+		if sk[0] < 0x80 {
+			if len(inside) < stored {
+				inside = append(inside, sk)
+			}
+		} else if len(outside) < stored/4 {
+			outside = append(outside, sk)
+		}
+	}
+	slices.SortFunc(inside, bytes.Compare)
+	slices.SortFunc(outside, bytes.Compare)
+	s := mustOpen(b, Options{Dir: b.TempDir(), Logger: quiet, KeyCacheBytes: -1})
+	defer s.Close()
+	batch := make([]Entry, 0, 1000)
+	for _, sk := range inside {
+		batch = append(batch, Entry{Key: sk[idLen:], Value: benchValue, Version: Version{1, node(1)}})
+		if len(batch) == cap(batch) {
+			if _, err := s.Apply(batch...); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	eng := s.eng
+	stripes := make([]int, run) // storedMany reads them only for the cache, which is off
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, kind := range []string{"absent", "present", "spread", "spread16"} {
+		for _, lookup := range []string{"get", "sorted"} {
+			b.Run(kind+"/"+lookup, func(b *testing.B) {
+				s.eng = eng
+				if lookup == "get" {
+					s.eng = withoutSortedGet{eng}
+				}
+				defer func() { s.eng = eng }()
+				var found int
+				for b.Loop() {
+					var keys [][]byte
+					switch kind {
+					case "absent":
+						at := rng.IntN(len(outside) - run)
+						keys = outside[at : at+run]
+					case "present":
+						at := rng.IntN(len(inside) - run)
+						keys = inside[at : at+run]
+					case "spread":
+						keys = make([][]byte, run)
+						for j := range keys {
+							keys[j] = inside[rng.IntN(len(inside))]
+						}
+						keys = distinct(keys)
+					case "spread16":
+						keys = make([][]byte, 16)
+						for j := range keys {
+							if j%2 == 0 {
+								keys[j] = inside[rng.IntN(len(inside))]
+							} else {
+								keys[j] = outside[rng.IntN(len(outside))]
+							}
+						}
+						keys = distinct(keys)
+					}
+					olds, err := s.storedMany(nil, stripes[:len(keys)], keys)
+					if err != nil {
+						b.Fatal(err)
+					}
+					found = 0
+					for _, o := range olds {
+						if o.ok {
+							found++
+						}
+					}
+				}
+				switch {
+				case kind == "absent" && found != 0:
+					b.Fatalf("found %d keys the store does not hold", found)
+				case kind == "present" && found != run:
+					b.Fatalf("found %d of %d stored keys", found, run)
+				}
+			})
+		}
+	}
+}
+
+// distinct sorts keys and drops repeats: an Apply's keys are distinct.
+func distinct(keys [][]byte) [][]byte {
+	slices.SortFunc(keys, bytes.Compare)
+	return slices.CompactFunc(keys, bytes.Equal)
 }

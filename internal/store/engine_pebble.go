@@ -185,6 +185,65 @@ func (p *pebbleEngine) Iterate(lower, upper []byte, fn func(key, value []byte) b
 	return it.Error()
 }
 
+// GetSorted walks one iterator bounded by the first and last key. Each
+// lookup first compares with where the iterator stands: when it is already
+// past the key (a gap in what the engine holds, as when a node takes over a
+// range it held nothing of) the key is absent without a seek, and once the
+// iterator is exhausted so are the rest. Otherwise it seeks, and Pebble
+// turns a forward seek close to the last one into a few steps (its
+// TrySeekUsingNext). Iterators skip bloom filters, so for a few keys spread
+// over a large store, a Get each is cheaper; the Store decides.
+func (p *pebbleEngine) GetSorted(keys [][]byte, fn func(i int, value []byte, ok bool) error) (err error) {
+	if len(keys) == 0 {
+		return nil
+	}
+	p.closeMu.RLock()
+	defer p.closeMu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	last := keys[len(keys)-1]
+	upper := append(bytes.Clone(last), 0) // the smallest key after last
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: keys[0], UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := it.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	valid := it.First()
+	for i, k := range keys {
+		if valid && bytes.Compare(it.Key(), k) < 0 {
+			valid = it.SeekGE(k)
+		}
+		if !valid {
+			if err := it.Error(); err != nil {
+				return err
+			}
+			if err := fn(i, nil, false); err != nil {
+				return err
+			}
+			continue
+		}
+		if !bytes.Equal(it.Key(), k) {
+			if err := fn(i, nil, false); err != nil {
+				return err
+			}
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if err := fn(i, v, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (p *pebbleEngine) Close() error {
 	p.closeMu.Lock()
 	defer p.closeMu.Unlock()

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -667,4 +668,140 @@ func TestScanDuringWrites(t *testing.T) {
 		wg.Wait()
 		checkAccounting(t, s)
 	})
+}
+
+// TestApplyBatchesLookedUpInOneWalk checks Apply's lookup of many stored
+// versions with one engine iterator (storedMany, sortedGetter): batches of
+// 16 to 48 keys with the key cache off, so that every lookup reaches the
+// engine, must report the same winners, and leave the same state, digests
+// and accounting, as a model of last-writer-wins.
+func TestApplyBatchesLookedUpInOneWalk(t *testing.T) {
+	for _, eng := range []struct {
+		name string
+		open func(t *testing.T) *Store
+	}{
+		{"memory", func(t *testing.T) *Store {
+			return mustOpen(t, Options{InMemory: true, Logger: quiet, KeyCacheBytes: -1})
+		}},
+		{"pebble", func(t *testing.T) *Store {
+			return mustOpen(t, Options{Dir: t.TempDir(), Logger: quiet, KeyCacheBytes: -1})
+		}},
+	} {
+		t.Run(eng.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(3, 4))
+			h := history(rng, 80, 2000)
+			s := eng.open(t)
+			defer s.Close()
+			if _, ok := s.eng.(sortedGetter); !ok {
+				t.Fatalf("%T does not look up sorted keys", s.eng)
+			}
+			model := map[string]Version{}
+			for i := 0; i < len(h); {
+				batch := h[i:min(i+16+rng.IntN(33), len(h))]
+				i += len(batch)
+				// The batch's winners: the newest entry per key (the first
+				// of equals), if newer than what the model holds.
+				want := make([]bool, len(batch))
+				best := map[string]int{}
+				for j, e := range batch {
+					if k, ok := best[string(e.Key)]; !ok || e.Version.After(batch[k].Version) {
+						best[string(e.Key)] = j
+					}
+				}
+				for k, j := range best {
+					if cur, ok := model[k]; !ok || batch[j].Version.After(cur) {
+						want[j] = true
+						model[k] = batch[j].Version
+					}
+				}
+				if got := mustApply(t, s, batch...); !slices.Equal(got, want) {
+					t.Fatalf("batch at %d: applied = %v, want %v", i-len(batch), got, want)
+				}
+			}
+			if got, want := dump(t, s), lww(h); !sameEntries(got, want) {
+				t.Fatalf("state differs from LWW:\n got %v\nwant %v", got, want)
+			}
+			checkAccounting(t, s)
+		})
+	}
+}
+
+// TestGetSorted checks each engine's lookup of sorted keys: present and
+// absent keys, absent keys before, between and after the stored ones, and
+// runs that end the iterator early.
+func TestGetSorted(t *testing.T) {
+	stored := []string{"b", "d", "f", "h"}
+	tests := []struct {
+		name string
+		keys []string
+	}{
+		{"one present", []string{"d"}},
+		{"one absent", []string{"c"}},
+		{"all stored", []string{"b", "d", "f", "h"}},
+		{"interleaved", []string{"a", "b", "c", "d", "e", "f", "g", "h", "i"}},
+		{"gaps", []string{"b", "c1", "c2", "c3", "h"}},
+		{"before all", []string{"a", "a1", "a2"}},
+		{"after all", []string{"h1", "i", "z"}},
+		{"prefix of stored", []string{"c", "d\x00", "f"}},
+	}
+	for _, eng := range []struct {
+		name string
+		open func(t *testing.T) Engine
+	}{
+		{"memory", func(*testing.T) Engine { return newMemEngine() }},
+		{"pebble", func(t *testing.T) Engine {
+			p, err := openPebble(pebbleConfig{dir: t.TempDir(), cacheBytes: 1 << 20, memTableBytes: 1 << 20, logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}},
+	} {
+		t.Run(eng.name, func(t *testing.T) {
+			e := eng.open(t)
+			defer e.Close()
+			var ops []Op
+			for _, k := range stored {
+				ops = append(ops, Op{Key: []byte(k), Value: []byte("v-" + k)})
+			}
+			if err := e.Write(ops, false); err != nil {
+				t.Fatal(err)
+			}
+			sg := e.(sortedGetter)
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					var keys [][]byte
+					for _, k := range tt.keys {
+						keys = append(keys, []byte(k))
+					}
+					var got []string
+					err := sg.GetSorted(keys, func(i int, v []byte, ok bool) error {
+						if ok != slices.Contains(stored, tt.keys[i]) {
+							t.Errorf("key %q: ok = %v", tt.keys[i], ok)
+						}
+						if ok && string(v) != "v-"+tt.keys[i] {
+							t.Errorf("key %q: value %q", tt.keys[i], v)
+						}
+						got = append(got, tt.keys[i])
+						return nil
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !slices.Equal(got, tt.keys) {
+						t.Errorf("called for %q, want each of %q in order", got, tt.keys)
+					}
+				})
+			}
+			stop := errors.New("stop")
+			calls := 0
+			err := sg.GetSorted([][]byte{[]byte("a"), []byte("b"), []byte("c")}, func(int, []byte, bool) error {
+				calls++
+				return stop
+			})
+			if !errors.Is(err, stop) || calls != 1 {
+				t.Errorf("a callback's error: GetSorted returned %v after %d calls, want it after 1", err, calls)
+			}
+		})
+	}
 }
