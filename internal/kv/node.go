@@ -289,10 +289,13 @@ func (n *Node) replicas() []chord.Peer {
 
 // ApplyLocal merges entries into this node's store, last writer wins, and
 // moves the clock past every version seen so that this node's next write of
-// the same key is newer than anything it has stored.
+// the same key is newer than anything it has stored. It is the path of
+// repair traffic (take-over, hand-off, anti-entropy, read repair), which
+// does not fill the store's key cache; clients' writes take ApplyFrom and
+// startLocal.
 func (n *Node) ApplyLocal(entries []store.Entry) (int, error) {
 	n.observe(entries)
-	applied, err := n.local.Apply(entries...)
+	applied, err := n.local.ApplyUncached(entries...)
 	if err != nil {
 		return 0, fmt.Errorf("apply %d entries: %w", len(entries), err)
 	}

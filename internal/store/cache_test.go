@@ -187,3 +187,44 @@ func TestConcurrentWritersOfOneKey(t *testing.T) {
 		checkAccounting(t, s)
 	})
 }
+
+// A range moving through a node (ApplyUncached) must not evict the keys
+// clients use, and must still keep them current.
+func TestApplyUncachedKeepsClientKeysCached(t *testing.T) {
+	s := mustOpen(t, Options{InMemory: true, Logger: quiet, KeyCacheBytes: 256 << 10})
+	defer s.Close()
+	cached := func(key string) bool {
+		c, _ := s.stripes[s.stripeOf([]byte(key))].cache.lookup([]byte(key))
+		return c != nil
+	}
+	mustApply(t, s, put("hot", 1, 1, "v1"))
+	if !cached("hot") {
+		t.Fatal("a client's write was not cached")
+	}
+	// Ten times the cache's budget of keys arrive by a take-over.
+	var moved []Entry
+	for i := range 10 * (256 << 10) / keyCost([]byte("moved-0000000"), 8) {
+		moved = append(moved, put(fmt.Sprintf("moved-%07d", i), 1, 2, "value-xx"))
+	}
+	for i := 0; i < len(moved); i += 256 {
+		if _, err := s.ApplyUncached(moved[i:min(i+256, len(moved))]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.ApplyUncached(put("hot", 2, 2, "v2"), put("moved-0000000", 3, 2, "newer")); err != nil {
+		t.Fatal(err)
+	}
+	if !cached("hot") {
+		t.Error("the client's key was evicted by keys moving through")
+	}
+	for _, key := range []string{"moved-0000001", "moved-0000000"} {
+		if cached(key) {
+			t.Errorf("%s, moved through, was cached", key)
+		}
+	}
+	for key, want := range map[string]string{"hot": "v2", "moved-0000000": "newer", "moved-0000002": "value-xx"} {
+		if e, ok, err := s.Get([]byte(key)); err != nil || !ok || string(e.Value) != want {
+			t.Errorf("Get(%s) = %q, %v, %v; want %q", key, e.Value, ok, err, want)
+		}
+	}
+}

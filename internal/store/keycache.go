@@ -88,13 +88,18 @@ func (kc *keyCache) fill(key []byte, e *Entry, m recMeta, gen uint64, budget int
 
 // store records e (metadata m) as key's stored record after the engine
 // wrote it. c is what the writer's lookup returned (nil for none); the
-// writer holds the stripe's write lock.
-func (kc *keyCache) store(c *cachedKey, key []byte, e *Entry, m recMeta, budget int) {
+// writer holds the stripe's write lock. With cacheNew false a key not
+// cached stays out (ApplyUncached); the generation still moves, so that
+// a Get's fill of what it read before this write cannot cache it.
+func (kc *keyCache) store(c *cachedKey, key []byte, e *Entry, m recMeta, budget int, cacheNew bool) {
 	kc.mu.Lock()
 	defer kc.mu.Unlock()
 	kc.gen++
 	if c == nil || c.gone {
 		c = kc.keys[string(key)] // a fill may have cached it since
+	}
+	if c == nil && !cacheNew {
+		return
 	}
 	kc.setLocked(c, key, e, m, budget)
 }

@@ -15,7 +15,13 @@ func metaFor(e Entry) recMeta { return metaOf(storageKey(e.Key), &e) }
 // store as a writer does: look the key up (under the write lock), then store.
 func writeCached(kc *keyCache, e Entry, budget int) {
 	c, _ := kc.lookup(e.Key)
-	kc.store(c, e.Key, &e, metaFor(e), budget)
+	kc.store(c, e.Key, &e, metaFor(e), budget, true)
+}
+
+// writeUncached is writeCached for ApplyUncached's writes.
+func writeUncached(kc *keyCache, e Entry, budget int) {
+	c, _ := kc.lookup(e.Key)
+	kc.store(c, e.Key, &e, metaFor(e), budget, false)
 }
 
 // The cache's promises: Get never sees an entry older than the last write
@@ -51,7 +57,7 @@ func TestKeyCacheNeverGoesBack(t *testing.T) {
 			c, _ := kc.lookup([]byte("k"))
 			kc.forget([]byte("k"))
 			e := cacheEntry("k", 2, "v2")
-			kc.store(c, e.Key, &e, metaFor(e), budget)
+			kc.store(c, e.Key, &e, metaFor(e), budget, true)
 		}, "v2", 2},
 		{"a writer finds a record a fill made after its lookup", func(kc *keyCache) {
 			c, _ := kc.lookup([]byte("k")) // nil: not cached
@@ -59,7 +65,7 @@ func TestKeyCacheNeverGoesBack(t *testing.T) {
 			old := cacheEntry("k", 1, "v1")
 			kc.fill(old.Key, &old, metaFor(old), gen, budget)
 			e := cacheEntry("k", 2, "v2")
-			kc.store(c, e.Key, &e, metaFor(e), budget)
+			kc.store(c, e.Key, &e, metaFor(e), budget, true)
 		}, "v2", 2},
 		{"a write replaces", func(kc *keyCache) {
 			writeCached(kc, cacheEntry("k", 1, "v1"), budget)
@@ -69,6 +75,27 @@ func TestKeyCacheNeverGoesBack(t *testing.T) {
 			writeCached(kc, cacheEntry("k", 1, "v1"), budget)
 			writeCached(kc, Entry{Key: []byte("k"), Version: Version{HLC: 2}, Tombstone: true}, budget)
 		}, tomb, 2},
+		{"an uncached write caches no new key", func(kc *keyCache) {
+			writeUncached(kc, cacheEntry("k", 1, "v1"), budget)
+		}, "", 0},
+		{"an uncached write updates a cached key", func(kc *keyCache) {
+			writeCached(kc, cacheEntry("k", 1, "v1"), budget)
+			writeUncached(kc, cacheEntry("k", 2, "v2"), budget)
+		}, "v2", 2},
+		{"an uncached write between the read and the fill wins", func(kc *keyCache) {
+			_, _, gen := kc.get([]byte("k"))
+			writeUncached(kc, cacheEntry("k", 2, "v2"), budget)
+			stale := cacheEntry("k", 1, "v1")
+			kc.fill(stale.Key, &stale, metaFor(stale), gen, budget)
+		}, "", 0},
+		{"an uncached writer updates a record a fill made after its lookup", func(kc *keyCache) {
+			c, _ := kc.lookup([]byte("k")) // nil: not cached
+			_, _, gen := kc.get([]byte("k"))
+			old := cacheEntry("k", 1, "v1")
+			kc.fill(old.Key, &old, metaFor(old), gen, budget)
+			e := cacheEntry("k", 2, "v2")
+			kc.store(c, e.Key, &e, metaFor(e), budget, false)
+		}, "v2", 2},
 		{"forget forgets", func(kc *keyCache) {
 			writeCached(kc, cacheEntry("k", 1, "v1"), budget)
 			kc.forget([]byte("k"))
