@@ -145,9 +145,10 @@ type Local interface {
 	// ApplyAsync is Apply that returns once the entries are written, with
 	// a wait that returns once they are durable (see store.Store.ApplyAsync).
 	ApplyAsync(entries ...store.Entry) (applied []bool, wait func() error, err error)
-	// ApplyUncached is Apply for entries moving between replicas: it caches
-	// no key it did not hold in its cache (see store.Store.ApplyUncached).
-	ApplyUncached(entries ...store.Entry) ([]bool, error)
+	// ApplyUncached is ApplyAsync for entries moving between replicas: it
+	// caches no key it did not hold in its cache (see
+	// store.Store.ApplyUncached).
+	ApplyUncached(entries ...store.Entry) (applied []bool, wait func() error, err error)
 	// SettledDigests returns the bucket digests of (a, b], leaving out
 	// recent writes with versions above horizon, if it is not 0 (see
 	// store.Store.SettledDigests).

@@ -294,12 +294,26 @@ func (n *Node) replicas() []chord.Peer {
 // does not fill the store's key cache; clients' writes take ApplyFrom and
 // startLocal.
 func (n *Node) ApplyLocal(entries []store.Entry) (int, error) {
-	n.observe(entries)
-	applied, err := n.local.ApplyUncached(entries...)
+	applied, wait, err := n.startMoved(entries)
 	if err != nil {
-		return 0, fmt.Errorf("apply %d entries: %w", len(entries), err)
+		return 0, err
 	}
-	return countApplied(applied), nil
+	if err := wait(); err != nil {
+		return 0, err
+	}
+	return applied, nil
+}
+
+// startMoved is ApplyLocal up to the store's write: it returns the number
+// of entries applied, and a wait that returns once they are durable (its
+// error says which write failed to sync), to be called exactly once.
+func (n *Node) startMoved(entries []store.Entry) (applied int, wait func() error, err error) {
+	n.observe(entries)
+	won, wait, err := n.local.ApplyUncached(entries...)
+	if err != nil {
+		return 0, nil, fmt.Errorf("apply %d entries: %w", len(entries), err)
+	}
+	return countApplied(won), wait, nil
 }
 
 // countApplied is how many entries a store's Apply found newer than what

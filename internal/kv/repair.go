@@ -339,10 +339,30 @@ func (n *Node) syncRange(ctx context.Context, peer chord.Peer, a, b ring.ID, mod
 	cctx, cancel = context.WithTimeout(ctx, n.cfg.CallTimeout*time.Duration(1+len(diff)))
 	defer cancel()
 	if mode == pullAll {
+		// A batch's fsync overlaps the receipt and write of the next (and
+		// the next shares it when it arrives in time): the node waits for
+		// a batch to be durable only once it has written the one after,
+		// and for the last before it returns, so that at most two
+		// batches are visible and not yet durable, as with concurrent
+		// client writes (store.Store.ApplyAsync).
+		var syncing func() error
 		err = n.peers.Fetch(cctx, peer, a, b, diff, func(batch []store.Entry) error {
-			_, err := n.applyPulled(batch)
-			return err
+			_, wait, err := n.startPulled(batch)
+			if err != nil {
+				return err
+			}
+			previous := syncing
+			syncing = wait
+			if previous != nil {
+				return previous()
+			}
+			return nil
 		})
+		if syncing != nil {
+			if serr := syncing(); err == nil {
+				err = serr
+			}
+		}
 		if err != nil {
 			return len(diff), fmt.Errorf("pull %d buckets from %s: %w", len(diff), peer.Addr, err)
 		}
@@ -432,15 +452,32 @@ func (n *Node) exchangeKeys(ctx context.Context, peer chord.Peer, a, b ring.ID, 
 // applyPulled stores entries received from a replica and counts those that
 // were newer here.
 func (n *Node) applyPulled(entries []store.Entry) (int, error) {
-	if len(entries) == 0 {
-		return 0, nil
+	applied, wait, err := n.startPulled(entries)
+	if err != nil {
+		return 0, err
 	}
-	applied, err := n.ApplyLocal(entries)
+	if err := wait(); err != nil {
+		return 0, err
+	}
+	return applied, nil
+}
+
+// startPulled is applyPulled up to the store's write: the entries are
+// written and visible when it returns, and durable once wait returns nil;
+// wait must be called exactly once.
+func (n *Node) startPulled(entries []store.Entry) (applied int, wait func() error, err error) {
+	if len(entries) == 0 {
+		return 0, func() error { return nil }, nil
+	}
+	applied, wait, err = n.startMoved(entries)
+	if err != nil {
+		return 0, nil, err
+	}
 	n.stats.pulled.Add(int64(applied))
 	if applied > 0 {
 		n.cfg.Observer.EntriesHandedOff(DirectionIn, applied)
 	}
-	return applied, err
+	return applied, wait, nil
 }
 
 // pushBatch sends entries to a replica in Apply calls of at most

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/chordkv/chordkv/internal/chord"
+	"github.com/chordkv/chordkv/internal/ring"
 	"github.com/chordkv/chordkv/internal/store"
 )
 
@@ -211,5 +212,81 @@ func TestSyncAfterJoinRetriesAFailedTakeOver(t *testing.T) {
 	}
 	if e, found, err := n.local.Get([]byte("k")); err != nil || !found || string(e.Value) != "v" {
 		t.Errorf("the key only the revived replica held: %q, found %v, %v", e.Value, found, err)
+	}
+}
+
+// syncRecorder counts a local store's repair writes (ApplyUncached) and
+// their sync waits, and fails the sync of write number failAt (from 1).
+type syncRecorder struct {
+	Local
+	failAt        int
+	writes, waits int
+	// mostPending is the most writes not yet waited for when a new
+	// write started.
+	mostPending int
+}
+
+func (r *syncRecorder) ApplyUncached(entries ...store.Entry) ([]bool, func() error, error) {
+	r.mostPending = max(r.mostPending, r.writes-r.waits)
+	applied, wait, err := r.Local.ApplyUncached(entries...)
+	if err != nil {
+		return applied, wait, err
+	}
+	r.writes++
+	fail := r.writes == r.failAt
+	return applied, func() error {
+		r.waits++
+		if err := wait(); err != nil || !fail {
+			return err
+		}
+		return errSyncFailed
+	}, nil
+}
+
+// A take-over's pull lets each batch's fsync overlap the next batch
+// (syncRange, pullAll), but it must wait for every batch to be durable
+// before it returns, report a batch that is not, and never leave more than
+// two batches written and not yet durable.
+func TestPullWaitsForEveryBatchToBeDurable(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		failAt int // the write whose sync fails: 0 none, -1 the last
+	}{
+		{"every batch durable", 0},
+		{"a middle batch's sync fails", 3},
+		{"the first batch's sync fails", 1},
+		{"the last batch's sync fails", -1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			n, peers, others := newTestNode(t)
+			source := peers.stores[others[0].Addr]
+			buckets := map[int]bool{}
+			for i := range 300 {
+				key := fmt.Appendf(nil, "key-%d", i)
+				buckets[store.BucketOf(ring.HashKey(key))] = true
+				if _, err := source.Apply(store.Entry{Key: key, Value: []byte("v"), Version: store.Version{HLC: 1, Node: others[0].ID}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rec := &syncRecorder{Local: n.local, failAt: tt.failAt}
+			if tt.failAt < 0 {
+				rec.failAt = len(buckets) // the fake Fetch sends a batch per bucket
+			}
+			n.local = rec
+			self := n.self.ID
+			_, err := n.syncRange(ctx, others[0], self, self, pullAll)
+			if (err != nil) != (tt.failAt != 0) {
+				t.Errorf("syncRange: %v; want an error: %v", err, tt.failAt != 0)
+			}
+			if rec.waits != rec.writes {
+				t.Errorf("%d batches written, %d waited for", rec.writes, rec.waits)
+			}
+			if rec.mostPending > 1 {
+				t.Errorf("a batch was written while %d others were not yet durable, want at most 1", rec.mostPending)
+			}
+			if tt.failAt == 0 && rec.writes != len(buckets) {
+				t.Errorf("%d batches written, want %d", rec.writes, len(buckets))
+			}
+		})
 	}
 }

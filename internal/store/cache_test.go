@@ -207,13 +207,9 @@ func TestApplyUncachedKeepsClientKeysCached(t *testing.T) {
 		moved = append(moved, put(fmt.Sprintf("moved-%07d", i), 1, 2, "value-xx"))
 	}
 	for i := 0; i < len(moved); i += 256 {
-		if _, err := s.ApplyUncached(moved[i:min(i+256, len(moved))]...); err != nil {
-			t.Fatal(err)
-		}
+		applyUncached(t, s, moved[i:min(i+256, len(moved))]...)
 	}
-	if _, err := s.ApplyUncached(put("hot", 2, 2, "v2"), put("moved-0000000", 3, 2, "newer")); err != nil {
-		t.Fatal(err)
-	}
+	applyUncached(t, s, put("hot", 2, 2, "v2"), put("moved-0000000", 3, 2, "newer"))
 	if !cached("hot") {
 		t.Error("the client's key was evicted by keys moving through")
 	}
@@ -226,5 +222,16 @@ func TestApplyUncachedKeepsClientKeysCached(t *testing.T) {
 		if e, ok, err := s.Get([]byte(key)); err != nil || !ok || string(e.Value) != want {
 			t.Errorf("Get(%s) = %q, %v, %v; want %q", key, e.Value, ok, err, want)
 		}
+	}
+}
+
+func applyUncached(t *testing.T, s *Store, es ...Entry) {
+	t.Helper()
+	_, wait, err := s.ApplyUncached(es...)
+	if err == nil {
+		err = wait()
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 }

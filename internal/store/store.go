@@ -260,22 +260,14 @@ func (s *Store) ApplyAsync(entries ...Entry) (applied []bool, wait func() error,
 	return s.applyAsync(entries, true)
 }
 
-// ApplyUncached is Apply for entries moving between replicas (a take-over,
-// a hand-off, anti-entropy, read repair) rather than written by a client:
-// it keeps the keys the cache holds current but caches no other. A range
-// passing through is mostly keys no client asked this node for; caching
-// them would evict the keys clients use and, with a new key costing an
-// eviction, was a fifth of a joiner's CPU during its take-over.
-func (s *Store) ApplyUncached(entries ...Entry) (applied []bool, err error) {
-	applied, wait, err := s.applyAsync(entries, false)
-	if err != nil {
-		return applied, err
-	}
-	if err := wait(); err != nil {
-		clear(applied)
-		return applied, err
-	}
-	return applied, nil
+// ApplyUncached is ApplyAsync for entries moving between replicas (a
+// take-over, a hand-off, anti-entropy, read repair) rather than written by
+// a client: it keeps the keys the cache holds current but caches no other.
+// A range passing through is mostly keys no client asked this node for;
+// caching them would evict the keys clients use and, with a new key
+// costing an eviction, was a fifth of a joiner's CPU during its take-over.
+func (s *Store) ApplyUncached(entries ...Entry) (applied []bool, wait func() error, err error) {
+	return s.applyAsync(entries, false)
 }
 
 // applyAsync is ApplyAsync; with cacheNew false it is ApplyUncached's.
