@@ -290,3 +290,34 @@ func TestPullWaitsForEveryBatchToBeDurable(t *testing.T) {
 		})
 	}
 }
+
+// A take-over starts only on a view that names every replica set it reads
+// from (knowsReplicaSets).
+func TestKnowsReplicaSets(t *testing.T) {
+	a, b, c, d := chord.NewPeer("a:1"), chord.NewPeer("b:1"), chord.NewPeer("c:1"), chord.NewPeer("d:1")
+	tests := []struct {
+		name  string
+		pred  chord.Peer
+		succs []chord.Peer
+		want  bool
+	}{
+		{"no predecessor yet", chord.Peer{}, []chord.Peer{a, b, c}, false},
+		{"no successor yet", a, nil, false},
+		{"a large ring, r-1 successors", d, []chord.Peer{a, b}, true},
+		{"a large ring, too few successors", d, []chord.Peer{a}, false},
+		{"a ring of two", a, []chord.Peer{a}, true},
+		{"a ring of three, the list reaches round", b, []chord.Peer{a, b}, true},
+		{"a ring of four, the list reaches round", c, []chord.Peer{a, b, c}, true},
+		{"the successor taken for the predecessor", a, []chord.Peer{a, b, c}, false},
+		{"a predecessor amid the list", b, []chord.Peer{a, b, c}, false},
+	}
+	n, _, _ := newTestNode(t) // r = 3
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			nb := chord.Neighbors{Predecessor: tt.pred, Successors: tt.succs}
+			if got := n.knowsReplicaSets(nb); got != tt.want {
+				t.Errorf("knowsReplicaSets(pred %q, successors %v) = %v, want %v", tt.pred.Addr, chord.Addrs(tt.succs), got, tt.want)
+			}
+		})
+	}
+}
