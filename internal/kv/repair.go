@@ -134,11 +134,12 @@ func (n *Node) SyncAfterJoin(ctx context.Context) error {
 // from successors 1 to r-2 (replicaMoves), and still report success.
 //
 // A successor list holds distinct nodes and stops before this node, so a
-// predecessor on it must be its last entry. A 4th node joining a 3-node
-// ring was seen, for a millisecond, with its successor as its predecessor
-// too (2 joins in about 35); the take-over that started on that view
-// ended with 1,485,734 of the 1,728,365 keys the node's ranges held,
-// leaving the rest to anti-entropy. Such a view waits for the next round.
+// predecessor on it must be its last entry; anywhere else the view is
+// not yet consistent, and the take-over waits for the next round. A node
+// joining a ring whose nodes had started a second before (still joining
+// each other) was seen with its successor as its predecessor for a few
+// milliseconds: a take-over from that view would pull from its successor
+// the arc (successor, self], nearly the whole ring.
 func (n *Node) knowsReplicaSets(nb chord.Neighbors) bool {
 	if nb.Predecessor.IsZero() || len(nb.Successors) == 0 {
 		return false
