@@ -350,23 +350,26 @@ func (n *Node) syncRange(ctx context.Context, peer chord.Peer, a, b ring.ID, mod
 	cctx, cancel = context.WithTimeout(ctx, n.cfg.CallTimeout*time.Duration(1+len(diff)))
 	defer cancel()
 	if mode == pullAll {
-		// A batch's fsync overlaps the receipt and write of the next (and
-		// the next shares it when it arrives in time): the node waits for
-		// a batch to be durable only once it has written the one after,
-		// and for the last before it returns, so that at most two
-		// batches are visible and not yet durable, as with concurrent
-		// client writes (store.Store.ApplyAsync).
+		// A batch's fsync overlaps the receipt of the next: the node
+		// waits for a batch to be durable only when the next has arrived,
+		// and for the last before it returns. It waits before writing the
+		// next, not after: a write still waiting for its sync holds off
+		// the store's Close, and Close, once waiting, holds off new
+		// writes, so a second write begun meanwhile would never end.
 		var syncing func() error
 		err = n.peers.Fetch(cctx, peer, a, b, diff, func(batch []store.Entry) error {
+			if syncing != nil {
+				wait := syncing
+				syncing = nil
+				if err := wait(); err != nil {
+					return err
+				}
+			}
 			_, wait, err := n.startPulled(batch)
 			if err != nil {
 				return err
 			}
-			previous := syncing
 			syncing = wait
-			if previous != nil {
-				return previous()
-			}
 			return nil
 		})
 		if syncing != nil {
