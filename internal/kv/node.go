@@ -294,7 +294,12 @@ func (n *Node) replicas() []chord.Peer {
 // does not fill the store's key cache; clients' writes take ApplyFrom and
 // startLocal.
 func (n *Node) ApplyLocal(entries []store.Entry) (int, error) {
-	applied, wait, err := n.startMoved(entries)
+	return waited(n.startMoved(entries))
+}
+
+// waited is the result of a write begun with applied, wait and err, once
+// it is durable: applied, or the first error.
+func waited(applied int, wait func() error, err error) (int, error) {
 	if err != nil {
 		return 0, err
 	}

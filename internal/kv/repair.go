@@ -466,14 +466,7 @@ func (n *Node) exchangeKeys(ctx context.Context, peer chord.Peer, a, b ring.ID, 
 // applyPulled stores entries received from a replica and counts those that
 // were newer here.
 func (n *Node) applyPulled(entries []store.Entry) (int, error) {
-	applied, wait, err := n.startPulled(entries)
-	if err != nil {
-		return 0, err
-	}
-	if err := wait(); err != nil {
-		return 0, err
-	}
-	return applied, nil
+	return waited(n.startPulled(entries))
 }
 
 // startPulled is applyPulled up to the store's write: the entries are

@@ -115,14 +115,21 @@ func (m *memEngine) Write(ops []Op, _ bool) error {
 	return nil
 }
 
-func (m *memEngine) Iterate(lower, upper []byte, fn func(key, value []byte) bool) error {
+// view is a point-in-time copy of the tree, for a walk that holds no lock.
+func (m *memEngine) view() (*btree.BTreeG[memKV], error) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.closed {
-		m.mu.Unlock()
-		return ErrClosed
+		return nil, ErrClosed
 	}
-	view := m.tree.Clone()
-	m.mu.Unlock()
+	return m.tree.Clone(), nil
+}
+
+func (m *memEngine) Iterate(lower, upper []byte, fn func(key, value []byte) bool) error {
+	view, err := m.view()
+	if err != nil {
+		return err
+	}
 	visit := func(kv memKV) bool { return fn(kv.key, kv.value) }
 	switch {
 	case lower == nil && upper == nil:
@@ -138,13 +145,10 @@ func (m *memEngine) Iterate(lower, upper []byte, fn func(key, value []byte) bool
 }
 
 func (m *memEngine) GetSorted(keys [][]byte, fn func(i int, value []byte, ok bool) error) error {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return ErrClosed
+	view, err := m.view()
+	if err != nil {
+		return err
 	}
-	view := m.tree.Clone()
-	m.mu.Unlock()
 	for i, k := range keys {
 		kv, ok := view.Get(memKV{key: k})
 		if err := fn(i, kv.value, ok); err != nil {
