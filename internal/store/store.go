@@ -425,24 +425,9 @@ func (s *Store) writeSynced(ops []Op) (wait func() error, err error) {
 	return nil, s.eng.Write(ops, true)
 }
 
-// stored returns the metadata of the record stored under sk (ok is false if
-// there is none), from the stripe's cache when it has it (cached is then
-// its cache record, for the write's update) and from the engine otherwise.
-// The caller holds the stripe's lock.
-func (s *Store) stored(stripe int, sk []byte) (cached *cachedKey, m recMeta, ok bool, err error) {
-	if s.perStripe > 0 {
-		if c, m := s.stripes[stripe].cache.lookup(sk[idLen:]); c != nil {
-			return c, m, true, nil
-		}
-	}
-	e, err := s.current(sk)
-	if err != nil || e == nil {
-		return nil, recMeta{}, false, err
-	}
-	return nil, metaOf(sk, e), true, nil
-}
-
-// storedRecord is what stored returns, for one key of storedMany.
+// storedRecord is what storedMany found of one key's stored record: its
+// metadata (ok is false if there is none), and its cache record when the
+// stripe's cache held it, for the write's update.
 type storedRecord struct {
 	cached *cachedKey
 	meta   recMeta
@@ -454,15 +439,17 @@ type storedRecord struct {
 // iterator's setup costs more than it saves.
 const minSortedLookup = 16
 
-// storedMany is stored for each of sks (into out, reused), the storage keys
-// of one Apply (stripes[i] is sks[i]'s stripe; the caller holds their
-// locks). When at least minSortedLookup keys miss the cache, it looks them
-// up in ring order with one iterator (sortedGetter). That is several times
-// faster for a run of neighbouring keys (a take-over's pull, a hand-off).
-// For a client's batch spread over the ring it is no slower: an iterator
-// skips no table by its bloom filter, as a Get does, but saves a Get's
-// setup per key (BenchmarkStoredRun: faster over 200,000 keys; batched
-// puts on a node over 2,000,000 keys ran at the same rate).
+// storedMany returns the stored record of each of sks (into out, reused),
+// the storage keys of one write (stripes[i] is sks[i]'s stripe; the caller
+// holds their locks), from the stripes' caches where they hold it and from
+// the engine otherwise. When at least minSortedLookup keys miss the cache,
+// it looks them up in ring order with one iterator (sortedGetter). That is
+// several times faster for a run of neighbouring keys (a take-over's pull,
+// a hand-off, a cleanup's removal). For a client's batch spread over the
+// ring it is no slower: an iterator skips no table by its bloom filter, as
+// a Get does, but saves a Get's setup per key (BenchmarkStoredRun: faster
+// over 200,000 keys; batched puts on a node over 2,000,000 keys ran at the
+// same rate).
 func (s *Store) storedMany(out []storedRecord, stripes []int, sks [][]byte) ([]storedRecord, error) {
 	out = slices.Grow(out[:0], len(sks))[:len(sks)]
 	var missBuf [4]int
@@ -729,18 +716,22 @@ func (s *Store) removeWhere(a, b ring.ID, pred func(*Entry) bool) (int, error) {
 			locks[i] = s.stripeOf(c.sk[idLen:])
 		}
 		defer s.unlockStripes(s.lockStripes(slices.Clone(locks)))
+		sks := make([][]byte, len(cands))
+		for i, c := range cands {
+			sks[i] = c.sk
+		}
+		stored, err := s.storedMany(nil, locks, sks)
+		if err != nil {
+			return err
+		}
 		ops := make([]Op, 0, len(cands))
 		olds := make([]recMeta, 0, len(cands))
 		for i, c := range cands {
-			_, old, ok, err := s.stored(locks[i], c.sk)
-			if err != nil {
-				return err
-			}
-			if !ok || old.ver != c.ver {
+			if !stored[i].ok || stored[i].meta.ver != c.ver {
 				continue // rewritten meanwhile: keep
 			}
 			ops = append(ops, Op{Key: c.sk, Delete: true})
-			olds = append(olds, old)
+			olds = append(olds, stored[i].meta)
 		}
 		if len(ops) > 0 {
 			err := s.eng.Write(ops, false)

@@ -805,3 +805,36 @@ func TestGetSorted(t *testing.T) {
 		})
 	}
 }
+
+// RemoveIf deletes only the versions its scan matched: a key rewritten
+// between the scan and the deletion stays, at its new version. 600 keys
+// make two chunks of the re-read (512 and 88).
+func TestRemoveIfKeepsKeysRewrittenMeanwhile(t *testing.T) {
+	forEngines(t, func(t *testing.T, s *Store) {
+		var all []Entry
+		for i := range 600 {
+			all = append(all, put(fmt.Sprintf("key-%03d", i), 1, 1, "old"))
+		}
+		mustApply(t, s, all...)
+		sortRing(all)
+		rewritten := map[string]bool{string(all[3].Key): true, string(all[590].Key): true}
+		n, err := s.RemoveIf(ring.ID{}, ring.ID{}, func(e Entry) bool {
+			if rewritten[string(e.Key)] {
+				mustApply(t, s, put(string(e.Key), 2, 1, "new"))
+			}
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != len(all)-len(rewritten) {
+			t.Errorf("removed %d, want %d", n, len(all)-len(rewritten))
+		}
+		for key := range rewritten {
+			if e, ok, err := s.Get([]byte(key)); err != nil || !ok || string(e.Value) != "new" {
+				t.Errorf("%s, rewritten during the scan: %q, found %v, %v; want new", key, e.Value, ok, err)
+			}
+		}
+		checkAccounting(t, s)
+	})
+}
