@@ -141,9 +141,9 @@ type Ring interface {
 // Local is the node's own storage; *store.Store has it.
 type Local interface {
 	Get(key []byte) (store.Entry, bool, error)
-	Apply(entries ...store.Entry) ([]bool, error)
-	// ApplyAsync is Apply that returns once the entries are written, with
-	// a wait that returns once they are durable (see store.Store.ApplyAsync).
+	// ApplyAsync merges entries, last writer wins, and returns once they
+	// are written, with a wait that returns once they are durable (see
+	// store.Store.ApplyAsync). Clients' writes take it.
 	ApplyAsync(entries ...store.Entry) (applied []bool, wait func() error, err error)
 	// ApplyUncached is ApplyAsync for entries moving between replicas: it
 	// caches no key it did not hold in its cache (see

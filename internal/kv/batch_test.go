@@ -119,9 +119,7 @@ func TestQuorumReadAsksOnlyWhatItNeeds(t *testing.T) {
 	// newer.
 	v, _, _ := n.local.Get([]byte("k"))
 	newer := store.Entry{Key: []byte("k"), Value: []byte("v"), Version: store.Version{HLC: v.Version.HLC + 1, Node: v.Version.Node}}
-	if _, err := n.local.Apply(newer); err != nil {
-		t.Fatal(err)
-	}
+	storeIn(t, n.local, newer)
 	if _, err := n.Get(ctx, []byte("k"), Quorum, false); err != nil {
 		t.Fatal(err)
 	}

@@ -336,6 +336,19 @@ func TestWriteReturnsAtQuorumAndFinishesInBackground(t *testing.T) {
 	}
 }
 
+// storeIn writes entries straight into a node's store, as replication
+// would have left them, without the node's clock seeing them.
+func storeIn(t *testing.T, local Local, entries ...store.Entry) {
+	t.Helper()
+	_, wait, err := local.ApplyUncached(entries...)
+	if err == nil {
+		err = wait()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // failingSync is a local store whose writes never become durable: each
 // write's fsync fails.
 type failingSync struct{ Local }
@@ -578,9 +591,7 @@ func TestReplicaReadDuringTakeOver(t *testing.T) {
 			n, peers, others := newTestNode(t)
 			n.synced.Store(tt.synced)
 			if tt.here != nil {
-				if _, err := n.local.Apply(*tt.here); err != nil {
-					t.Fatal(err)
-				}
+				storeIn(t, n.local, *tt.here)
 			}
 			if tt.next != nil {
 				if _, err := peers.stores[others[0].Addr].Apply(*tt.next); err != nil {
@@ -619,9 +630,7 @@ func TestReplicaReadBudget(t *testing.T) {
 	keys := [][]byte{[]byte("a"), []byte("b"), []byte("c")}
 	for _, k := range keys {
 		e := store.Entry{Key: k, Value: make([]byte, 600), Version: store.Version{HLC: 1, Node: ring.HashKey(k)}}
-		if _, err := n.local.Apply(e); err != nil {
-			t.Fatal(err)
-		}
+		storeIn(t, n.local, e)
 	}
 	tests := []struct {
 		budget, want int

@@ -42,18 +42,10 @@ func TestAntiEntropyMovesOnlyDifferingKeys(t *testing.T) {
 				common = append(common, entry(fmt.Sprintf("k%05d", i), old, "same"))
 			}
 			for _, s := range []Local{n.local, b, c} {
-				if _, err := s.Apply(common...); err != nil {
-					t.Fatal(err)
-				}
+				storeIn(t, s, common...)
 			}
-			apply := func(s Local, es ...store.Entry) {
-				t.Helper()
-				if _, err := s.Apply(es...); err != nil {
-					t.Fatal(err)
-				}
-			}
-			apply(n.local, entry("k00001", old+1, "newer here"), entry("only-here", old, "x"), entry("young-here", young, "y"))
-			apply(b, entry("k00002", old+1, "newer on b"), entry("only-on-b", old, "x"), entry("k00003", young, "young on b"))
+			storeIn(t, n.local, entry("k00001", old+1, "newer here"), entry("only-here", old, "x"), entry("young-here", young, "y"))
+			storeIn(t, b, entry("k00002", old+1, "newer on b"), entry("only-on-b", old, "x"), entry("k00003", young, "young on b"))
 
 			if done, err := n.AntiEntropy(ctx); err != nil || done != 2 {
 				t.Fatalf("AntiEntropy = %d, %v; want 2 replicas, no error", done, err)
@@ -112,9 +104,7 @@ func TestAntiEntropyMovesOnlyDifferingKeys(t *testing.T) {
 func TestHandOffDoesNotWait(t *testing.T) {
 	n, peers, others := newTestNode(t)
 	young := store.Entry{Key: []byte("young"), Value: []byte("v"), Version: store.Version{HLC: store.HLCAt(time.Now()), Node: n.self.ID}}
-	if _, err := n.local.Apply(young); err != nil {
-		t.Fatal(err)
-	}
+	storeIn(t, n.local, young)
 	if _, err := n.HandOff(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -169,13 +159,9 @@ func TestAntiEntropyIgnoresWritesInFlight(t *testing.T) {
 				}
 			}
 			for _, s := range []Local{n.local, b} {
-				if _, err := s.Apply(common...); err != nil {
-					t.Fatal(err)
-				}
+				storeIn(t, s, common...)
 			}
-			if _, err := n.local.Apply(inFlight...); err != nil {
-				t.Fatal(err)
-			}
+			storeIn(t, n.local, inFlight...)
 			nb := n.ring.Neighbors()
 			diff, err := n.syncRange(ctx, others[0], nb.Predecessor.ID, n.self.ID, exchangeSettled)
 			if err != nil {
