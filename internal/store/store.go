@@ -452,6 +452,7 @@ const minSortedLookup = 16
 // same rate).
 func (s *Store) storedMany(out []storedRecord, stripes []int, sks [][]byte) ([]storedRecord, error) {
 	out = slices.Grow(out[:0], len(sks))[:len(sks)]
+	clear(out) // a key found nowhere must read as absent, whatever out held
 	var missBuf [4]int
 	misses := missBuf[:0]
 	for i, sk := range sks {
@@ -476,7 +477,9 @@ func (s *Store) storedMany(out []storedRecord, stripes []int, sks [][]byte) ([]s
 		}
 		return out, nil
 	}
-	// Apply's keys are distinct, so the order is strict, as GetSorted needs.
+	// A write's keys are distinct (Apply keeps one entry per key, a
+	// removal's scan yields each key once), so the order is strict, as
+	// GetSorted needs.
 	slices.SortFunc(misses, func(i, j int) int { return bytes.Compare(sks[i], sks[j]) })
 	keys := make([][]byte, len(misses))
 	for j, i := range misses {
