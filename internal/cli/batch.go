@@ -6,10 +6,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
+	"sync"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/chordkv/chordkv/internal/client"
 	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
 )
 
@@ -59,12 +66,34 @@ func scanBatchInput(r io.Reader, parse func(n int, text []byte) error) error {
 	return nil
 }
 
-// readBatch is every --batch command's prologue: the --consistency flag,
-// then the whole input parsed by parse, all before any call.
-func readBatch(cmd *cobra.Command, f *kvFlags, parse func(io.Reader) ([]batchLine, error)) (pb.Consistency, []batchLine, error) {
+// routingAuto is the --routing of put, get and del --batch that picks
+// client routing for inputs of more than one request (routeByOwner).
+const routingAuto = "auto"
+
+// batchFlags are the --batch and --routing flags of put, get and del.
+type batchFlags struct {
+	on      bool
+	routing string
+}
+
+func (f *batchFlags) register(cmd *cobra.Command, usage string) {
+	cmd.Flags().BoolVar(&f.on, "batch", false, usage)
+	cmd.Flags().StringVar(&f.routing, "routing", routingAuto, "with --batch: client sends each request straight to its keys' owner, learned by walking the ring from --endpoints, to several owners at once; "+
+		"endpoint sends every request to --endpoints, one at a time; auto is client when the input fills more than one request")
+}
+
+// readBatch is every --batch command's prologue: the --consistency and
+// --routing flags, then the whole input parsed by parse, all before any
+// call.
+func readBatch(cmd *cobra.Command, f *kvFlags, bf *batchFlags, parse func(io.Reader) ([]batchLine, error)) (pb.Consistency, []batchLine, error) {
 	cons, err := f.parse()
 	if err != nil {
 		return 0, nil, err
+	}
+	switch bf.routing {
+	case routingAuto, routingClient, routingEndpoint:
+	default:
+		return 0, nil, usageErrorf("--routing must be auto, client or endpoint, not %q", bf.routing)
 	}
 	lines, err := parse(cmd.InOrStdin())
 	return cons, lines, err
@@ -144,62 +173,246 @@ func (b *batchReport) exit(done int, participle string) error {
 	return nil
 }
 
-// sendBatch sends lines in chunks, each one call with the usual endpoint
-// failover and its own --timeout deadline (dialAndCall), and hands each
-// line's result to each. A line each asks to retry goes out again in a
-// later call. A call that fails as a whole fails its lines; once no
-// endpoint answered, or the command was cancelled, the rest is not sent
-// and counts as failed.
-func sendBatch[R any](ctx context.Context, opts *clientOptions, b *batchReport, lines []batchLine,
-	call func(context.Context, pb.KVClient, []batchLine) ([]R, error), each func(l batchLine, r R) (retry bool)) {
+// sendBatch sends lines in chunks and hands each line's result to each. A
+// line each asks to retry goes out again in a later call. A call that fails
+// as a whole fails its lines; once no endpoint answered, or the command was
+// cancelled, the rest is not sent and counts as failed.
+//
+// With client routing (see routeByOwner) the lines are grouped by their
+// key's owner, as learned by walking the ring from the endpoints, and each
+// owner's further into lanes by key (laneOf); up to batchOwnersAtOnce lanes
+// are sent at once, each its chunks one after another: so a key's lines
+// keep their input order, and a repeated key's last line is the value that
+// stays. Without it, or when the walk fails, every chunk goes through the
+// endpoints (failover), one at a time, as one lane.
+func sendBatch[R any](ctx context.Context, opts *clientOptions, routing string, b *batchReport, lines []batchLine,
+	call batchCall[R], each func(l batchLine, r R) (retry bool)) {
+	s := &batchSender[R]{opts: opts, b: b, call: call, each: each}
+	groups := [][]batchLine{lines}
+	if routeByOwner(routing, len(lines)) {
+		r := client.New(client.Config{Seeds: opts.endpoints, DialOptions: dialOptions(opts), CallTimeout: opts.timeout})
+		defer r.Close()
+		// A failed walk is not reported: the endpoints still serve the
+		// lines, and say why when they cannot.
+		if err := r.Refresh(ctx); err == nil {
+			s.router = r
+			groups = groupByOwner(lines, func(key []byte) string {
+				m, _ := r.Owner(key)
+				return fmt.Sprintf("%s/%d", m.Addr, laneOf(key))
+			})
+		}
+	}
+	limit := make(chan struct{}, batchOwnersAtOnce)
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		limit <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-limit }()
+			s.sendGroup(ctx, g)
+		})
+	}
+	wg.Wait()
+	if batchRouted != nil {
+		st := batchRouteStats{toOwner: s.toOwnerCalls.Load(), viaEndpoints: s.endpointCalls.Load()}
+		if s.router != nil {
+			st.redirects = s.router.Stats().Redirects
+		}
+		batchRouted(st)
+	}
+}
+
+// batchRouted, when set (by tests), hears how each sendBatch's calls went.
+var batchRouted func(batchRouteStats)
+
+// batchRouteStats counts a sendBatch's calls: those answered by the owner
+// the router chose, those sent through the endpoints, and the answers
+// whose chordkv-owner header said a node forwarded some of the keys.
+type batchRouteStats struct {
+	toOwner, viaEndpoints, redirects int64
+}
+
+// batchCall is one MultiGet, MultiPut or MultiDelete of chunk's keys over
+// c; it passes callOpts on to the generated client method.
+type batchCall[R any] func(ctx context.Context, c pb.KVClient, chunk []batchLine, callOpts ...grpc.CallOption) ([]R, error)
+
+// With client routing, each owner's lines are split further into
+// batchLanesPerOwner lanes by a hash of the key, each lane sent one call at
+// a time, and up to batchOwnersAtOnce lanes at once: a key always takes the
+// same lane, so its lines keep their order, while an owner has several
+// calls to work on (a node's group commit then shares fsyncs between
+// them).
+const (
+	batchLanesPerOwner = 4
+	batchOwnersAtOnce  = 16
+)
+
+// laneOf is key's lane among its owner's (batchLanesPerOwner).
+func laneOf(key []byte) int {
+	h := fnv.New32a()
+	h.Write(key)
+	return int(h.Sum32() % batchLanesPerOwner)
+}
+
+// routeByOwner says whether a --batch command of n lines routes its
+// requests to their keys' owners. auto does when the lines fill more than
+// one request: the ring walk that teaches the client its members costs one
+// call per member, more than it saves a single request.
+func routeByOwner(routing string, n int) bool {
+	switch routing {
+	case routingClient:
+		return true
+	case routingAuto:
+		return n > batchItems
+	}
+	return false
+}
+
+// groupByOwner splits lines by ownerOf their key, each group in input
+// order, the groups in the order their first line came.
+func groupByOwner(lines []batchLine, ownerOf func(key []byte) string) [][]batchLine {
+	index := map[string]int{}
+	var groups [][]batchLine
+	for _, l := range lines {
+		owner := ownerOf(l.key)
+		i, ok := index[owner]
+		if !ok {
+			i = len(groups)
+			index[owner] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], l)
+	}
+	return groups
+}
+
+// batchSender is one sendBatch: its groups' goroutines share the report,
+// and each, under mu.
+type batchSender[R any] struct {
+	opts   *clientOptions
+	router *client.Router // nil: every call goes through the endpoints
+	call   batchCall[R]
+	each   func(l batchLine, r R) (retry bool)
+
+	toOwnerCalls, endpointCalls atomic.Int64
+
+	mu sync.Mutex
+	b  *batchReport
+}
+
+// errNotRouted is toOwner's "send this chunk through the endpoints".
+var errNotRouted = errors.New("not routed to the owner")
+
+// sendGroup sends one group's lines in chunks, one call at a time: to the
+// owner while the router can reach it, then, for the rest of the group,
+// through the endpoints, so that an owner the client cannot dial (a
+// container's address, say) costs one failed attempt, not one per chunk.
+func (s *batchSender[R]) sendGroup(ctx context.Context, lines []batchLine) {
 	pending := chunkBatch(lines)
+	direct := s.router != nil
 	for len(pending) > 0 {
 		chunk := pending[0]
 		pending = pending[1:]
-		if b.stop != nil {
-			for _, l := range chunk {
-				b.fail(l, "not sent: an earlier request found no endpoint answering")
-			}
+		if s.stopped() {
+			s.failAll(chunk, "not sent: an earlier request found no endpoint answering")
 			continue
 		}
-		results, err := failover(ctx, opts, pb.NewKVClient, func(ctx context.Context, c pb.KVClient) ([]R, error) {
-			return call(ctx, c, chunk)
-		})
+		var results []R
+		var err error
+		if direct {
+			results, err = s.toOwner(ctx, chunk)
+			direct = !errors.Is(err, errNotRouted)
+			if direct {
+				s.toOwnerCalls.Add(1)
+			}
+		}
+		if !direct {
+			s.endpointCalls.Add(1)
+			results, err = failover(ctx, s.opts, pb.NewKVClient, func(ctx context.Context, c pb.KVClient) ([]R, error) {
+				return s.call(ctx, c, chunk)
+			})
+		}
 		if err == nil && len(results) != len(chunk) {
 			err = fmt.Errorf("node answered %d results for %d items", len(results), len(chunk))
 		}
-		if err != nil {
-			if exitCode(err) == ExitUnavailable || errors.Is(err, context.Canceled) {
-				b.stop = err
-			}
-			for _, l := range chunk {
-				b.fail(l, err.Error())
-			}
-			continue
-		}
-		var again []batchLine
-		for i, r := range results {
-			if each(chunk[i], r) {
-				again = append(again, chunk[i])
-			}
-		}
-		switch {
-		case len(again) == len(chunk):
-			// No progress: asking again would loop forever.
-			for _, l := range again {
-				b.fail(l, "the node answered every item of the request with \"ask again\"")
-			}
-		case len(again) > 0:
+		if again := s.record(chunk, results, err); len(again) > 0 {
 			pending = append([][]batchLine{again}, pending...)
 		}
 	}
 }
 
+// toOwner sends chunk to its first key's owner, under the --timeout
+// deadline. It returns errNotRouted when the owner is unknown, did not
+// answer, or answered too late: cases in which failover would try the next
+// endpoint.
+func (s *batchSender[R]) toOwner(ctx context.Context, chunk []batchLine) ([]R, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.timeout)
+	defer cancel()
+	owner, _ := s.router.Owner(chunk[0].key)
+	var results []R
+	var callErr error
+	err := s.router.Do(ctx, chunk[0].key, func(ctx context.Context, cc grpc.ClientConnInterface, callOpts ...grpc.CallOption) error {
+		results, callErr = s.call(ctx, pb.NewKVClient(cc), chunk, callOpts...)
+		return callErr
+	})
+	switch {
+	case err == nil:
+		return results, nil
+	case client.Unroutable(err) || status.Code(callErr) == codes.DeadlineExceeded:
+		return nil, errNotRouted
+	case callErr != nil:
+		return nil, &nodeError{addr: owner.Addr, err: callErr, hint: tlsHint(callErr, s.opts.tls.Enabled())}
+	}
+	return nil, err
+}
+
+// record hands a call's answer to each, or fails the chunk with err, and
+// returns the lines to ask for again.
+func (s *batchSender[R]) record(chunk []batchLine, results []R, err error) (again []batchLine) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		if exitCode(err) == ExitUnavailable || errors.Is(err, context.Canceled) {
+			s.b.stop = err
+		}
+		for _, l := range chunk {
+			s.b.fail(l, err.Error())
+		}
+		return nil
+	}
+	for i, r := range results {
+		if s.each(chunk[i], r) {
+			again = append(again, chunk[i])
+		}
+	}
+	if len(again) == len(chunk) {
+		// No progress: asking again would loop forever.
+		for _, l := range again {
+			s.b.fail(l, "the node answered every item of the request with \"ask again\"")
+		}
+		return nil
+	}
+	return again
+}
+
+func (s *batchSender[R]) stopped() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.stop != nil
+}
+
+func (s *batchSender[R]) failAll(chunk []batchLine, msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range chunk {
+		s.b.fail(l, msg)
+	}
+}
+
 // writeBatch sends the lines of put --batch or del --batch with call and
 // returns how many writes were acknowledged; b has the rest.
-func writeBatch(ctx context.Context, opts *clientOptions, b *batchReport, lines []batchLine,
-	call func(context.Context, pb.KVClient, []batchLine) ([]*pb.PutResult, error)) (acked int) {
-	sendBatch(ctx, opts, b, lines, call, func(l batchLine, r *pb.PutResult) bool {
+func writeBatch(ctx context.Context, opts *clientOptions, routing string, b *batchReport, lines []batchLine,
+	call batchCall[*pb.PutResult]) (acked int) {
+	sendBatch(ctx, opts, routing, b, lines, call, func(l batchLine, r *pb.PutResult) bool {
 		if r.GetError() != "" {
 			b.fail(l, r.GetError())
 		} else {
@@ -232,10 +445,14 @@ func printBatchSummary(cmd *cobra.Command, opts *clientOptions, v any, format st
 }
 
 // batchArgs refuses positional arguments with --batch, whose input is
-// standard input, and checks them with plain without it.
-func batchArgs(batch *bool, refusal string, plain cobra.PositionalArgs) cobra.PositionalArgs {
+// standard input, and checks them with plain without it, where --routing
+// has no meaning: a single key goes to --endpoints, which forward it.
+func batchArgs(batch *batchFlags, refusal string, plain cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
-		if !*batch {
+		if !batch.on {
+			if cmd.Flags().Changed("routing") {
+				return usageErrorf("--routing applies only with --batch")
+			}
 			return plain(cmd, args)
 		}
 		if len(args) > 0 {

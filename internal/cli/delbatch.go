@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
 )
@@ -16,14 +17,14 @@ type delBatchJSON struct {
 }
 
 // runDelBatch is `chordkv del --batch`.
-func runDelBatch(cmd *cobra.Command, opts *clientOptions, f *kvFlags) error {
-	cons, lines, err := readBatch(cmd, f, parseBatchKeys)
+func runDelBatch(cmd *cobra.Command, opts *clientOptions, f *kvFlags, bf *batchFlags) error {
+	cons, lines, err := readBatch(cmd, f, bf, parseBatchKeys)
 	if err != nil {
 		return err
 	}
 	b := newBatchReport("del --batch", "keys", len(lines))
-	deleted := writeBatch(cmd.Context(), opts, b, lines, func(ctx context.Context, c pb.KVClient, chunk []batchLine) ([]*pb.PutResult, error) {
-		out, err := c.MultiDelete(ctx, &pb.MultiDeleteRequest{Keys: batchKeys(chunk), Consistency: cons})
+	deleted := writeBatch(cmd.Context(), opts, bf.routing, b, lines, func(ctx context.Context, c pb.KVClient, chunk []batchLine, callOpts ...grpc.CallOption) ([]*pb.PutResult, error) {
+		out, err := c.MultiDelete(ctx, &pb.MultiDeleteRequest{Keys: batchKeys(chunk), Consistency: cons}, callOpts...)
 		return out.GetResults(), err
 	})
 	res := delBatchJSON{Deleted: deleted, Failed: b.failed, Errors: b.errors}

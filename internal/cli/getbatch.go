@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	"github.com/chordkv/chordkv/internal/transport"
 	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
@@ -34,8 +35,8 @@ type getBatchItemJSON struct {
 }
 
 // runGetBatch is `chordkv get --batch`.
-func runGetBatch(cmd *cobra.Command, opts *clientOptions, f *kvFlags) error {
-	cons, lines, err := readBatch(cmd, f, parseBatchKeys)
+func runGetBatch(cmd *cobra.Command, opts *clientOptions, f *kvFlags, bf *batchFlags) error {
+	cons, lines, err := readBatch(cmd, f, bf, parseBatchKeys)
 	if err != nil {
 		return err
 	}
@@ -46,8 +47,8 @@ func runGetBatch(cmd *cobra.Command, opts *clientOptions, f *kvFlags) error {
 	b.onFail = func(l batchLine, msg string) {
 		byLine[l.line] = getBatchItemJSON{Key: string(l.key), Error: msg}
 	}
-	sendBatch(cmd.Context(), opts, b, lines, func(ctx context.Context, c pb.KVClient, chunk []batchLine) ([]*pb.GetResult, error) {
-		out, err := c.MultiGet(ctx, &pb.MultiGetRequest{Keys: batchKeys(chunk), Consistency: cons})
+	sendBatch(cmd.Context(), opts, bf.routing, b, lines, func(ctx context.Context, c pb.KVClient, chunk []batchLine, callOpts ...grpc.CallOption) ([]*pb.GetResult, error) {
+		out, err := c.MultiGet(ctx, &pb.MultiGetRequest{Keys: batchKeys(chunk), Consistency: cons}, callOpts...)
 		return out.GetResults(), err
 	}, func(l batchLine, r *pb.GetResult) bool {
 		switch {

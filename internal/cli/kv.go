@@ -97,7 +97,7 @@ func kvCall[T any](ctx context.Context, opts *clientOptions, key string, call fu
 
 func newPutCmd(opts *clientOptions) *cobra.Command {
 	var f kvFlags
-	var batch bool
+	var batch batchFlags
 	cmd := &cobra.Command{
 		Use:   "put KEY [VALUE] | put --batch",
 		Short: "Store VALUE (or standard input) under KEY",
@@ -107,7 +107,8 @@ func newPutCmd(opts *clientOptions) *cobra.Command {
 			"With --batch, standard input is lines of `KEY VALUE`: the key is everything before\n" +
 			"the first space, the value the rest of the line (without the newline); empty lines\n" +
 			"are skipped. Every line is checked before anything is written; a line without a\n" +
-			"space is a usage error (exit 2). The pairs go out in MultiPut calls of up to 500.\n" +
+			"space is a usage error (exit 2). The pairs go out in MultiPut calls of up to 500,\n" +
+			"straight to each key's owner when the input fills more than one call (--routing).\n" +
 			"It prints one summary line, and exits 0 only when every pair was written, 1 when\n" +
 			"some were not, 4 when no endpoint answered.",
 		Example: "  chordkv put greeting hello\n" +
@@ -117,8 +118,8 @@ func newPutCmd(opts *clientOptions) *cobra.Command {
 		Args: batchArgs(&batch, "put --batch takes no KEY or VALUE argument: the pairs come from standard input",
 			usageArgs(cobra.RangeArgs(1, 2))),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if batch {
-				return runPutBatch(cmd, opts, &f)
+			if batch.on {
+				return runPutBatch(cmd, opts, &f, &batch)
 			}
 			key := args[0]
 			cons, err := f.prepare(key)
@@ -141,7 +142,7 @@ func newPutCmd(opts *clientOptions) *cobra.Command {
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().BoolVar(&batch, "batch", false, "read `KEY VALUE` lines from standard input and write them with MultiPut")
+	batch.register(cmd, "read `KEY VALUE` lines from standard input and write them with MultiPut")
 	return cmd
 }
 
@@ -160,16 +161,17 @@ func readValue(r io.Reader) ([]byte, error) {
 
 func newGetCmd(opts *clientOptions) *cobra.Command {
 	var f kvFlags
-	var batch bool
+	var batch batchFlags
 	cmd := &cobra.Command{
 		Use:   "get KEY | get --batch",
 		Short: "Print the value stored under KEY",
 		Long: "Print the value stored under KEY: the raw bytes, with no newline added, so\n" +
 			"binary values can be redirected to a file. A missing or deleted key exits 3.\n\n" +
 			"With --batch, standard input is one key per line (empty lines are skipped), read\n" +
-			"in MultiGet calls of up to 500. Each found key prints one `KEY VALUE` line, in\n" +
-			"input order, the format put --batch reads; a missing key prints nothing. A value\n" +
-			"with a newline cannot be printed so: that key fails (-o json shows it, base64).\n" +
+			"in MultiGet calls of up to 500 (to each key's owner, as put --batch sends them).\n" +
+			"Each found key prints one `KEY VALUE` line, in input order, the format put --batch\n" +
+			"reads; a missing key prints nothing. A value with a newline cannot be printed so:\n" +
+			"that key fails (-o json shows it, base64).\n" +
 			"The counts go to standard error. It exits 0 when every key was found, 3 when some\n" +
 			"were missing and none failed, 1 when some failed, 4 when no endpoint answered.",
 		Example: "  chordkv get greeting\n" +
@@ -178,8 +180,8 @@ func newGetCmd(opts *clientOptions) *cobra.Command {
 			"  chordkv get --batch < keys.txt | chordkv put --batch --endpoints other:7000",
 		Args: batchArgs(&batch, "get --batch takes no KEY argument: the keys come from standard input", exactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if batch {
-				return runGetBatch(cmd, opts, &f)
+			if batch.on {
+				return runGetBatch(cmd, opts, &f, &batch)
 			}
 			key := args[0]
 			cons, err := f.prepare(key)
@@ -206,20 +208,21 @@ func newGetCmd(opts *clientOptions) *cobra.Command {
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().BoolVar(&batch, "batch", false, "read keys, one per line, from standard input and read them with MultiGet")
+	batch.register(cmd, "read keys, one per line, from standard input and read them with MultiGet")
 	return cmd
 }
 
 func newDelCmd(opts *clientOptions) *cobra.Command {
 	var f kvFlags
-	var batch bool
+	var batch batchFlags
 	cmd := &cobra.Command{
 		Use:   "del KEY | del --batch",
 		Short: "Delete KEY",
 		Long: "Delete KEY. Deleting a key that does not exist succeeds: the delete is\n" +
 			"recorded (a tombstone) and orders after every earlier write of the key.\n\n" +
 			"With --batch, standard input is one key per line (empty lines are skipped),\n" +
-			"deleted in MultiDelete calls of up to 500. It prints one summary line, and exits\n" +
+			"deleted in MultiDelete calls of up to 500 (to each key's owner, as put --batch\n" +
+			"sends them). It prints one summary line, and exits\n" +
 			"0 only when every key was deleted, 1 when some were not, 4 when no endpoint\n" +
 			"answered.",
 		Example: "  chordkv del greeting\n" +
@@ -227,8 +230,8 @@ func newDelCmd(opts *clientOptions) *cobra.Command {
 			"  printf 'a\\nb\\n' | chordkv del --batch -o json   # {\"deleted\":2,\"failed\":0,\"errors\":[]}",
 		Args: batchArgs(&batch, "del --batch takes no KEY argument: the keys come from standard input", exactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if batch {
-				return runDelBatch(cmd, opts, &f)
+			if batch.on {
+				return runDelBatch(cmd, opts, &f, &batch)
 			}
 			key := args[0]
 			cons, err := f.prepare(key)
@@ -245,7 +248,7 @@ func newDelCmd(opts *clientOptions) *cobra.Command {
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().BoolVar(&batch, "batch", false, "read keys, one per line, from standard input and delete them with MultiDelete")
+	batch.register(cmd, "read keys, one per line, from standard input and delete them with MultiDelete")
 	return cmd
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
 )
@@ -39,18 +40,18 @@ func parseBatchLines(r io.Reader) ([]batchLine, error) {
 }
 
 // runPutBatch is `chordkv put --batch`.
-func runPutBatch(cmd *cobra.Command, opts *clientOptions, f *kvFlags) error {
-	cons, lines, err := readBatch(cmd, f, parseBatchLines)
+func runPutBatch(cmd *cobra.Command, opts *clientOptions, f *kvFlags, bf *batchFlags) error {
+	cons, lines, err := readBatch(cmd, f, bf, parseBatchLines)
 	if err != nil {
 		return err
 	}
 	b := newBatchReport("put --batch", "pairs", len(lines))
-	written := writeBatch(cmd.Context(), opts, b, lines, func(ctx context.Context, c pb.KVClient, chunk []batchLine) ([]*pb.PutResult, error) {
+	written := writeBatch(cmd.Context(), opts, bf.routing, b, lines, func(ctx context.Context, c pb.KVClient, chunk []batchLine, callOpts ...grpc.CallOption) ([]*pb.PutResult, error) {
 		items := make([]*pb.KeyValue, len(chunk))
 		for i, l := range chunk {
 			items[i] = &pb.KeyValue{Key: l.key, Value: l.value}
 		}
-		out, err := c.MultiPut(ctx, &pb.MultiPutRequest{Items: items, Consistency: cons})
+		out, err := c.MultiPut(ctx, &pb.MultiPutRequest{Items: items, Consistency: cons}, callOpts...)
 		return out.GetResults(), err
 	})
 	res := putBatchJSON{Written: written, Failed: b.failed, Errors: b.errors}

@@ -21,6 +21,9 @@ const (
 	kvKeys       = 300
 	kvDeleteStep = 10 // every 10th key is deleted
 	kvBatchKeys  = 200
+	// kvRoutedKeys fill more than one call of put --batch (500 pairs), so
+	// the CLI sends them straight to their owners (--routing auto).
+	kvRoutedKeys = 1200
 	// kvBatchDeleteStep: del --batch deletes every 4th batched key.
 	kvBatchDeleteStep = 4
 	kvWorkers         = 4 // concurrent CLI processes in a sweep
@@ -186,6 +189,17 @@ func TestKV(t *testing.T) {
 	all := c.Nodes
 	s := &kvState{values: map[string][]byte{}, deleted: map[string]bool{}}
 	var batched []string // the keys put --batch wrote, in order
+	// The keys put --batch wrote routed to their owners, checked with get
+	// --batch only (one process, not one per key) after every later step.
+	routed := &kvState{values: map[string][]byte{}, deleted: map[string]bool{}}
+	var routedKeys []string
+	eventuallyRouted := func(t *testing.T, addrs []string, what string) {
+		t.Helper()
+		took := c.Eventually(t, "get --batch reads every routed key", ringDeadline, func() error {
+			return c.checkBatch(routed, routedKeys, strings.Join(addrs, ","))
+		})
+		logTiming(t, what, took)
+	}
 
 	steps := []struct {
 		name string
@@ -336,6 +350,22 @@ func TestKV(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		{"put --batch 1,200 keys, routed to their owners", func(t *testing.T) {
+			var in strings.Builder
+			for i := range kvRoutedKeys {
+				key := fmt.Sprintf("routed-%05d", i)
+				routed.values[key] = []byte(fmt.Sprintf("r%d %s", i, rand.Text()))
+				fmt.Fprintf(&in, "%s %s\n", key, routed.values[key])
+				routedKeys = append(routedKeys, key)
+			}
+			r := c.CLIWithInput([]byte(in.String()), "put", "--batch", "--endpoints", all[1].Addr, "--timeout", cliTimeout)
+			if want := fmt.Sprintf("written %d, failed 0\n", kvRoutedKeys); r.Code != exitOK || r.Stdout != want {
+				t.Fatalf("put --batch: %v; want %q", r, want)
+			}
+			if err := c.checkBatch(routed, routedKeys, all[4].Addr); err != nil {
+				t.Fatal(err)
+			}
+		}},
 	}
 	for _, st := range steps {
 		if !t.Run(st.name, st.run) {
@@ -354,6 +384,9 @@ func TestKV(t *testing.T) {
 			v.Kill(t)
 		}
 		t.Logf("killed %s and %s (neighbours on the ring)", victims[0].Addr, victims[1].Addr)
+		// Before the ring heals: the CLI's ring walk and its calls to
+		// owners meet the dead nodes.
+		eventuallyRouted(t, c.Addrs(survivors...), "every routed key readable with get --batch from the survivors")
 		took := c.Eventually(t, "ring heals to the 3 survivors", ringDeadline,
 			func() error { return checkConverged(c, survivors) })
 		logTiming(t, "heal after 2 kill -9", took)
@@ -372,6 +405,7 @@ func TestKV(t *testing.T) {
 		logTiming(t, "rejoin after restart of 2 nodes", took)
 		took = c.eventuallyAllKeys(t, s, c.Addrs())
 		logTiming(t, "every key readable, deletes kept, after the restart", took)
+		eventuallyRouted(t, c.Addrs(), "every routed key readable with get --batch after the restart")
 	}) {
 		return
 	}
@@ -388,6 +422,7 @@ func TestKV(t *testing.T) {
 		logTiming(t, "converge after kill -9 and restart of all 5", took)
 		took = c.eventuallyAllKeys(t, s, c.Addrs())
 		logTiming(t, "every key readable, deletes kept, after restarting every node", took)
+		eventuallyRouted(t, c.Addrs(), "every routed key readable with get --batch after restarting every node")
 	})
 }
 

@@ -1,0 +1,160 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestRouteByOwner(t *testing.T) {
+	tests := []struct {
+		routing string
+		lines   int
+		want    bool
+	}{
+		{routingAuto, 1, false},
+		{routingAuto, batchItems, false}, // one request: the ring walk would cost more
+		{routingAuto, batchItems + 1, true},
+		{routingClient, 1, true},
+		{routingEndpoint, 10 * batchItems, false},
+	}
+	for _, tt := range tests {
+		if got := routeByOwner(tt.routing, tt.lines); got != tt.want {
+			t.Errorf("routeByOwner(%q, %d) = %v, want %v", tt.routing, tt.lines, got, tt.want)
+		}
+	}
+}
+
+func TestGroupByOwner(t *testing.T) {
+	// The owner is the key's first letter.
+	owner := func(key []byte) string { return string(key[:1]) }
+	tests := []struct {
+		name string
+		keys []string
+		want [][]string
+	}{
+		{"none", nil, nil},
+		{"one owner", []string{"a1", "a2", "a1"}, [][]string{{"a1", "a2", "a1"}}},
+		{"input order within each, groups by first line", []string{"b1", "a1", "b2", "c1", "a2", "b1"},
+			[][]string{{"b1", "b2", "b1"}, {"a1", "a2"}, {"c1"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var lines []batchLine
+			for i, k := range tt.keys {
+				lines = append(lines, batchLine{line: i + 1, key: []byte(k)})
+			}
+			var got [][]string
+			seen := 0
+			for _, g := range groupByOwner(lines, owner) {
+				var keys []string
+				for i, l := range g {
+					keys = append(keys, string(l.key))
+					if i > 0 && l.line <= g[i-1].line {
+						t.Errorf("group %v: line %d after line %d", keys, l.line, g[i-1].line)
+					}
+				}
+				seen += len(g)
+				got = append(got, keys)
+			}
+			if !slices.EqualFunc(got, tt.want, slices.Equal) || seen != len(lines) {
+				t.Errorf("groups %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestBatchRoutesToOwners drives put, get and del --batch against a 3-node
+// ring and checks, through batchRouted, that with client routing every
+// call went to the owner of all its keys: no node had to forward a key
+// (the chordkv-owner header would say so), and none went through the
+// endpoint.
+func TestBatchRoutesToOwners(t *testing.T) {
+	a, b, _, dead := startRing(t)
+	var got []batchRouteStats
+	batchRouted = func(s batchRouteStats) { got = append(got, s) }
+	t.Cleanup(func() { batchRouted = nil })
+	last := func(t *testing.T) batchRouteStats {
+		t.Helper()
+		if len(got) == 0 {
+			t.Fatal("batchRouted was not called")
+		}
+		return got[len(got)-1]
+	}
+	toOwners := func(t *testing.T, what string) {
+		t.Helper()
+		if s := last(t); s.toOwner == 0 || s.viaEndpoints != 0 || s.redirects != 0 {
+			t.Errorf("%s: %+v; want every call to the owner (toOwner > 0, nothing via endpoints, no redirects)", what, s)
+		}
+	}
+
+	// More lines than one request: auto routes them. "dup" is written
+	// three times, in different requests; the last line must win.
+	const n = 3*batchItems + 7
+	var input, keys strings.Builder
+	for i := range n {
+		fmt.Fprintf(&input, "k%05d v%d\n", i, i)
+		fmt.Fprintf(&keys, "k%05d\n", i)
+		if i%(batchItems+100) == 0 {
+			fmt.Fprintf(&input, "dup %d\n", i)
+		}
+	}
+	r := runCLIWithInput([]byte(input.String()), "put", "--batch", "--endpoints", dead+","+a, "-o", "json")
+	var put putBatchJSON
+	if err := json.Unmarshal([]byte(r.stdout), &put); r.code != ExitOK || err != nil || put.Written != n+3 {
+		t.Fatalf("put --batch: exit %d, %v, %+v: %s", r.code, err, put, r.stderr)
+	}
+	toOwners(t, "put --batch")
+	if r := runCLI("get", "dup", "--endpoints", b); r.stdout != fmt.Sprint(2*(batchItems+100)) {
+		t.Errorf("get dup: exit %d, %q; want the input's last line's value", r.code, r.stdout)
+	}
+
+	// get --batch answers in input order, whatever the owners' order.
+	r = runCLIWithInput([]byte(keys.String()), "get", "--batch", "--routing", "client", "--endpoints", b, "-o", "json")
+	var rep getBatchJSON
+	if err := json.Unmarshal([]byte(r.stdout), &rep); r.code != ExitOK || err != nil || rep.Found != n || len(rep.Items) != n {
+		t.Fatalf("get --batch: exit %d, %v, found %d of %d: %s", r.code, err, rep.Found, n, r.stderr)
+	}
+	for i, it := range rep.Items {
+		if want := fmt.Sprintf("k%05d", i); it.Key != want || string(it.Value) != fmt.Sprint("v", i) {
+			t.Fatalf("item %d: %q = %q, want %s = v%d", i, it.Key, it.Value, want, i)
+		}
+	}
+	toOwners(t, "get --batch --routing client")
+
+	// Endpoint routing sends everything through the endpoint.
+	r = runCLIWithInput([]byte(keys.String()), "get", "--batch", "--routing", "endpoint", "--endpoints", b)
+	if s := last(t); r.code != ExitOK || s.toOwner != 0 || s.viaEndpoints == 0 {
+		t.Errorf("get --batch --routing endpoint: exit %d, %+v: %s", r.code, s, r.stderr)
+	}
+
+	r = runCLIWithInput([]byte(keys.String()), "del", "--batch", "--endpoints", a)
+	if r.code != ExitOK || r.stdout != fmt.Sprintf("deleted %d, failed 0\n", n) {
+		t.Fatalf("del --batch: exit %d, %q: %s", r.code, r.stdout, r.stderr)
+	}
+	toOwners(t, "del --batch")
+	if r := runCLI("get", "k00000", "--endpoints", b); r.code != ExitNotFound {
+		t.Errorf("get of a deleted key: exit %d, %q", r.code, r.stdout)
+	}
+}
+
+func TestBatchRoutingFlag(t *testing.T) {
+	tests := []struct {
+		name   string
+		args   []string
+		stderr string
+	}{
+		{"without --batch", []string{"put", "k", "v", "--routing", "client"}, "--routing applies only with --batch"},
+		{"unknown", []string{"get", "--batch", "--routing", "owner"}, `--routing must be auto, client or endpoint, not "owner"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCLIWithInput([]byte("k\n"), tt.args...)
+			if r.code != ExitUsage || !strings.Contains(r.stderr, tt.stderr) {
+				t.Errorf("exit %d, stderr %q; want exit %d and %q", r.code, r.stderr, ExitUsage, tt.stderr)
+			}
+		})
+	}
+}
