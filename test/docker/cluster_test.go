@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -99,6 +100,31 @@ func TestComposeCluster(t *testing.T) {
 		}
 		if code != 0 || json.Unmarshal([]byte(out), &lk) != nil || !slices.Contains(nodeAddrs(nodes), lk.Owner) {
 			t.Errorf("lookup through the published port: exit %d: %s%s", code, out, errOut)
+		}
+	})
+
+	t.Run("put and get --batch --routing client from a host that cannot dial the members", func(t *testing.T) {
+		c.t = t
+		// The ring walk starts at node1's published port, whose successors
+		// are advertised as nodeN:7000, names the host cannot resolve: the
+		// walk fails, and every line goes through the published port.
+		var in, keys, want strings.Builder
+		batch := map[string]string{}
+		for i := range 20 {
+			key := fmt.Sprintf("batch-%d", i)
+			batch[key] = key + "=" + randomSuffix()
+			fmt.Fprintf(&in, "%s %s\n", key, batch[key])
+			fmt.Fprintln(&keys, key)
+			fmt.Fprintf(&want, "%s %s\n", key, batch[key])
+		}
+		out, errOut, code := runSplitWithInput(cmdShort, in.String(), c.bin, "put", "--batch", "--routing", "client", "--endpoints", c.endpoint(), "--timeout", cliTimeout)
+		if code != 0 || out != "written 20, failed 0\n" {
+			t.Fatalf("put --batch --routing client: exit %d: %s%s", code, out, errOut)
+		}
+		maps.Copy(c.acked, batch)
+		out, errOut, code = runSplitWithInput(cmdShort, keys.String(), c.bin, "get", "--batch", "--routing", "client", "--endpoints", c.endpoint(), "--timeout", cliTimeout)
+		if code != 0 || out != want.String() {
+			t.Fatalf("get --batch --routing client: exit %d: %q, want %q; %s", code, out, want.String(), errOut)
 		}
 	})
 

@@ -51,9 +51,15 @@ func run(t testing.TB, limit time.Duration, env []string, argv []string, args ..
 
 // runSplit is run with stdout and stderr apart, and the exit code.
 func runSplit(limit time.Duration, argv ...string) (stdout, stderr string, code int) {
+	return runSplitWithInput(limit, "", argv...)
+}
+
+// runSplitWithInput is runSplit with stdin as the command's standard input.
+func runSplitWithInput(limit time.Duration, stdin string, argv ...string) (stdout, stderr string, code int) {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdin = strings.NewReader(stdin)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
