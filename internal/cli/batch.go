@@ -185,21 +185,29 @@ func (b *batchReport) exit(done int, participle string) error {
 // keep their input order, and a repeated key's last line is the value that
 // stays. Without it, or when the walk fails, every chunk goes through the
 // endpoints (failover), one at a time, as one lane.
-func sendBatch[R any](ctx context.Context, opts *clientOptions, routing string, b *batchReport, lines []batchLine,
+func sendBatch[R any](ctx context.Context, opts *clientOptions, route batchRoute, b *batchReport, lines []batchLine,
 	call batchCall[R], each func(l batchLine, r R) (retry bool)) {
 	s := &batchSender[R]{opts: opts, b: b, call: call, each: each}
 	groups := [][]batchLine{lines}
-	if routeByOwner(routing, len(lines)) {
+	if routeByOwner(route.routing, len(lines)) {
 		r := client.New(client.Config{Seeds: opts.endpoints, DialOptions: dialOptions(opts), CallTimeout: opts.timeout})
 		defer r.Close()
-		// A failed walk is not reported: the endpoints still serve the
-		// lines, and say why when they cannot.
-		if err := r.Refresh(ctx); err == nil {
+		// The whole walk gets one --timeout: members whose advertised
+		// addresses this client cannot reach (NAT, containers) would
+		// otherwise cost a timeout each before the endpoints take over.
+		walkCtx, cancel := context.WithTimeout(ctx, opts.timeout)
+		err := r.Refresh(walkCtx)
+		cancel()
+		if err == nil {
 			s.router = r
 			groups = groupByOwner(lines, func(key []byte) string {
 				m, _ := r.Owner(key)
 				return fmt.Sprintf("%s/%d", m.Addr, laneOf(key))
 			})
+		} else {
+			// Not a failure: the endpoints serve the lines, and say why
+			// when they cannot.
+			fmt.Fprintf(route.stderr, "chordkv: %s: sending through --endpoints, as the ring walk failed (--routing endpoint skips it): %v\n", b.name, err)
 		}
 	}
 	limit := make(chan struct{}, batchOwnersAtOnce)
@@ -229,6 +237,13 @@ var batchRouted func(batchRouteStats)
 // whose chordkv-owner header said a node forwarded some of the keys.
 type batchRouteStats struct {
 	toOwner, viaEndpoints, redirects int64
+}
+
+// batchRoute is how a --batch command sends its calls: its --routing, and
+// where to note that client routing could not be set up.
+type batchRoute struct {
+	routing string
+	stderr  io.Writer
 }
 
 // batchCall is one MultiGet, MultiPut or MultiDelete of chunk's keys over
@@ -410,9 +425,9 @@ func (s *batchSender[R]) failAll(chunk []batchLine, msg string) {
 
 // writeBatch sends the lines of put --batch or del --batch with call and
 // returns how many writes were acknowledged; b has the rest.
-func writeBatch(ctx context.Context, opts *clientOptions, routing string, b *batchReport, lines []batchLine,
+func writeBatch(ctx context.Context, opts *clientOptions, route batchRoute, b *batchReport, lines []batchLine,
 	call batchCall[*pb.PutResult]) (acked int) {
-	sendBatch(ctx, opts, routing, b, lines, call, func(l batchLine, r *pb.PutResult) bool {
+	sendBatch(ctx, opts, route, b, lines, call, func(l batchLine, r *pb.PutResult) bool {
 		if r.GetError() != "" {
 			b.fail(l, r.GetError())
 		} else {

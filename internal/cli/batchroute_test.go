@@ -130,6 +130,13 @@ func TestBatchRoutesToOwners(t *testing.T) {
 		t.Errorf("get --batch --routing endpoint: exit %d, %+v: %s", r.code, s, r.stderr)
 	}
 
+	// A ring walk that fails is noted, and the endpoints take the lines.
+	r = runCLIWithInput([]byte("x 1\n"), "put", "--batch", "--routing", "client", "--endpoints", dead, "--timeout", "300ms")
+	if s := last(t); r.code != ExitUnavailable || s.toOwner != 0 || s.viaEndpoints != 1 ||
+		!strings.Contains(r.stderr, "put --batch: sending through --endpoints, as the ring walk failed") {
+		t.Errorf("put --batch --routing client through a dead endpoint: exit %d, %+v, stderr %q", r.code, s, r.stderr)
+	}
+
 	r = runCLIWithInput([]byte(keys.String()), "del", "--batch", "--endpoints", a)
 	if r.code != ExitOK || r.stdout != fmt.Sprintf("deleted %d, failed 0\n", n) {
 		t.Fatalf("del --batch: exit %d, %q: %s", r.code, r.stdout, r.stderr)
