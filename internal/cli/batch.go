@@ -319,8 +319,8 @@ var errNotRouted = errors.New("not routed to the owner")
 
 // sendGroup sends one group's lines in chunks, one call at a time: to the
 // owner while the router can reach it, then, for the rest of the group,
-// through the endpoints, so that an owner the client cannot dial (a
-// container's address, say) costs one failed attempt, not one per chunk.
+// through the endpoints, so that an owner that died after the ring walk
+// costs one failed attempt, not one per chunk.
 func (s *batchSender[R]) sendGroup(ctx context.Context, lines []batchLine) {
 	pending := chunkBatch(lines)
 	direct := s.router != nil
