@@ -113,6 +113,9 @@ type fakePeers struct {
 	versions map[string]int           // Versions calls per replica
 	grantors map[string]*Node         // GrantLease and Replicate go to these nodes when set
 	onGrant  func()                   // runs in every GrantLease call, when set
+	// afterGrant runs in every GrantLease call once the grantor has
+	// answered, when set: the answer's way back.
+	afterGrant func()
 }
 
 // hold makes p's Apply calls wait until the returned function is called.
@@ -179,7 +182,7 @@ func (f *fakePeers) GrantLease(_ context.Context, p, holder chord.Peer, from, to
 		return err
 	}
 	f.mu.Lock()
-	g, onGrant := f.grantors[p.Addr], f.onGrant
+	g, onGrant, afterGrant := f.grantors[p.Addr], f.onGrant, f.afterGrant
 	f.mu.Unlock()
 	if onGrant != nil {
 		onGrant()
@@ -187,7 +190,11 @@ func (f *fakePeers) GrantLease(_ context.Context, p, holder chord.Peer, from, to
 	if g == nil {
 		return nil
 	}
-	return g.GrantLease(holder, from, to, d)
+	err := g.GrantLease(holder, from, to, d)
+	if afterGrant != nil {
+		afterGrant()
+	}
+	return err
 }
 func (f *fakePeers) ForwardMany(context.Context, chord.Peer, Op, []Item, Consistency) ([]Result, error) {
 	return nil, errors.New("unused")

@@ -583,3 +583,193 @@ func TestRenewLeasesWarnsOnceAboutRefusedLength(t *testing.T) {
 		t.Error("a lease held although every grant was refused")
 	}
 }
+
+// predRing is fakeRing with a predecessor, so that the node's primary range,
+// and the lease over it, is (pred, self] rather than the whole ring.
+type predRing struct {
+	fakeRing
+	pred chord.Peer
+}
+
+func (r predRing) Neighbors() chord.Neighbors {
+	nb := r.fakeRing.Neighbors()
+	nb.Predecessor = r.pred
+	return nb
+}
+
+// keysAround returns a key inside (from, to] and one outside it.
+func keysAround(t *testing.T, from, to ring.ID) (inside, outside []byte) {
+	t.Helper()
+	for i := 0; inside == nil || outside == nil; i++ {
+		if i == 10_000 {
+			t.Fatal("no key found on both sides of the range")
+		}
+		k := []byte(fmt.Sprintf("k%d", i))
+		if ring.BetweenRightIncl(from, ring.HashKey(k), to) {
+			inside = k
+		} else {
+			outside = k
+		}
+	}
+	return inside, outside
+}
+
+// A lease covers the range its grants named. When the predecessor goes and
+// the holder's range grows, its grantors never refused other coordinators'
+// writes to the part it gained, so quorum reads there ask a second replica
+// until a renewal has caught that part up (Gray and Cheriton §2: the lease
+// is on the data it was granted for).
+func TestLeaseCoversOnlyItsGrantedRange(t *testing.T) {
+	holder, peers, others, _, _ := newLeasedNodes(t)
+	pred := chord.NewPeer("p:1")
+	holder.ring = predRing{fakeRing{self: holder.self, succs: others}, pred}
+	inside, outside := keysAround(t, pred.ID, holder.self.ID)
+	for _, k := range [][]byte{inside, outside} {
+		if _, err := holder.Put(ctx, k, []byte("v"), Quorum, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := holder.RenewLease(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The predecessor dies: the holder now owns the whole ring.
+	holder.ring = fakeRing{self: holder.self, succs: others}
+	readsOf := func(k []byte) int {
+		t.Helper()
+		peers.mu.Lock()
+		before := peers.reads[others[0].Addr] + peers.reads[others[1].Addr]
+		peers.mu.Unlock()
+		if _, err := holder.Get(ctx, k, Quorum, false); err != nil {
+			t.Fatal(err)
+		}
+		peers.mu.Lock()
+		defer peers.mu.Unlock()
+		return peers.reads[others[0].Addr] + peers.reads[others[1].Addr] - before
+	}
+	if got := readsOf(inside); got != 0 {
+		t.Errorf("quorum read inside the leased range read %d other replicas, want 0", got)
+	}
+	if got := readsOf(outside); got != 1 {
+		t.Errorf("quorum read of a key the holder gained after its lease began read %d other replicas, want 1", got)
+	}
+}
+
+// A lease stands for the replicas that granted it. When a node joins behind
+// the holder and replaces one of them in the replica set, the newcomer never
+// refused anything, so quorum reads ask a second replica again.
+func TestLeaseNeedsTheCurrentReplicasGrants(t *testing.T) {
+	holder, peers, others, _, _ := newLeasedNodes(t)
+	if _, err := holder.Put(ctx, []byte("k"), []byte("v"), Quorum, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.RenewLease(ctx); err != nil {
+		t.Fatal(err)
+	}
+	newcomer := chord.NewPeer("d:1")
+	s, err := store.Open(store.Options{InMemory: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	peers.mu.Lock()
+	peers.stores[newcomer.Addr] = s
+	peers.mu.Unlock()
+	holder.ring = fakeRing{self: holder.self, succs: []chord.Peer{others[0], newcomer}}
+	if _, err := holder.Get(ctx, []byte("k"), Quorum, false); err != nil {
+		t.Fatal(err)
+	}
+	peers.mu.Lock()
+	defer peers.mu.Unlock()
+	if got := peers.reads[others[0].Addr] + peers.reads[newcomer.Addr]; got != 1 {
+		t.Errorf("quorum read with a replica that never granted the lease read %d other replicas, want 1", got)
+	}
+}
+
+// A local write that fails while a renewal is in flight (after the renewal
+// began, before it stores the lease) wins: the renewal fails and no lease
+// is held, since its catch-up may predate the write the holder lacks.
+func TestLocalWriteFailureDuringARenewal(t *testing.T) {
+	holder, peers, _, _, _ := newLeasedNodes(t)
+	var once sync.Once
+	peers.mu.Lock()
+	peers.onGrant = func() { once.Do(holder.invalidateLease) }
+	peers.mu.Unlock()
+	if err := holder.RenewLease(ctx); err == nil || !strings.Contains(err.Error(), "a local write failed meanwhile") {
+		t.Errorf("renewal overtaken by a failed local write: %v, want its refusal", err)
+	}
+	if holder.LeaseHeld() {
+		t.Error("lease held after a renewal that a failed local write overtook")
+	}
+}
+
+// When the holder's range shrinks (a node joined in front), it stops reading
+// alone for the part it gave up before asking its grantors to narrow their
+// grants, not after: a grantor that has narrowed its grant takes other
+// coordinators' writes there at once.
+func TestRenewalNarrowsTheLeaseFirst(t *testing.T) {
+	holder, peers, others, _, _ := newLeasedNodes(t)
+	if err := holder.RenewLease(ctx); err != nil { // over the whole ring
+		t.Fatal(err)
+	}
+	joiner := chord.NewPeer("j:1")
+	holder.ring = predRing{fakeRing{self: holder.self, succs: others}, joiner}
+	inside, outside := keysAround(t, joiner.ID, holder.self.ID)
+	var mu sync.Mutex // the grants are asked for concurrently
+	var during []bool
+	peers.mu.Lock()
+	peers.onGrant = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		during = append(during, holder.readsAlone([][]byte{outside}, others), holder.readsAlone([][]byte{inside}, others))
+	}
+	peers.mu.Unlock()
+	if err := holder.RenewLease(ctx); err != nil {
+		t.Fatal(err)
+	}
+	peers.mu.Lock()
+	peers.onGrant = nil
+	peers.mu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 0; i < len(during); i += 2 {
+		if during[i] {
+			t.Error("read alone, during the renewal, a key of the part of the range the holder gave up")
+		}
+		if !during[i+1] {
+			t.Error("stopped reading alone, during the renewal, a key of the range it kept")
+		}
+	}
+	if len(during) == 0 {
+		t.Fatal("no grant was asked for")
+	}
+}
+
+// The holder counts its lease from before it asked, each grantor from when
+// it received the request, so an answer slow to come back shortens the
+// holder's lease and never stretches it past a grant (Gray and Cheriton §2:
+// the holder's term must end before the grantor's).
+func TestSlowGrantAnswersShortenTheLease(t *testing.T) {
+	holder, peers, _, grantors, clock := newLeasedNodes(t)
+	var once sync.Once
+	peers.mu.Lock()
+	peers.afterGrant = func() { once.Do(func() { clock.Advance(testLease / 2) }) }
+	peers.mu.Unlock()
+	if err := holder.RenewLease(ctx); err != nil {
+		t.Fatal(err)
+	}
+	held := holder.lease.held.Load()
+	if held == nil {
+		t.Fatal("no lease")
+	}
+	for _, g := range grantors {
+		g.grants.mu.RLock()
+		gr, ok := g.grants.byHolder[holder.self.Addr]
+		g.grants.mu.RUnlock()
+		if !ok {
+			t.Fatalf("%s granted nothing", g.self.Addr)
+		}
+		if !held.until.Before(gr.until) {
+			t.Errorf("the holder's lease ends at %v, not before %s's grant (%v)", held.until.Sub(clock.Now()), g.self.Addr, gr.until.Sub(clock.Now()))
+		}
+	}
+}
