@@ -572,3 +572,36 @@ func TestFingerTableCompaction(t *testing.T) {
 		t.Fatalf("distinct = %v", got)
 	}
 }
+
+// [Chord] §4.3 closest_preceding_finger: a candidate qualifies only strictly
+// inside (n, id). A node whose ID is id itself is id's successor, not a
+// predecessor of it: sending the lookup there first costs a hop round the
+// ring back to it.
+func TestClosestPrecedingIsStrictlyBeforeTheID(t *testing.T) {
+	f := newFakeNet()
+	ns := ringOf(f, 64, 4)
+	wire(ns)
+	n := ns[0]
+	for {
+		if err := n.FixFinger(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n.nextFinger == 0 {
+			break
+		}
+	}
+	asked := 0
+	for _, m := range ns[2:] { // ids past n's successor: not answered at once
+		step := n.FindSuccessorStep(m.self.ID)
+		if step.Done {
+			t.Fatalf("lookup of %s answered at once by %s", m.self.Addr, n.self.Addr)
+		}
+		asked++
+		if slices.ContainsFunc(step.Next, func(p Peer) bool { return p.Addr == m.self.Addr }) {
+			t.Errorf("lookup of %s's own ID routes through %s itself: %v", m.self.Addr, m.self.Addr, addrsOf(step.Next))
+		}
+	}
+	if asked == 0 {
+		t.Fatal("no lookup checked")
+	}
+}
