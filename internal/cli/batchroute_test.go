@@ -1,11 +1,22 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/chordkv/chordkv/internal/chord"
+	"github.com/chordkv/chordkv/internal/ring"
+	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
 )
 
 func TestRouteByOwner(t *testing.T) {
@@ -163,5 +174,91 @@ func TestBatchRoutingFlag(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want exit %d and %q", r.code, r.stderr, ExitUsage, tt.stderr)
 			}
 		})
+	}
+}
+
+// unavailableOwner is a ring member as a ring walk sees it (it answers
+// Status, its successor is a real node) whose KV calls all fail
+// Unavailable: an owner that died after the client's walk.
+type unavailableOwner struct {
+	pb.UnimplementedAdminServer
+	pb.UnimplementedKVServer
+	addr, successor string
+	calls           atomic.Int64 // MultiPut calls
+}
+
+func (u *unavailableOwner) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse, error) {
+	return &pb.StatusResponse{Addr: u.addr, Id: chord.NewPeer(u.addr).ID.String(), Member: true, Successors: []string{u.successor}}, nil
+}
+
+func (u *unavailableOwner) MultiPut(context.Context, *pb.MultiPutRequest) (*pb.MultiPutResponse, error) {
+	u.calls.Add(1)
+	return nil, status.Error(codes.Unavailable, "owner gone")
+}
+
+// An owner that does not answer gets one call per lane: the rest of the
+// lane's lines go through the endpoints, and every line is written.
+func TestBatchFallsBackFromAnUnavailableOwner(t *testing.T) {
+	a, b, c, _ := startRing(t)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := &unavailableOwner{addr: lis.Addr().String(), successor: a}
+	srv := grpc.NewServer()
+	pb.RegisterAdminServer(srv, fake)
+	pb.RegisterKVServer(srv, fake)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	var got []batchRouteStats
+	batchRouted = func(s batchRouteStats) { got = append(got, s) }
+	t.Cleanup(func() { batchRouted = nil })
+
+	// Lines until the fake owns enough of them for several calls per lane.
+	var members []ring.ID
+	for _, addr := range []string{a, b, c, fake.addr} {
+		members = append(members, chord.NewPeer(addr).ID)
+	}
+	slices.SortFunc(members, ring.ID.Cmp)
+	fakeID := chord.NewPeer(fake.addr).ID
+	ownedByFake := func(key []byte) bool {
+		h := ring.HashKey(key)
+		for _, m := range members {
+			if h.Cmp(m) <= 0 {
+				return m == fakeID
+			}
+		}
+		return members[0] == fakeID
+	}
+	var in strings.Builder
+	n, fakes := 0, 0
+	for ; fakes < 2*batchLanesPerOwner*batchItems && n < 200_000; n++ {
+		key := fmt.Sprintf("f%06d", n)
+		fmt.Fprintf(&in, "%s v%d\n", key, n)
+		if ownedByFake([]byte(key)) {
+			fakes++
+		}
+	}
+	// The walk starts at the fake member, whose successor leads round the
+	// real ring; the endpoints' failover tries it first too.
+	r := runCLIWithInput([]byte(in.String()), "put", "--batch", "--routing", "client", "--endpoints", fake.addr+","+a, "-o", "json")
+	var rep putBatchJSON
+	if err := json.Unmarshal([]byte(r.stdout), &rep); r.code != ExitOK || err != nil || rep.Written != n {
+		t.Fatalf("put --batch of %d with an unavailable owner of %d: exit %d, %v, %+v: %s", n, fakes, r.code, err, rep, r.stderr)
+	}
+	if len(got) != 1 {
+		t.Fatalf("batchRouted called %d times", len(got))
+	}
+	s := got[0]
+	if s.toOwner == 0 || s.viaEndpoints == 0 {
+		t.Errorf("%+v: want calls to the real owners and, for the fake's lines, through the endpoints", s)
+	}
+	// Every call through the endpoints tried the fake first; the rest of
+	// its calls were the lanes' direct attempts, one each at most.
+	if direct := fake.calls.Load() - s.viaEndpoints; direct < 1 || direct > batchLanesPerOwner {
+		t.Errorf("the unavailable owner was called directly %d times, want 1 to %d (one per lane)", direct, batchLanesPerOwner)
+	}
+	if r := runCLI("get", "f000000", "--endpoints", b); r.code != ExitOK || r.stdout != "v0" {
+		t.Errorf("get f000000: exit %d, %q: %s", r.code, r.stdout, r.stderr)
 	}
 }
