@@ -174,6 +174,49 @@ func TestAntiEntropyIgnoresWritesInFlight(t *testing.T) {
 	}
 }
 
+// Within the buckets a settled difference makes anti-entropy compare key by
+// key, it still moves only settled versions: a key written less than
+// RepairSettle ago is the write path's to finish, and moving it would race
+// with it for nothing.
+func TestAntiEntropyMovesOnlySettledKeys(t *testing.T) {
+	old := store.HLCAt(time.Now().Add(-time.Hour))
+	young := store.HLCAt(time.Now())
+	writer := chord.NewPeer("w:1").ID
+	n, peers, others := newTestNodeWith(t, func(c *Config) { c.RepairSettle = time.Hour })
+	b := peers.stores[others[0].Addr]
+	var both, missing, inFlight []store.Entry
+	for i := range 2000 {
+		e := store.Entry{Key: []byte(fmt.Sprintf("k%05d", i)), Value: []byte("v"), Version: store.Version{HLC: old, Node: writer}}
+		switch {
+		case i%10 == 0: // settled, and only here: anti-entropy's to move
+			missing = append(missing, e)
+		case i%10 == 1: // settled in both, rewritten here a moment ago
+			both = append(both, e)
+			inFlight = append(inFlight, store.Entry{Key: e.Key, Value: []byte("w"), Version: store.Version{HLC: young, Node: writer}})
+		default:
+			both = append(both, e)
+		}
+	}
+	storeIn(t, b, both...)
+	storeIn(t, n.local, both...)
+	storeIn(t, n.local, missing...)
+	storeIn(t, n.local, inFlight...)
+	nb := n.ring.Neighbors()
+	if _, err := n.syncRange(ctx, others[0], nb.Predecessor.ID, n.self.ID, exchangeSettled); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range missing {
+		if got, ok, err := b.Get(e.Key); err != nil || !ok || got.Version != e.Version {
+			t.Fatalf("settled key %s not repaired: %v, %v", e.Key, ok, err)
+		}
+	}
+	for _, e := range inFlight {
+		if got, _, err := b.Get(e.Key); err != nil || got.Version == e.Version {
+			t.Fatalf("key %s written a moment ago was moved by anti-entropy (%v)", e.Key, err)
+		}
+	}
+}
+
 // A joiner's take-over that a replica does not answer is tried again until
 // it completes: until then reads go to the successor, so giving up at once
 // would put the joiner to work on a partial copy.
