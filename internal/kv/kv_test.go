@@ -116,6 +116,7 @@ type fakePeers struct {
 	// afterGrant runs in every GrantLease call once the grantor has
 	// answered, when set: the answer's way back.
 	afterGrant func()
+	refuse     map[string]bool // Apply to these replicas fails; their other calls work
 }
 
 // hold makes p's Apply calls wait until the returned function is called.
@@ -161,6 +162,12 @@ func (f *fakePeers) Apply(ctx context.Context, p chord.Peer, es []store.Entry) (
 	s, err := f.get(p)
 	if err != nil {
 		return 0, err
+	}
+	f.mu.Lock()
+	refused := f.refuse[p.Addr]
+	f.mu.Unlock()
+	if refused {
+		return 0, fmt.Errorf("%s: refused: %w", p.Addr, ErrUnavailable)
 	}
 	_, err = s.Apply(es...)
 	return len(es), err

@@ -1,0 +1,153 @@
+package kv
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chordkv/chordkv/internal/chord"
+	"github.com/chordkv/chordkv/internal/ring"
+	"github.com/chordkv/chordkv/internal/store"
+)
+
+// foreignRing is fakeRing for cleanup: this node's r predecessors end just
+// before it, so nearly the whole ring is foreign to it (keys it replicates
+// for nobody), and every lookup answers reps, the owner first.
+type foreignRing struct {
+	fakeRing
+	preds []chord.Peer
+	reps  []chord.Peer
+}
+
+func (f foreignRing) Predecessors(context.Context, int) ([]chord.Peer, error) { return f.preds, nil }
+func (f foreignRing) Lookup(context.Context, ring.ID) (chord.LookupResult, error) {
+	return chord.LookupResult{Owner: f.reps[0], Successors: f.reps}, nil
+}
+
+// justBefore returns an ID one below id in its last byte (id must not end in
+// zero): a predecessor right behind a node.
+func justBefore(t *testing.T, id ring.ID) ring.ID {
+	t.Helper()
+	if id[len(id)-1] == 0 {
+		t.Fatal("pick another address: its ID ends in a zero byte")
+	}
+	id[len(id)-1]--
+	return id
+}
+
+// Cleanup drops a copy it holds outside its replica sets only once a full
+// replica set, this node not in it, holds the key: otherwise the key would
+// be left with fewer than r copies (as a Dynamo node holding a hinted
+// replica deletes it only after the transfer succeeds; DeCandia et al.,
+// SOSP 2007, §4.6).
+func TestCleanupKeepsCopiesNotSafelyHandedOver(t *testing.T) {
+	tests := []struct {
+		name    string
+		reps    func(self chord.Peer, others []chord.Peer, third chord.Peer) []chord.Peer
+		refuse  bool   // the third replica, which lacks the key, refuses it
+		wantErr string // in Cleanup's error
+	}{
+		{"a replica refuses the hand-off", func(_ chord.Peer, o []chord.Peer, d chord.Peer) []chord.Peer { return []chord.Peer{o[0], o[1], d} },
+			true, "hand 1 entries to d:1"},
+		{"the lookup names fewer than r replicas", func(_ chord.Peer, o []chord.Peer, _ chord.Peer) []chord.Peer { return []chord.Peer{o[0], o[1]} },
+			false, ""},
+		{"the lookup names this node a replica", func(self chord.Peer, o []chord.Peer, _ chord.Peer) []chord.Peer {
+			return []chord.Peer{o[0], o[1], self}
+		},
+			false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, peers, others := newTestNode(t)
+			third := chord.NewPeer("d:1")
+			thirdStore, err := store.Open(store.Options{InMemory: true, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { thirdStore.Close() })
+			peers.mu.Lock()
+			peers.stores[third.Addr] = thirdStore
+			if tt.refuse {
+				peers.refuse = map[string]bool{third.Addr: true}
+			}
+			peers.mu.Unlock()
+			last := chord.Peer{Addr: "p3:1", ID: justBefore(t, n.self.ID)}
+			n.ring = foreignRing{fakeRing: fakeRing{self: n.self, succs: others},
+				preds: []chord.Peer{chord.NewPeer("p1:1"), chord.NewPeer("p2:1"), last}, reps: tt.reps(n.self, others, third)}
+
+			key := []byte("stray")
+			if !ring.BetweenRightIncl(n.self.ID, ring.HashKey(key), last.ID) {
+				t.Fatal("the stray key is not foreign to the node; pick another")
+			}
+			e := store.Entry{Key: key, Value: []byte("v"), Version: store.Version{HLC: store.HLCAt(time.Now().Add(-time.Hour)), Node: n.self.ID}}
+			storeIn(t, n.local, e)
+			storeIn(t, peers.stores[others[0].Addr], e)
+			storeIn(t, peers.stores[others[1].Addr], e)
+
+			removed, err := n.Cleanup(ctx)
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("Cleanup: %v, want an error with %q", err, tt.wantErr)
+			}
+			if tt.wantErr == "" && err != nil {
+				t.Errorf("Cleanup: %v", err)
+			}
+			if _, found, _ := n.local.Get(key); !found || removed != 0 {
+				t.Fatalf("cleanup dropped the copy (removed %d)", removed)
+			}
+		})
+	}
+}
+
+// Once every replica holds the key, cleanup hands the missing copy over and
+// drops its own.
+func TestCleanupHandsOverThenDrops(t *testing.T) {
+	n, peers, others := newTestNode(t)
+	third := chord.NewPeer("d:1")
+	thirdStore, err := store.Open(store.Options{InMemory: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { thirdStore.Close() })
+	peers.mu.Lock()
+	peers.stores[third.Addr] = thirdStore
+	peers.mu.Unlock()
+	last := chord.Peer{Addr: "p3:1", ID: justBefore(t, n.self.ID)}
+	n.ring = foreignRing{fakeRing: fakeRing{self: n.self, succs: others},
+		preds: []chord.Peer{chord.NewPeer("p1:1"), chord.NewPeer("p2:1"), last}, reps: []chord.Peer{others[0], others[1], third}}
+	key := []byte("stray")
+	e := store.Entry{Key: key, Value: []byte("v"), Version: store.Version{HLC: store.HLCAt(time.Now().Add(-time.Hour)), Node: n.self.ID}}
+	storeIn(t, n.local, e)
+	storeIn(t, peers.stores[others[0].Addr], e)
+	if removed, err := n.Cleanup(ctx); err != nil || removed != 1 {
+		t.Fatalf("Cleanup: removed %d, %v; want the stray copy", removed, err)
+	}
+	for _, s := range []*store.Store{peers.stores[others[1].Addr], thirdStore} {
+		if got, found, _ := s.Get(key); !found || got.Version != e.Version {
+			t.Fatal("a replica that lacked the key did not get it")
+		}
+	}
+	if _, found, _ := n.local.Get(key); found {
+		t.Fatal("the stray copy is still here")
+	}
+}
+
+// In a ring of at most r nodes every node replicates every key: cleanup has
+// nothing to drop, whatever a lookup would say.
+func TestCleanupInASmallRingDropsNothing(t *testing.T) {
+	n, peers, others := newTestNode(t)
+	n.ring = foreignRing{fakeRing: fakeRing{self: n.self, succs: others},
+		preds: []chord.Peer{others[1], others[0]}, reps: []chord.Peer{others[0], others[1], others[0]}}
+	e := store.Entry{Key: []byte("k"), Value: []byte("v"), Version: store.Version{HLC: store.HLCAt(time.Now().Add(-time.Hour)), Node: n.self.ID}}
+	storeIn(t, n.local, e)
+	for _, p := range others {
+		storeIn(t, peers.stores[p.Addr], e)
+	}
+	if removed, err := n.Cleanup(ctx); err != nil || removed != 0 {
+		t.Fatalf("Cleanup in a ring of 3 with r = 3: removed %d, %v; want nothing", removed, err)
+	}
+	if _, found, _ := n.local.Get(e.Key); !found {
+		t.Fatal("the copy is gone")
+	}
+}
