@@ -19,11 +19,12 @@ type foreignRing struct {
 	fakeRing
 	preds []chord.Peer
 	reps  []chord.Peer
+	path  []chord.Peer // the lookup's path, when set
 }
 
 func (f foreignRing) Predecessors(context.Context, int) ([]chord.Peer, error) { return f.preds, nil }
 func (f foreignRing) Lookup(context.Context, ring.ID) (chord.LookupResult, error) {
-	return chord.LookupResult{Owner: f.reps[0], Successors: f.reps}, nil
+	return chord.LookupResult{Owner: f.reps[0], Successors: f.reps, Path: f.path}, nil
 }
 
 // justBefore returns an ID one below id in its last byte (id must not end in
@@ -45,18 +46,16 @@ func justBefore(t *testing.T, id ring.ID) ring.ID {
 func TestCleanupKeepsCopiesNotSafelyHandedOver(t *testing.T) {
 	tests := []struct {
 		name    string
-		reps    func(self chord.Peer, others []chord.Peer, third chord.Peer) []chord.Peer
-		refuse  bool   // the third replica, which lacks the key, refuses it
+		set     string // the lookup's replica set: b and c (the other replicas), d (a third), a (this node)
+		refuse  bool   // d, which lacks the key, refuses it
 		wantErr string // in Cleanup's error
 	}{
-		{"a replica refuses the hand-off", func(_ chord.Peer, o []chord.Peer, d chord.Peer) []chord.Peer { return []chord.Peer{o[0], o[1], d} },
-			true, "hand 1 entries to d:1"},
-		{"the lookup names fewer than r replicas", func(_ chord.Peer, o []chord.Peer, _ chord.Peer) []chord.Peer { return []chord.Peer{o[0], o[1]} },
-			false, ""},
-		{"the lookup names this node a replica", func(self chord.Peer, o []chord.Peer, _ chord.Peer) []chord.Peer {
-			return []chord.Peer{o[0], o[1], self}
-		},
-			false, ""},
+		{"a replica refuses the hand-off", "bcd", true, "hand 1 entries to d:1"},
+		{"the lookup names fewer than r replicas", "bc", false, ""},
+		{"the lookup names this node a replica", "bca", false, ""},
+		// The node's view changed since it chose the range: it owns the
+		// key after all, and answered the lookup itself.
+		{"the lookup names this node the owner", "abc", false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -74,8 +73,16 @@ func TestCleanupKeepsCopiesNotSafelyHandedOver(t *testing.T) {
 			}
 			peers.mu.Unlock()
 			last := chord.Peer{Addr: "p3:1", ID: justBefore(t, n.self.ID)}
-			n.ring = foreignRing{fakeRing: fakeRing{self: n.self, succs: others},
-				preds: []chord.Peer{chord.NewPeer("p1:1"), chord.NewPeer("p2:1"), last}, reps: tt.reps(n.self, others, third)}
+			byName := map[rune]chord.Peer{'a': n.self, 'b': others[0], 'c': others[1], 'd': third}
+			fr := foreignRing{fakeRing: fakeRing{self: n.self, succs: others},
+				preds: []chord.Peer{chord.NewPeer("p1:1"), chord.NewPeer("p2:1"), last}}
+			for _, r := range tt.set {
+				fr.reps = append(fr.reps, byName[r])
+			}
+			if fr.reps[0] == n.self {
+				fr.path = []chord.Peer{n.self} // answered here
+			}
+			n.ring = fr
 
 			key := []byte("stray")
 			if !ring.BetweenRightIncl(n.self.ID, ring.HashKey(key), last.ID) {
