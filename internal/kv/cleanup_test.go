@@ -2,7 +2,6 @@ package kv
 
 import (
 	"context"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +37,37 @@ func justBefore(t *testing.T, id ring.ID) ring.ID {
 	return id
 }
 
+// newStrayNode is newTestNode on a foreignRing: nearly every key is foreign
+// to it. Besides b:1 and c:1 there is d:1, an empty replica (third), and
+// every lookup answers set, one letter a node: a (this one), b, c or d.
+func newStrayNode(t *testing.T, set string) (n *Node, peers *fakePeers, others []chord.Peer, third *store.Store) {
+	t.Helper()
+	n, peers, others = newTestNode(t)
+	d := chord.NewPeer("d:1")
+	third = peers.addReplica(t, d)
+	byName := map[rune]chord.Peer{'a': n.self, 'b': others[0], 'c': others[1], 'd': d}
+	fr := foreignRing{fakeRing: fakeRing{self: n.self, succs: others},
+		preds: []chord.Peer{chord.NewPeer("p1:1"), chord.NewPeer("p2:1"), {Addr: "p3:1", ID: justBefore(t, n.self.ID)}}}
+	for _, r := range set {
+		fr.reps = append(fr.reps, byName[r])
+	}
+	if fr.reps[0] == n.self {
+		fr.path = []chord.Peer{n.self} // answered here
+	}
+	n.ring = fr
+	return n, peers, others, third
+}
+
+// strayEntry is a settled entry of a key foreign to n (see newStrayNode).
+func strayEntry(t *testing.T, n *Node) store.Entry {
+	t.Helper()
+	key := []byte("stray")
+	if !ring.BetweenRightIncl(n.self.ID, ring.HashKey(key), justBefore(t, n.self.ID)) {
+		t.Fatal("the stray key is not foreign to the node; pick another")
+	}
+	return store.Entry{Key: key, Value: []byte("v"), Version: store.Version{HLC: store.HLCAt(time.Now().Add(-time.Hour)), Node: n.self.ID}}
+}
+
 // Cleanup drops a copy it holds outside its replica sets only once a full
 // replica set, this node not in it, holds the key: otherwise the key would
 // be left with fewer than r copies (as a Dynamo node holding a hinted
@@ -46,7 +76,7 @@ func justBefore(t *testing.T, id ring.ID) ring.ID {
 func TestCleanupKeepsCopiesNotSafelyHandedOver(t *testing.T) {
 	tests := []struct {
 		name    string
-		set     string // the lookup's replica set: b and c (the other replicas), d (a third), a (this node)
+		set     string // the lookup's replica set, as newStrayNode takes it
 		refuse  bool   // d, which lacks the key, refuses it
 		wantErr string // in Cleanup's error
 	}{
@@ -59,36 +89,13 @@ func TestCleanupKeepsCopiesNotSafelyHandedOver(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			n, peers, others := newTestNode(t)
-			third := chord.NewPeer("d:1")
-			thirdStore, err := store.Open(store.Options{InMemory: true, Logger: slog.New(slog.DiscardHandler)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { thirdStore.Close() })
-			peers.mu.Lock()
-			peers.stores[third.Addr] = thirdStore
+			n, peers, others, _ := newStrayNode(t, tt.set)
 			if tt.refuse {
-				peers.refuse = map[string]bool{third.Addr: true}
+				peers.mu.Lock()
+				peers.refuse = map[string]bool{"d:1": true}
+				peers.mu.Unlock()
 			}
-			peers.mu.Unlock()
-			last := chord.Peer{Addr: "p3:1", ID: justBefore(t, n.self.ID)}
-			byName := map[rune]chord.Peer{'a': n.self, 'b': others[0], 'c': others[1], 'd': third}
-			fr := foreignRing{fakeRing: fakeRing{self: n.self, succs: others},
-				preds: []chord.Peer{chord.NewPeer("p1:1"), chord.NewPeer("p2:1"), last}}
-			for _, r := range tt.set {
-				fr.reps = append(fr.reps, byName[r])
-			}
-			if fr.reps[0] == n.self {
-				fr.path = []chord.Peer{n.self} // answered here
-			}
-			n.ring = fr
-
-			key := []byte("stray")
-			if !ring.BetweenRightIncl(n.self.ID, ring.HashKey(key), last.ID) {
-				t.Fatal("the stray key is not foreign to the node; pick another")
-			}
-			e := store.Entry{Key: key, Value: []byte("v"), Version: store.Version{HLC: store.HLCAt(time.Now().Add(-time.Hour)), Node: n.self.ID}}
+			e := strayEntry(t, n)
 			storeIn(t, n.local, e)
 			storeIn(t, peers.stores[others[0].Addr], e)
 			storeIn(t, peers.stores[others[1].Addr], e)
@@ -100,7 +107,7 @@ func TestCleanupKeepsCopiesNotSafelyHandedOver(t *testing.T) {
 			if tt.wantErr == "" && err != nil {
 				t.Errorf("Cleanup: %v", err)
 			}
-			if _, found, _ := n.local.Get(key); !found || removed != 0 {
+			if _, found, _ := n.local.Get(e.Key); !found || removed != 0 {
 				t.Fatalf("cleanup dropped the copy (removed %d)", removed)
 			}
 		})
@@ -110,32 +117,19 @@ func TestCleanupKeepsCopiesNotSafelyHandedOver(t *testing.T) {
 // Once every replica holds the key, cleanup hands the missing copy over and
 // drops its own.
 func TestCleanupHandsOverThenDrops(t *testing.T) {
-	n, peers, others := newTestNode(t)
-	third := chord.NewPeer("d:1")
-	thirdStore, err := store.Open(store.Options{InMemory: true, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { thirdStore.Close() })
-	peers.mu.Lock()
-	peers.stores[third.Addr] = thirdStore
-	peers.mu.Unlock()
-	last := chord.Peer{Addr: "p3:1", ID: justBefore(t, n.self.ID)}
-	n.ring = foreignRing{fakeRing: fakeRing{self: n.self, succs: others},
-		preds: []chord.Peer{chord.NewPeer("p1:1"), chord.NewPeer("p2:1"), last}, reps: []chord.Peer{others[0], others[1], third}}
-	key := []byte("stray")
-	e := store.Entry{Key: key, Value: []byte("v"), Version: store.Version{HLC: store.HLCAt(time.Now().Add(-time.Hour)), Node: n.self.ID}}
+	n, peers, others, third := newStrayNode(t, "bcd")
+	e := strayEntry(t, n)
 	storeIn(t, n.local, e)
 	storeIn(t, peers.stores[others[0].Addr], e)
 	if removed, err := n.Cleanup(ctx); err != nil || removed != 1 {
 		t.Fatalf("Cleanup: removed %d, %v; want the stray copy", removed, err)
 	}
-	for _, s := range []*store.Store{peers.stores[others[1].Addr], thirdStore} {
-		if got, found, _ := s.Get(key); !found || got.Version != e.Version {
+	for _, s := range []*store.Store{peers.stores[others[1].Addr], third} {
+		if got, found, _ := s.Get(e.Key); !found || got.Version != e.Version {
 			t.Fatal("a replica that lacked the key did not get it")
 		}
 	}
-	if _, found, _ := n.local.Get(key); found {
+	if _, found, _ := n.local.Get(e.Key); found {
 		t.Fatal("the stray copy is still here")
 	}
 }

@@ -264,16 +264,29 @@ func newTestNode(t *testing.T) (*Node, *fakePeers, []chord.Peer) {
 }
 
 // newTestNodeWith is newTestNode with its Config changed by set first.
+// memStore is an in-memory store, closed when the test ends.
+func memStore(t *testing.T) *store.Store {
+	t.Helper()
+	s, err := store.Open(store.Options{InMemory: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// addReplica gives p an empty store among f's replicas and returns it.
+func (f *fakePeers) addReplica(t *testing.T, p chord.Peer) *store.Store {
+	s := memStore(t)
+	f.mu.Lock()
+	f.stores[p.Addr] = s
+	f.mu.Unlock()
+	return s
+}
+
 func newTestNodeWith(t *testing.T, set func(*Config)) (*Node, *fakePeers, []chord.Peer) {
 	t.Helper()
-	open := func() *store.Store {
-		s, err := store.Open(store.Options{InMemory: true, Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
+	open := func() *store.Store { return memStore(t) }
 	self := chord.NewPeer("a:1")
 	others := []chord.Peer{chord.NewPeer("b:1"), chord.NewPeer("c:1")}
 	peers := &fakePeers{stores: map[string]*store.Store{}, dead: map[string]bool{}, reads: map[string]int{}, versions: map[string]int{}}

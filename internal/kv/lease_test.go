@@ -666,14 +666,7 @@ func TestLeaseNeedsTheCurrentReplicasGrants(t *testing.T) {
 		t.Fatal(err)
 	}
 	newcomer := chord.NewPeer("d:1")
-	s, err := store.Open(store.Options{InMemory: true, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	peers.mu.Lock()
-	peers.stores[newcomer.Addr] = s
-	peers.mu.Unlock()
+	peers.addReplica(t, newcomer)
 	holder.ring = fakeRing{self: holder.self, succs: []chord.Peer{others[0], newcomer}}
 	if _, err := holder.Get(ctx, []byte("k"), Quorum, false); err != nil {
 		t.Fatal(err)
