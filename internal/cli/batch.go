@@ -200,9 +200,9 @@ func sendBatch[R any](ctx context.Context, opts *clientOptions, route batchRoute
 		cancel()
 		if err == nil {
 			s.router = r
-			groups = groupByOwner(lines, func(key []byte) string {
-				m, _ := r.Owner(key)
-				return fmt.Sprintf("%s/%d", m.Addr, laneOf(key))
+			groups = groupBy(lines, func(l batchLine) string {
+				m, _ := r.Owner(l.key)
+				return fmt.Sprintf("%s/%d", m.Addr, laneOf(l.key))
 			})
 		} else {
 			// Not a failure: the endpoints serve the lines, and say why
@@ -282,20 +282,21 @@ func routeByOwner(routing string, n int) bool {
 	return false
 }
 
-// groupByOwner splits lines by ownerOf their key, each group in input
-// order, the groups in the order their first line came.
-func groupByOwner(lines []batchLine, ownerOf func(key []byte) string) [][]batchLine {
+// groupBy splits items by the group each belongs to, each group in input
+// order, the groups in the order their first item came: the --batch
+// commands' lines by owner and lane, bench's batches by owner.
+func groupBy[T any](items []T, group func(T) string) [][]T {
 	index := map[string]int{}
-	var groups [][]batchLine
-	for _, l := range lines {
-		owner := ownerOf(l.key)
-		i, ok := index[owner]
+	var groups [][]T
+	for _, it := range items {
+		g := group(it)
+		i, ok := index[g]
 		if !ok {
 			i = len(groups)
-			index[owner] = i
+			index[g] = i
 			groups = append(groups, nil)
 		}
-		groups[i] = append(groups[i], l)
+		groups[i] = append(groups[i], it)
 	}
 	return groups
 }

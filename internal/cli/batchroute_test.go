@@ -38,9 +38,9 @@ func TestRouteByOwner(t *testing.T) {
 	}
 }
 
-func TestGroupByOwner(t *testing.T) {
+func TestGroupBy(t *testing.T) {
 	// The owner is the key's first letter.
-	owner := func(key []byte) string { return string(key[:1]) }
+	owner := func(l batchLine) string { return string(l.key[:1]) }
 	tests := []struct {
 		name string
 		keys []string
@@ -59,7 +59,7 @@ func TestGroupByOwner(t *testing.T) {
 			}
 			var got [][]string
 			seen := 0
-			for _, g := range groupByOwner(lines, owner) {
+			for _, g := range groupBy(lines, owner) {
 				var keys []string
 				for i, l := range g {
 					keys = append(keys, string(l.key))

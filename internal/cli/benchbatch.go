@@ -75,25 +75,16 @@ func (b *bencher) batchRound(ctx context.Context, c pb.KVClient, op string, rng 
 // groupByOwner splits keys by their owner in the router's snapshot. With
 // endpoint routing, or while the router knows no member, it is one group.
 func (b *bencher) groupByOwner(keys [][]byte) [][][]byte {
-	if b.router == nil {
+	if b.router == nil || len(keys) == 0 {
 		return [][][]byte{keys}
 	}
-	byOwner := map[string]int{} // owner address -> index in groups
-	var groups [][][]byte
-	for _, k := range keys {
-		m, ok := b.router.Owner(k)
-		if !ok {
-			return [][][]byte{keys}
-		}
-		i, seen := byOwner[m.Addr]
-		if !seen {
-			i = len(groups)
-			byOwner[m.Addr] = i
-			groups = append(groups, nil)
-		}
-		groups[i] = append(groups[i], k)
+	if _, ok := b.router.Owner(keys[0]); !ok {
+		return [][][]byte{keys}
 	}
-	return groups
+	return groupBy(keys, func(k []byte) string {
+		m, _ := b.router.Owner(k)
+		return m.Addr
+	})
 }
 
 // batchCall sends one batch RPC of keys with the --timeout deadline: to
