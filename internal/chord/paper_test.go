@@ -111,18 +111,10 @@ func peers(nodes ...*Node) []Peer {
 	return out
 }
 
-func addrsOf(ps []Peer) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.Addr
-	}
-	return out
-}
-
 func wantSuccs(t *testing.T, n *Node, want ...*Node) {
 	t.Helper()
-	if got := n.Neighbors().Successors; !slices.Equal(addrsOf(got), addrsOf(peers(want...))) {
-		t.Fatalf("%s successors = %v, want %v", n.self.Addr, addrsOf(got), addrsOf(peers(want...)))
+	if got := n.Neighbors().Successors; !slices.Equal(Addrs(got), Addrs(peers(want...))) {
+		t.Fatalf("%s successors = %v, want %v", n.self.Addr, Addrs(got), Addrs(peers(want...)))
 	}
 }
 
@@ -376,10 +368,10 @@ func TestLookupRoutesAroundDeadHop(t *testing.T) {
 		t.Fatalf("lookup around dead %s: owner %s, failed %d", hop.Addr, after.Owner, after.Failed)
 	}
 	if slices.ContainsFunc(after.Path, func(p Peer) bool { return p.Addr == hop.Addr }) {
-		t.Fatalf("path %v goes through the dead hop", addrsOf(after.Path))
+		t.Fatalf("path %v goes through the dead hop", Addrs(after.Path))
 	}
 	if after.Hops != len(after.Path)-1 || after.Path[len(after.Path)-1].Addr != ns[20].self.Addr {
-		t.Fatalf("path %v and hops %d disagree", addrsOf(after.Path), after.Hops)
+		t.Fatalf("path %v and hops %d disagree", Addrs(after.Path), after.Hops)
 	}
 }
 
@@ -568,7 +560,7 @@ func TestFingerTableCompaction(t *testing.T) {
 	if len(ft.peers) != 2 {
 		t.Fatalf("slots %d, want the freed one reused", len(ft.peers))
 	}
-	if got := addrsOf(ft.distinct()); !slices.Equal(got, []string{"c:1", "b:1"}) {
+	if got := Addrs(ft.distinct()); !slices.Equal(got, []string{"c:1", "b:1"}) {
 		t.Fatalf("distinct = %v", got)
 	}
 }
@@ -598,7 +590,7 @@ func TestClosestPrecedingIsStrictlyBeforeTheID(t *testing.T) {
 		}
 		asked++
 		if slices.ContainsFunc(step.Next, func(p Peer) bool { return p.Addr == m.self.Addr }) {
-			t.Errorf("lookup of %s's own ID routes through %s itself: %v", m.self.Addr, m.self.Addr, addrsOf(step.Next))
+			t.Errorf("lookup of %s's own ID routes through %s itself: %v", m.self.Addr, m.self.Addr, Addrs(step.Next))
 		}
 	}
 	if asked == 0 {
