@@ -14,6 +14,8 @@
 #   NODES        ring size (default 8)
 #   SETTLE       seconds before measuring (default 30)
 #   WINDOW       seconds measured (default 60)
+#   SERVE_ARGS   extra flags for every node, e.g. '--read-lease 0' (split on
+#                spaces; default none)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -24,6 +26,7 @@ BASE_PORT=${BASE_PORT:-8301}
 NODES=${NODES:-8}
 SETTLE=${SETTLE:-30}
 WINDOW=${WINDOW:-60}
+SERVE_ARGS=${SERVE_ARGS:-}
 STOP_GRACE=10
 
 NAME=rest
@@ -34,7 +37,8 @@ bench_setup
 for i in $(seq 0 $((NODES - 1))); do
 	join=()
 	((i == 0)) || join=(--join "127.0.0.1:$BASE_PORT")
-	start "node-$i" "$BIN" serve --addr "127.0.0.1:$((BASE_PORT + i))" --data-dir "$tmp/node-$i" "${join[@]}"
+	# shellcheck disable=SC2086 # SERVE_ARGS is split into flags on purpose
+	start "node-$i" "$BIN" serve --addr "127.0.0.1:$((BASE_PORT + i))" --data-dir "$tmp/node-$i" "${join[@]}" $SERVE_ARGS
 	((i > 0)) || sleep 0.5 # the first node creates the ring
 done
 
