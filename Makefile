@@ -28,7 +28,7 @@ E2E_TIMEOUT  ?= 4m
 # Extra flags for the e2e run, e.g. E2E_FLAGS='-v -run TestRing' to see timings.
 E2E_FLAGS    ?=
 # Serve flags added to every node the e2e tests start, to run the suite
-# under other settings, e.g. E2E_SERVE_ARGS='--read-lease 2s'.
+# under other settings, e.g. E2E_SERVE_ARGS='--read-lease 0' (leases off).
 E2E_SERVE_ARGS ?=
 export E2E_SERVE_ARGS
 # The docker e2e test builds an image and drives a 5-container ring; it skips

@@ -112,7 +112,7 @@ func newServeCmd(client *clientOptions) *cobra.Command {
 	f.IntVar(&o.cfg.MaxValueBytes, "max-value-bytes", k.MaxValueBytes, "largest value accepted, in bytes")
 	f.Int64Var(&o.cfg.CacheBytes, "cache-bytes", store.DefaultCacheBytes, "memory for the storage engine's blocks, in bytes; filled only as keys are read and written")
 	f.DurationVar(&o.cfg.AntiEntropyInterval, "anti-entropy-interval", k.AntiEntropyInterval, "how often to compare this node's range with its replicas and repair differences")
-	f.DurationVar(&o.cfg.ReadLease, "read-lease", 0, "when above 0, the owner of a range answers quorum reads alone while its replicas grant it a lease this long (e.g. 2s), which spares each quorum read its second replica read (a quarter to half of its CPU on a 3-node ring); after an owner crashes, writes to its range fail until its lease expires; 0 turns leases off")
+	f.DurationVar(&o.cfg.ReadLease, "read-lease", k.ReadLease, "the owner of a range answers quorum reads alone while its replicas grant it a lease this long, which spares each quorum read its second replica read (about half of its CPU on a 3-node ring); after an owner crashes, writes to its range fail until its lease expires, and a restarted node refuses writes other nodes coordinate for this long; every node of a ring needs the same value; 0 turns leases off")
 	f.DurationVar(&o.cfg.HandOffTimeout, "handoff-timeout", 5*time.Second, "on SIGTERM, how long to spend handing this node's range to its successors before leaving")
 	f.DurationVar(&o.cfg.TombstoneGrace, "tombstone-grace", k.TombstoneGrace, "how long deletes are remembered; must exceed the longest time a replica stays down")
 	f.DurationVar(&o.cfg.StabilizeInterval, "stabilize-interval", d.StabilizeInterval, "how often to stabilize")

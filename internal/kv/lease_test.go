@@ -308,10 +308,11 @@ func TestRenewalDoesNotReviveAnInvalidatedLease(t *testing.T) {
 	}
 }
 
-// Leases off (the default): no grants are asked for and quorum reads read
-// a second replica.
+// Leases off (ReadLease 0, --read-lease 0): no grants are asked for, even
+// of replicas willing to grant them, and quorum reads read a second
+// replica.
 func TestLeasesOff(t *testing.T) {
-	n, peers, others := newTestNode(t)
+	n, peers, others := newTestNodeWith(t, func(c *Config) { c.ReadLease = 0 })
 	peers.grantors = map[string]*Node{}
 	for _, p := range others {
 		peers.grantors[p.Addr] = New(DefaultConfig(), fakeRing{self: p}, peers.stores[p.Addr], peers, store.NewClock(time.Now))

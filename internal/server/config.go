@@ -47,7 +47,8 @@ type Config struct {
 	AntiEntropyInterval time.Duration
 	// ReadLease, when above 0, lets the node answer quorum reads of its
 	// range alone while its replicas grant it a lease this long; zero
-	// leaves leases off. See kv.Config.ReadLease for the trade-off.
+	// leaves leases off. The daemon's --read-lease defaults to
+	// kv.DefaultConfig's (1s); see kv.Config.ReadLease for the trade-off.
 	ReadLease time.Duration
 	// TombstoneGrace is how long deletes are remembered; zero means
 	// kv.DefaultConfig's (24h).

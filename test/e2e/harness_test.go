@@ -272,20 +272,21 @@ func (n *Node) Args() []string {
 	args = append(args, n.c.ExtraArgs...)
 	args = append(args, n.ExtraArgs...)
 	// E2E_SERVE_ARGS runs the whole suite under other serve settings
-	// (`make e2e E2E_SERVE_ARGS='--read-lease 2s'`); later flags win.
+	// (`make e2e E2E_SERVE_ARGS='--read-lease 0'`); later flags win.
 	return append(args, strings.Fields(os.Getenv("E2E_SERVE_ARGS"))...)
 }
 
-// serveArgsSetReadLease reports whether E2E_SERVE_ARGS turns read leases on,
-// for the tests whose scenario a lease's catch-up would change.
-func serveArgsSetReadLease() bool {
+// serveArgsReadLease is the --read-lease E2E_SERVE_ARGS gives every node,
+// if it gives one (set), for the tests that need leases on or off: it wins
+// over theirs.
+func serveArgsReadLease() (lease time.Duration, set bool) {
 	args := strings.Fields(strings.ReplaceAll(os.Getenv("E2E_SERVE_ARGS"), "=", " "))
 	i := slices.Index(args, "--read-lease")
 	if i < 0 || i+1 >= len(args) {
-		return false
+		return 0, false
 	}
 	d, err := time.ParseDuration(args[i+1])
-	return err == nil && d > 0
+	return d, err == nil
 }
 
 // Start launches a new incarnation. Output of every incarnation is appended

@@ -12,12 +12,8 @@ import (
 	"time"
 )
 
-const (
-	leaseKeys = 60
-	// readLease is short so that writes to a crashed owner's range resume
-	// soon; the daemon's suggested value is 2s.
-	readLease = "1s"
-)
+// leaseKeys are the keys TestReadLease writes in each round.
+const leaseKeys = 60
 
 // scrapeValue reads one unlabelled series from a node's /metrics.
 func scrapeValue(metricsAddr, name string) (float64, error) {
@@ -81,16 +77,20 @@ func (c *Cluster) putUntilAcknowledged(t *testing.T, s *kvState, round int, endp
 	return longest
 }
 
-// TestReadLease runs a 3-node ring with r = 3 and --read-lease: every node
-// comes to hold the lease of its range; keys written and overwritten read
+// TestReadLease runs a 3-node ring with r = 3 and read leases on, as they
+// are by default (no --read-lease flag): every node comes to hold the lease
+// of its range; keys written and overwritten read
 // back at quorum; after kill -9 of a node, writes to its range resume once
 // its lease has run out and read back from the survivors; and when it
 // restarts with the old values of its range in its store, no read through
 // it ever returns one of them, before or after it holds its lease again.
 func TestReadLease(t *testing.T) {
+	if lease, set := serveArgsReadLease(); set && lease == 0 {
+		t.Skip("E2E_SERVE_ARGS turns read leases off")
+	}
 	c := NewCluster(t, 3, 2)
 	metricsAddrs := freeAddrs(t, len(c.Nodes))
-	c.ExtraArgs = []string{"--replicas", "3", "--read-lease", readLease, "--anti-entropy-interval", antiEntropy}
+	c.ExtraArgs = []string{"--replicas", "3", "--anti-entropy-interval", antiEntropy}
 	for i, n := range c.Nodes {
 		n.ExtraArgs = []string{"--metrics-addr", metricsAddrs[i]}
 		n.Start(t)
