@@ -43,7 +43,7 @@ COMPOSE_FILE_DEPLOY := deploy/docker-compose.yml
 # e.g. COMPOSE_PROFILES=monitoring make compose-up, to add Prometheus and Grafana.
 
 .PHONY: help build run test tools tools-check fmt fmt-check vet staticcheck lint \
-        proto proto-check unit e2e e2e-docker bench plots rest soak-sim image compose-up compose-down clean
+        proto proto-check unit e2e e2e-docker bench plots rest stall soak-sim image compose-up compose-down clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -117,6 +117,9 @@ bench: build ## throughput vs a bare gRPC ceiling (chordkv bench and ghz) and vs
 # time per point.
 rest: build ## an 8-node ring at rest: CPU and RSS of each node over 60 s (test/bench/rest.sh)
 	CHORDKV_BIN=$(abspath $(BIN)) test/bench/rest.sh
+
+stall: build ## a 5-node ring: how long writes wait after a kill -9 (test/bench/stall.sh; SERVE_ARGS='--read-lease 0' to compare)
+	CHORDKV_BIN=$(abspath $(BIN)) test/bench/stall.sh
 
 # Not part of `make test`: lossy-network simulations whose failures come from
 # goroutine scheduling, so a run finds a rare bug only some of the time; 2 to
