@@ -47,6 +47,21 @@ start() {
 	pids+=($!)
 }
 
+# start_ring COUNT BASE_PORT [FLAG...]: COUNT chordkv nodes node-0.. on
+# 127.0.0.1:BASE_PORT and the ports after it, each with FLAG...; node-0
+# creates the ring and the others join it. Their pids are pids[0..COUNT-1]
+# when nothing was started before.
+start_ring() {
+	local count=$1 base=$2 i
+	shift 2
+	for ((i = 0; i < count; i++)); do
+		local join=()
+		((i == 0)) || join=(--join "127.0.0.1:$base")
+		start "node-$i" "$BIN" serve --addr "127.0.0.1:$((base + i))" --data-dir "$tmp/node-$i" "${join[@]}" "$@"
+		((i > 0)) || sleep 0.5 # the first node creates the ring
+	done
+}
+
 # until_ok SECONDS WHAT CMD...: retry CMD every 0.2 s for at most SECONDS.
 until_ok() {
 	local limit=$1 what=$2 deadline

@@ -34,13 +34,8 @@ NAME=rest
 . test/bench/lib.sh
 bench_setup
 
-for i in $(seq 0 $((NODES - 1))); do
-	join=()
-	((i == 0)) || join=(--join "127.0.0.1:$BASE_PORT")
-	# shellcheck disable=SC2086 # SERVE_ARGS is split into flags on purpose
-	start "node-$i" "$BIN" serve --addr "127.0.0.1:$((BASE_PORT + i))" --data-dir "$tmp/node-$i" "${join[@]}" $SERVE_ARGS
-	((i > 0)) || sleep 0.5 # the first node creates the ring
-done
+# shellcheck disable=SC2086 # SERVE_ARGS is split into flags on purpose
+start_ring "$NODES" "$BASE_PORT" $SERVE_ARGS
 
 log "$NODES nodes started; measuring for ${WINDOW}s after ${SETTLE}s"
 sleep "$SETTLE"

@@ -42,13 +42,8 @@ bench_setup
 ((NODES >= 3)) || die "NODES must be at least 3 (r = 3)"
 
 addr() { echo "127.0.0.1:$((BASE_PORT + $1))"; }
-for i in $(seq 0 $((NODES - 1))); do
-	join=()
-	((i == 0)) || join=(--join "$(addr 0)")
-	# shellcheck disable=SC2086 # SERVE_ARGS is split into flags on purpose
-	start "node-$i" "$BIN" serve --addr "$(addr "$i")" --data-dir "$tmp/node-$i" --replicas 3 "${join[@]}" $SERVE_ARGS
-	((i > 0)) || sleep 0.5 # the first node creates the ring
-done
+# shellcheck disable=SC2086 # SERVE_ARGS is split into flags on purpose
+start_ring "$NODES" "$BASE_PORT" --replicas 3 $SERVE_ARGS
 ring_whole() { [ "$("$BIN" ring --endpoints "$(addr 0)" --timeout 1s -o json | jq '.nodes | length')" = "$NODES" ]; }
 until_ok "$READY_WAIT" "$NODES-node ring" ring_whole
 sleep "$SETTLE"
