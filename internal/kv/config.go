@@ -97,8 +97,8 @@ type Config struct {
 	// writes wait out no lease.
 	//
 	// DefaultConfig's 1s, measured on a 2-core VM (docs/benchmarks.md,
-	// thirteenth session): quorum gets at 1.0 of the bare gRPC ceiling
-	// against 0.5-0.6 without; after a kill -9, writes to the dead
+	// thirteenth session): quorum gets at 0.75-1.3 of the bare gRPC
+	// ceiling against 0.4-0.6 without; after a kill -9, writes to the dead
 	// owner's range acknowledged within 0.95 s against 0.3 s without;
 	// an idle node's CPU 1.5% of a core against 1.1%. 2s stalled those
 	// writes up to 2 s and saved 0.2% of a core at rest. Every node of a
