@@ -110,6 +110,7 @@ func withFailover[T any](ctx context.Context, opts *clientOptions, call func(con
 func failover[C, T any](ctx context.Context, opts *clientOptions, newClient func(grpc.ClientConnInterface) C, call func(context.Context, C) (T, error)) (T, error) {
 	var zero T
 	var failures []string
+	answered := 0 // endpoints that said themselves they could not serve the call
 	for _, addr := range opts.endpoints {
 		res, err := dialAndCall(ctx, opts, addr, newClient, call)
 		if err == nil {
@@ -118,10 +119,16 @@ func failover[C, T any](ctx context.Context, opts *clientOptions, newClient func
 		if !isUnreachable(err) {
 			return zero, err
 		}
+		if transport.NodeAnswered(err) {
+			answered++
+		}
 		failures = append(failures, err.Error())
 	}
 	if len(failures) == 0 {
 		return zero, usageErrorf("no endpoints given (--endpoints or CHORDKV_ENDPOINTS)")
+	}
+	if answered == len(failures) {
+		return zero, withExitCode(ExitUnavailable, fmt.Errorf("no endpoint could serve the request now: %s", strings.Join(failures, "; ")))
 	}
 	return zero, withExitCode(ExitUnavailable, fmt.Errorf("no endpoint answered within %v: %s", opts.timeout, strings.Join(failures, "; ")))
 }
@@ -135,9 +142,10 @@ func getStatus(ctx context.Context, c pb.AdminClient) (*pb.StatusResponse, error
 // used TLS at all. Under TLS 1.3 a server rejects a client certificate only
 // after the client's side of the handshake is done, so the client may see
 // nothing but a reset connection: any failure short of "connection
-// refused" gets the hint.
+// refused" gets the hint, unless the node answered itself: an Unavailable
+// it decided on (no quorum, not a ring member yet) says so in its status.
 func tlsHint(err error, tlsOn bool) string {
-	if status.Code(err) != codes.Unavailable {
+	if status.Code(err) != codes.Unavailable || transport.NodeAnswered(err) {
 		return ""
 	}
 	msg := status.Convert(err).Message()

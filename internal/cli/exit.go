@@ -16,7 +16,8 @@ import (
 //	2     usage error or invalid argument (bad flag, bad env value, a
 //	      request the server rejected as InvalidArgument)
 //	3     not found (reserved for the key commands: get of a missing key)
-//	4     unavailable: no endpoint answered within --timeout
+//	4     unavailable: no endpoint answered within --timeout, or every one
+//	      answered that it could not serve the request now (too few replicas)
 const (
 	ExitOK          = 0
 	ExitFailure     = 1

@@ -521,6 +521,11 @@ func TestLeaseRoundTrip(t *testing.T) {
 	if !errors.Is(err, kv.ErrLeased) || !strings.Contains(err.Error(), holder.Addr) {
 		t.Errorf("write another node coordinates: %v, want ErrLeased naming %s", err, holder.Addr)
 	}
+	// The refusal is said once, in the node's words, not again inside
+	// gRPC's "rpc error: code = ... desc = ...".
+	if err != nil && (strings.Count(err.Error(), kv.ErrLeased.Error()) != 1 || strings.Contains(err.Error(), "rpc error")) {
+		t.Errorf("write another node coordinates: %q repeats the refusal or carries gRPC's wrapping", err)
+	}
 	if applied, err := c.Replicate(ctx, to, holder, entries[:2]); err != nil || applied != 2 {
 		t.Errorf("write the holder coordinates: %d, %v", applied, err)
 	}
@@ -638,6 +643,45 @@ func TestNonMemberRefusesKVRequests(t *testing.T) {
 	_, err := c.Put(ctxTimeout(t, 5*time.Second), &pb.PutRequest{Key: []byte("k")})
 	if status.Code(err) != codes.Unavailable {
 		t.Errorf("put on a non-member: %v, want Unavailable", err)
+	}
+}
+
+// A node marks the Unavailable statuses it decides on itself (NodeAnswered),
+// so that a client can tell them from gRPC's for a call that reached no
+// node, which the CLI explains with a TLS hint.
+func TestNodeAnsweredOnlyForANodesOwnUnavailable(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := lis.Addr().String()
+	lis.Close()
+	tests := []struct {
+		name string
+		addr string
+		want bool
+	}{
+		{"no quorum", startFakeKV(t, &fakeKV{member: true, err: fmt.Errorf("%w: put: 0 of the 2 replicas required answered", kv.ErrUnavailable)}).Addr, true},
+		{"not a ring member", startFakeKV(t, &fakeKV{member: false}).Addr, true},
+		{"nothing listening", closed, false},
+		{"not found", startFakeKV(t, &fakeKV{member: true, err: kv.ErrNotFound}).Addr, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := dialKV(t, tt.addr).Put(ctxTimeout(t, 5*time.Second), &pb.PutRequest{Key: []byte("k")})
+			if err == nil {
+				t.Fatal("put succeeded")
+			}
+			if got := NodeAnswered(err); got != tt.want {
+				t.Errorf("NodeAnswered(%v) = %v, want %v", err, got, tt.want)
+			}
+		})
+	}
+	if NodeAnswered(status.Error(codes.Unavailable, "connection error")) {
+		t.Error("a bare Unavailable counted as a node's answer")
+	}
+	if !NodeAnswered(toStatus(fmt.Errorf("lookup: %w", chord.ErrLookupFailed))) {
+		t.Error("a failed lookup's Unavailable is not marked as the node's")
 	}
 }
 

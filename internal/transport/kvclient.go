@@ -386,11 +386,13 @@ func (c *Client) GrantLease(ctx context.Context, to, holder chord.Peer, from, un
 }
 
 // fromLeaseStatus turns a replica's refusal under a read lease
-// (FailedPrecondition) back into kv.ErrLeased, keeping its message.
+// (FailedPrecondition) back into kv.ErrLeased, keeping the replica's own
+// message: that of the status inside err, which the call may have wrapped.
 func fromLeaseStatus(addr string, err error) error {
-	if st, ok := status.FromError(err); ok && err != nil && st.Code() == codes.FailedPrecondition {
-		msg := strings.TrimPrefix(st.Message(), kv.ErrLeased.Error()+": ")
-		return fmt.Errorf("%w: %s: %s", kv.ErrLeased, addr, msg)
+	var se interface{ GRPCStatus() *status.Status }
+	if err == nil || !errors.As(err, &se) || se.GRPCStatus().Code() != codes.FailedPrecondition {
+		return err
 	}
-	return err
+	msg := strings.TrimPrefix(se.GRPCStatus().Message(), kv.ErrLeased.Error()+": ")
+	return fmt.Errorf("%w: %s: %s", kv.ErrLeased, addr, msg)
 }

@@ -94,7 +94,7 @@ func (s *KVServer) clientRequest(ctx context.Context, c pb.Consistency) (context
 		return nil, nil, 0, false, invalidArgument(err)
 	}
 	if !s.ring.IsMember() {
-		return nil, nil, 0, false, status.Error(codes.Unavailable, errNotMember.Error())
+		return nil, nil, 0, false, unavailable(ReasonNotMember, errNotMember.Error())
 	}
 	cancel := context.CancelFunc(func() {})
 	if _, ok := ctx.Deadline(); !ok {
@@ -354,7 +354,7 @@ func kvStatus(err error) error {
 	case errors.Is(err, kv.ErrInvalidArgument):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, kv.ErrUnavailable):
-		return status.Error(codes.Unavailable, err.Error())
+		return unavailable(ReasonReplicas, err.Error())
 	case errors.Is(err, kv.ErrLeased):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	}

@@ -6,8 +6,6 @@ import (
 	"fmt"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/chordkv/chordkv/internal/chord"
 	"github.com/chordkv/chordkv/internal/kv"
@@ -93,7 +91,7 @@ var errNotMember = errors.New("node is not a ring member (joining or leaving)")
 // yet.
 func (s *Server) routingAllowed() error {
 	if !s.node.State().Member {
-		return status.Error(codes.Unavailable, errNotMember.Error())
+		return unavailable(ReasonNotMember, errNotMember.Error())
 	}
 	return nil
 }
