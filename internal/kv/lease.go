@@ -158,8 +158,9 @@ func (n *Node) checkGrants(coordinator string, entries []store.Entry) error {
 	g := &n.grants
 	if !g.forgottenUntil.IsZero() && coordinator != n.self.Addr {
 		if now := n.now(); now.Before(g.forgottenUntil) {
-			return fmt.Errorf("%w: %s restarted and may have leased the range out before; it takes writes other nodes coordinate in %s",
-				ErrLeased, n.self.Addr, g.forgottenUntil.Sub(now).Round(time.Millisecond))
+			// No address: every caller names the replica it asked.
+			return fmt.Errorf("%w: restarted and may have leased the range out before; takes writes other nodes coordinate in %s",
+				ErrLeased, g.forgottenUntil.Sub(now).Round(time.Millisecond))
 		}
 	}
 	if len(g.byHolder) == 0 {

@@ -124,7 +124,7 @@ func (c *Client) apply(ctx context.Context, to chord.Peer, coordinator string, e
 			applied += int(resp.GetApplied())
 			return nil
 		})
-		return fromLeaseStatus(to.Addr, err)
+		return fromLeaseStatus(err)
 	})
 	for _, e := range entries {
 		if err := ch.add(encodeEntry(e)); err != nil {
@@ -382,17 +382,19 @@ func (c *Client) GrantLease(ctx context.Context, to, holder chord.Peer, from, un
 		})
 		return err
 	})
-	return fromLeaseStatus(to.Addr, fromKVStatus(to.Addr, err))
+	return fromLeaseStatus(fromKVStatus(to.Addr, err))
 }
 
 // fromLeaseStatus turns a replica's refusal under a read lease
 // (FailedPrecondition) back into kv.ErrLeased, keeping the replica's own
 // message: that of the status inside err, which the call may have wrapped.
-func fromLeaseStatus(addr string, err error) error {
+// The replica's address is left to the caller, which names the replica it
+// asked (the coordinator's quorum error, a renewal's "grant from").
+func fromLeaseStatus(err error) error {
 	var se interface{ GRPCStatus() *status.Status }
 	if err == nil || !errors.As(err, &se) || se.GRPCStatus().Code() != codes.FailedPrecondition {
 		return err
 	}
 	msg := strings.TrimPrefix(se.GRPCStatus().Message(), kv.ErrLeased.Error()+": ")
-	return fmt.Errorf("%w: %s: %s", kv.ErrLeased, addr, msg)
+	return fmt.Errorf("%w: %s", kv.ErrLeased, msg)
 }
