@@ -76,19 +76,14 @@ func TestUnavailableSaysWhetherTheEndpointsAnswered(t *testing.T) {
 	pb.RegisterKVServer(srv, refusingKV{err: nodeUnavailable(t, "put: 0 of the 2 replicas required answered")})
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	dead := deadAddr(t)
 
 	tests := []struct {
 		name, endpoints, want string
 	}{
 		{"the node refused", lis.Addr().String(), "no endpoint could serve the request now"},
-		{"nothing listening", deadAddr, "no endpoint answered within"},
-		{"one refused, one not listening", lis.Addr().String() + "," + deadAddr, "no endpoint answered within"},
+		{"nothing listening", dead, "no endpoint answered within"},
+		{"one refused, one not listening", lis.Addr().String() + "," + dead, "no endpoint answered within"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

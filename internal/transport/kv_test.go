@@ -23,6 +23,7 @@ import (
 	"github.com/chordkv/chordkv/internal/kv"
 	"github.com/chordkv/chordkv/internal/ring"
 	"github.com/chordkv/chordkv/internal/store"
+	"github.com/chordkv/chordkv/internal/testnet"
 	pb "github.com/chordkv/chordkv/proto/chordkv/v1"
 )
 
@@ -650,12 +651,7 @@ func TestNonMemberRefusesKVRequests(t *testing.T) {
 // so that a client can tell them from gRPC's for a call that reached no
 // node, which the CLI explains with a TLS hint.
 func TestNodeAnsweredOnlyForANodesOwnUnavailable(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := lis.Addr().String()
-	lis.Close()
+	closed := testnet.Addr(t)
 	tests := []struct {
 		name string
 		addr string
