@@ -82,6 +82,11 @@ func (f *batchFlags) register(cmd *cobra.Command, usage string) {
 		"endpoint sends every request to --endpoints, one at a time; auto is client when the input fills more than one request")
 }
 
+// route is how a --batch command run with these flags sends its calls.
+func (f *batchFlags) route(cmd *cobra.Command) batchRoute {
+	return batchRoute{routing: f.routing, stderr: cmd.ErrOrStderr()}
+}
+
 // readBatch is every --batch command's prologue: the --consistency and
 // --routing flags, then the whole input parsed by parse, all before any
 // call.

@@ -23,7 +23,7 @@ func runDelBatch(cmd *cobra.Command, opts *clientOptions, f *kvFlags, bf *batchF
 		return err
 	}
 	b := newBatchReport("del --batch", "keys", len(lines))
-	deleted := writeBatch(cmd.Context(), opts, batchRoute{bf.routing, cmd.ErrOrStderr()}, b, lines, func(ctx context.Context, c pb.KVClient, chunk []batchLine, callOpts ...grpc.CallOption) ([]*pb.PutResult, error) {
+	deleted := writeBatch(cmd.Context(), opts, bf.route(cmd), b, lines, func(ctx context.Context, c pb.KVClient, chunk []batchLine, callOpts ...grpc.CallOption) ([]*pb.PutResult, error) {
 		out, err := c.MultiDelete(ctx, &pb.MultiDeleteRequest{Keys: batchKeys(chunk), Consistency: cons}, callOpts...)
 		return out.GetResults(), err
 	})

@@ -47,7 +47,7 @@ func runGetBatch(cmd *cobra.Command, opts *clientOptions, f *kvFlags, bf *batchF
 	b.onFail = func(l batchLine, msg string) {
 		byLine[l.line] = getBatchItemJSON{Key: string(l.key), Error: msg}
 	}
-	sendBatch(cmd.Context(), opts, batchRoute{bf.routing, cmd.ErrOrStderr()}, b, lines, func(ctx context.Context, c pb.KVClient, chunk []batchLine, callOpts ...grpc.CallOption) ([]*pb.GetResult, error) {
+	sendBatch(cmd.Context(), opts, bf.route(cmd), b, lines, func(ctx context.Context, c pb.KVClient, chunk []batchLine, callOpts ...grpc.CallOption) ([]*pb.GetResult, error) {
 		out, err := c.MultiGet(ctx, &pb.MultiGetRequest{Keys: batchKeys(chunk), Consistency: cons}, callOpts...)
 		return out.GetResults(), err
 	}, func(l batchLine, r *pb.GetResult) bool {

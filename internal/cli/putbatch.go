@@ -46,7 +46,7 @@ func runPutBatch(cmd *cobra.Command, opts *clientOptions, f *kvFlags, bf *batchF
 		return err
 	}
 	b := newBatchReport("put --batch", "pairs", len(lines))
-	written := writeBatch(cmd.Context(), opts, batchRoute{bf.routing, cmd.ErrOrStderr()}, b, lines, func(ctx context.Context, c pb.KVClient, chunk []batchLine, callOpts ...grpc.CallOption) ([]*pb.PutResult, error) {
+	written := writeBatch(cmd.Context(), opts, bf.route(cmd), b, lines, func(ctx context.Context, c pb.KVClient, chunk []batchLine, callOpts ...grpc.CallOption) ([]*pb.PutResult, error) {
 		items := make([]*pb.KeyValue, len(chunk))
 		for i, l := range chunk {
 			items[i] = &pb.KeyValue{Key: l.key, Value: l.value}
