@@ -452,13 +452,12 @@ if ((redis)); then
 		test=$(redis_test "$1")
 		redis_ratio ring3 "$1" "$goal_batch" "$test"
 		for ((pair = 1; pair <= GOAL_PAIRS; pair++)); do
-			jq -rn --slurpfile a "$tmp/ring3-$1-b${goal_batch}p$pair.json" --argjson r "$(redis_col "64p$pair-$1" "$test" 2)" \
-				'$a[0].ops_per_sec / $r * 100 | round / 100'
+			redis_ratio ring3 "$1" "${goal_batch}p$pair" "$test" "64p$pair-$1"
 		done
 	}
 	redis_rps() { redis_col "$1" "$2" 2 | cut -d. -f1; }
-	redis_ratio() { # redis_ratio TARGET OP B TEST: keys/s of the --batch B run over Redis -c 64's TEST
-		jq -rn --slurpfile a "$tmp/$1-$2-b$3.json" --argjson r "$(redis_col 64 "$4" 2)" '$a[0].ops_per_sec / $r * 100 | round / 100'
+	redis_ratio() { # redis_ratio TARGET OP B TEST [RUN]: keys/s of the --batch B run (file TARGET-OP-bB.json) over TEST's in Redis run RUN (redis-RUN.csv, default 64: the -c 64 run)
+		jq -rn --slurpfile a "$tmp/$1-$2-b$3.json" --argjson r "$(redis_col "${5:-64}" "$4" 2)" '$a[0].ops_per_sec / $r * 100 | round / 100'
 	}
 	cat <<EOF2
 
