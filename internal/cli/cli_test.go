@@ -293,6 +293,8 @@ func TestClientCommandErrors(t *testing.T) {
 		{"bad endpoint", []string{"status", "--endpoints", "nohostport"}, ExitUsage, "nohostport"},
 		{"serve without data dir", []string{"serve"}, ExitUsage, "--data-dir"},
 		{"serve on wildcard without advertise", []string{"serve", "--addr", "0.0.0.0:0", "--data-dir", t.TempDir()}, ExitUsage, "--advertise"},
+		{"serve with a negative sync interval", []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--wal-min-sync-interval", "-1ms"}, ExitUsage, "--wal-min-sync-interval must be between 0 and 100ms, not -1ms"},
+		{"serve with a sync interval in seconds", []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--wal-min-sync-interval", "250s"}, ExitUsage, "--wal-min-sync-interval must be between 0 and 100ms, not 4m10s"},
 		{"serve with a tiny cache", []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--cache-bytes", "1000"}, ExitUsage, "--cache-bytes must be at least 1048576"},
 		{"serve with no collector target", []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--gc-percent", "0"}, ExitUsage, "--gc-percent must be at least 1"},
 	}

@@ -42,6 +42,12 @@ type Config struct {
 	// store.DefaultCacheBytes (64 MiB). It fills only as keys are read and
 	// written.
 	CacheBytes int64
+	// WALMinSyncInterval spaces the storage engine's log fsyncs at least
+	// this far apart, so that the writes arriving meanwhile share one; zero
+	// syncs as soon as asked. The daemon's --wal-min-sync-interval defaults
+	// to store.DefaultWALMinSyncInterval; see store.Options for the
+	// trade-off.
+	WALMinSyncInterval time.Duration
 	// AntiEntropyInterval is how often the node compares its primary range
 	// with its replicas; zero means kv.DefaultConfig's.
 	AntiEntropyInterval time.Duration
@@ -143,7 +149,7 @@ func (c Config) check() error {
 	if c.Successors < 0 || c.StabilizeInterval < 0 || c.CallTimeout < 0 || c.ShutdownTimeout < 0 {
 		return errors.New("successors and durations must not be negative")
 	}
-	if c.Replicas < 0 || c.MaxKeyBytes < 0 || c.MaxValueBytes < 0 || c.CacheBytes < 0 || c.AntiEntropyInterval < 0 ||
+	if c.Replicas < 0 || c.MaxKeyBytes < 0 || c.MaxValueBytes < 0 || c.CacheBytes < 0 || c.WALMinSyncInterval < 0 || c.AntiEntropyInterval < 0 ||
 		c.ReadLease < 0 || c.TombstoneGrace < 0 || c.HandOffTimeout < 0 {
 		return errors.New("replicas, size limits and durations must not be negative")
 	}

@@ -155,7 +155,7 @@ func newDaemon(cfg Config, bound net.Addr) (*daemon, error) {
 	if _, err := os.Stat(storePath); err == nil {
 		kcfg.Restarted = true
 	}
-	st, err := store.Open(store.Options{Dir: storePath, CacheBytes: cfg.CacheBytes, Logger: cfg.Logger})
+	st, err := store.Open(store.Options{Dir: storePath, CacheBytes: cfg.CacheBytes, WALMinSyncInterval: cfg.WALMinSyncInterval, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}

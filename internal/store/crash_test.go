@@ -99,35 +99,79 @@ func crashChild(dir string) {
 // TestPowerCutKeepsSyncedWrites runs Pebble on a file system that can be
 // cut back to what was last fsynced, as a power failure would, and checks
 // that every acknowledged Apply survives while an unsynced write does not:
-// Apply really syncs.
+// Apply really syncs, also when WALMinSyncInterval holds syncs back.
 func TestPowerCutKeepsSyncedWrites(t *testing.T) {
-	fs := vfs.NewCrashableMem()
-	s := mustOpen(t, Options{Dir: "db", fs: fs, Logger: quiet})
-	var wg sync.WaitGroup
-	for w := range 8 {
-		wg.Go(func() {
-			for i := range 200 {
-				if _, err := s.Apply(put(fmt.Sprintf("w%d-%d", w, i), 1, byte(w), "v")); err != nil {
-					t.Error(err)
-				}
+	for _, minSync := range []time.Duration{0, DefaultWALMinSyncInterval, 5 * time.Millisecond} {
+		t.Run(fmt.Sprintf("min sync interval %s", minSync), func(t *testing.T) {
+			fs := vfs.NewCrashableMem()
+			s := mustOpen(t, Options{Dir: "db", fs: fs, Logger: quiet, WALMinSyncInterval: minSync})
+			var wg sync.WaitGroup
+			for w := range 8 {
+				wg.Go(func() {
+					for i := range 200 {
+						if _, err := s.Apply(put(fmt.Sprintf("w%d-%d", w, i), 1, byte(w), "v")); err != nil {
+							t.Error(err)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			// A write that skips the sync, straight to the engine.
+			unsynced := put("unsynced", 1, 1, "v")
+			if err := s.eng.Write([]Op{{Key: storageKey(unsynced.Key), Value: encodeValue(&unsynced)}}, false); err != nil {
+				t.Fatal(err)
+			}
+
+			cut := fs.CrashClone(vfs.CrashCloneCfg{}) // only what was synced
+			s.Close()
+			s = mustOpen(t, Options{Dir: "db", fs: cut, Logger: quiet})
+			defer s.Close()
+			if got := s.Stats().Keys; got != 8*200 {
+				t.Errorf("after power cut: %d keys, want %d", got, 8*200)
+			}
+			if _, ok, _ := s.Get(unsynced.Key); ok {
+				t.Error("unsynced write survived the power cut: the crash model is not cutting anything")
 			}
 		})
 	}
-	wg.Wait()
-	// A write that skips the sync, straight to the engine.
-	unsynced := put("unsynced", 1, 1, "v")
-	if err := s.eng.Write([]Op{{Key: storageKey(unsynced.Key), Value: encodeValue(&unsynced)}}, false); err != nil {
-		t.Fatal(err)
-	}
+}
 
-	cut := fs.CrashClone(vfs.CrashCloneCfg{}) // only what was synced
-	s.Close()
-	s = mustOpen(t, Options{Dir: "db", fs: cut, Logger: quiet})
-	defer s.Close()
-	if got := s.Stats().Keys; got != 8*200 {
-		t.Errorf("after power cut: %d keys, want %d", got, 8*200)
+// TestWALMinSyncIntervalSpacesSyncs checks that the option reaches Pebble
+// (syncCountingFS is in bench_test.go):
+// with syncs at least interval apart, a stream of concurrent synced writes
+// lasting d cannot have fsynced the log more than d/interval + 1 times,
+// while each of them still waited for a sync (TestPowerCutKeepsSyncedWrites).
+// Without the option the same writes sync far more often, which keeps the
+// bound from holding by luck.
+func TestWALMinSyncIntervalSpacesSyncs(t *testing.T) {
+	const interval = 20 * time.Millisecond
+	run := func(minSync time.Duration) (syncs int64, took time.Duration) {
+		fs := &syncCountingFS{FS: vfs.NewMem()}
+		s := mustOpen(t, Options{Dir: "db", fs: fs, Logger: quiet, WALMinSyncInterval: minSync})
+		defer s.Close()
+		before := fs.walSyncs.Load()
+		start := time.Now()
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Go(func() {
+				for i := range 25 {
+					if _, err := s.Apply(put(fmt.Sprintf("w%d-%d", w, i), 1, byte(w), "v")); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return fs.walSyncs.Load() - before, time.Since(start)
 	}
-	if _, ok, _ := s.Get(unsynced.Key); ok {
-		t.Error("unsynced write survived the power cut: the crash model is not cutting anything")
+	syncs, took := run(interval)
+	if most := int64(took/interval) + 1; syncs > most {
+		t.Errorf("%d log syncs in %s with WALMinSyncInterval %s; at most %d possible", syncs, took, interval, most)
+	}
+	if syncs == 0 {
+		t.Error("no log syncs counted: the counting file system sees no WAL")
+	}
+	if free, _ := run(0); free <= syncs {
+		t.Errorf("without an interval %d log syncs, with one %d: the interval saved none", free, syncs)
 	}
 }

@@ -31,6 +31,7 @@ type pebbleConfig struct {
 	dir           string
 	cacheBytes    int64
 	memTableBytes uint64
+	walMinSync    time.Duration // Options.WALMinSyncInterval
 	logger        *slog.Logger
 	fs            vfs.FS // nil: the OS file system; tests inject crashable memory
 }
@@ -59,6 +60,10 @@ func openPebble(c pebbleConfig) (*pebbleEngine, error) {
 	}
 	if c.fs != nil {
 		opts.FS = c.fs
+	}
+	if c.walMinSync > 0 {
+		minSync := c.walMinSync
+		opts.WALMinSyncInterval = func() time.Duration { return minSync }
 	}
 	opts.EventListener = stallLogger(c.logger)
 	db, err := pebble.Open(c.dir, opts)
