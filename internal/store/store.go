@@ -36,9 +36,9 @@ const (
 
 // DefaultWALMinSyncInterval is the daemon's --wal-min-sync-interval. On the
 // 2-core VMs of docs/benchmarks.md, a 3-node ring under 16 or 64 writers
-// did about 10% more quorum puts with it than with syncs as soon as asked,
-// and 1 to 4 writers saw no change; 500µs started to cost the few-writer
-// loads up to 9% (a lone writer's next write waits for the interval).
+// did 6-13% more quorum puts with it than with syncs as soon as asked, 4
+// writers as many, and a lone writer 1-7% fewer (its next write may wait
+// for the interval); 500µs cost 1 to 4 writers up to 10%.
 const DefaultWALMinSyncInterval = 250 * time.Microsecond
 
 // Options configures Open.
