@@ -105,17 +105,7 @@ func TestPowerCutKeepsSyncedWrites(t *testing.T) {
 		t.Run(fmt.Sprintf("min sync interval %s", minSync), func(t *testing.T) {
 			fs := vfs.NewCrashableMem()
 			s := mustOpen(t, Options{Dir: "db", fs: fs, Logger: quiet, WALMinSyncInterval: minSync})
-			var wg sync.WaitGroup
-			for w := range 8 {
-				wg.Go(func() {
-					for i := range 200 {
-						if _, err := s.Apply(put(fmt.Sprintf("w%d-%d", w, i), 1, byte(w), "v")); err != nil {
-							t.Error(err)
-						}
-					}
-				})
-			}
-			wg.Wait()
+			applyFromWriters(t, s, 8, 200)
 			// A write that skips the sync, straight to the engine.
 			unsynced := put("unsynced", 1, 1, "v")
 			if err := s.eng.Write([]Op{{Key: storageKey(unsynced.Key), Value: encodeValue(&unsynced)}}, false); err != nil {
@@ -136,6 +126,23 @@ func TestPowerCutKeepsSyncedWrites(t *testing.T) {
 	}
 }
 
+// applyFromWriters runs writers goroutines that each Apply each keys in
+// turn (w<writer>-<i>), every Apply waiting for its sync before the next.
+func applyFromWriters(t *testing.T, s *Store, writers, each int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				if _, err := s.Apply(put(fmt.Sprintf("w%d-%d", w, i), 1, byte(w), "v")); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // TestWALMinSyncIntervalSpacesSyncs checks that the option reaches Pebble
 // (syncCountingFS is in bench_test.go): with syncs at least interval apart,
 // a stream of concurrent synced writes lasting d cannot have fsynced the log
@@ -150,17 +157,7 @@ func TestWALMinSyncIntervalSpacesSyncs(t *testing.T) {
 	defer s.Close()
 	before := fs.walSyncs.Load()
 	start := time.Now()
-	var wg sync.WaitGroup
-	for w := range 8 {
-		wg.Go(func() {
-			for i := range 25 {
-				if _, err := s.Apply(put(fmt.Sprintf("w%d-%d", w, i), 1, byte(w), "v")); err != nil {
-					t.Error(err)
-				}
-			}
-		})
-	}
-	wg.Wait()
+	applyFromWriters(t, s, 8, 25)
 	syncs, took := fs.walSyncs.Load()-before, time.Since(start)
 	if syncs < 25 {
 		t.Errorf("%d log syncs counted for 25 writes in a row per writer: the counting file system misses the WAL", syncs)
