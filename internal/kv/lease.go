@@ -34,9 +34,10 @@ import (
 // O and O's successors) and of any node whose successors agree with O's.
 // The simulation's lossy soak (make soak-sim) found a grantor coordinating
 // for an unreachable O with its own successors before this rule. Writes such
-// nodes finished before the grants are found by a catch-up exchange with
-// every grantor, which O runs before it first reads alone; the grantors
-// refuse, from their grant on, everything that could be missed. Repair
+// nodes finished before the grants are found by a catch-up with every
+// grantor (pullNewer: it takes their newer entries and sends none), which
+// O runs before it first reads alone; the grantors refuse, from their grant
+// on, everything that could be missed. Repair
 // traffic (read repair, anti-entropy, hand-off) is never refused: it moves
 // existing versions and acknowledges no client.
 //
@@ -397,7 +398,7 @@ func (n *Node) RenewLease(ctx context.Context) error {
 		prev.from == from && prev.to == to
 	if !extends {
 		for _, p := range reps {
-			if _, err := n.syncRange(ctx, p, from, to, exchange); err != nil {
+			if _, err := n.syncRange(ctx, p, from, to, pullNewer); err != nil {
 				return fmt.Errorf("catch up read lease of (%s, %s]: %w", from.Short(), to.Short(), err)
 			}
 		}

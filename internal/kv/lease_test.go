@@ -262,6 +262,29 @@ func TestNewLeaseCatchesUpFirst(t *testing.T) {
 	}
 }
 
+// The catch-up only takes: an entry the holder has and a grantor lacks stays
+// missing there, for anti-entropy to send. Sending it would race a joiner
+// that becomes a grantor while it is still pulling its ranges (e2e
+// TestJoinMovesEachKeyOnce saw the keys moved twice).
+func TestLeaseCatchUpSendsNothing(t *testing.T) {
+	holder, peers, others, _, _ := newLeasedNodes(t)
+	onlyHere := store.Entry{Key: []byte("k"), Value: []byte("only on the holder"), Version: store.Version{HLC: store.HLCAt(time.Now()), Node: holder.self.ID}}
+	if _, err := holder.ApplyLocal([]store.Entry{onlyHere}); err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.RenewLease(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !holder.LeaseHeld() {
+		t.Fatal("no lease after a renewal every grantor granted")
+	}
+	for _, p := range others {
+		if _, found, _ := peers.stores[p.Addr].Get([]byte("k")); found {
+			t.Errorf("the catch-up sent %s the holder's entry; it should only take", p.Addr)
+		}
+	}
+}
+
 // A write whose local copy failed may still be acknowledged by the other
 // two replicas; the coordinator's store then lacks it, so the lease ends at
 // once, before the acknowledgement, and the next one catches up first.

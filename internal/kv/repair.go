@@ -310,6 +310,12 @@ const (
 	// exchangeSettled is exchange that leaves alone the keys whose newer
 	// version is younger than RepairSettle: periodic anti-entropy.
 	exchangeSettled
+	// pullNewer is exchange in one direction: it takes the peer's newer
+	// entries and sends none. A read lease's catch-up needs only this
+	// node's store complete; the peer's copy is anti-entropy's business,
+	// and a joiner that is still pulling its ranges would otherwise be
+	// sent keys it is about to pull.
+	pullNewer
 )
 
 // exchangeBuckets bounds the differing buckets compared in one Versions
@@ -384,7 +390,7 @@ func (n *Node) syncRange(ctx context.Context, peer chord.Peer, a, b ring.ID, mod
 	}
 	for start := 0; start < len(diff); start += exchangeBuckets {
 		group := diff[start:min(len(diff), start+exchangeBuckets)]
-		if err := n.exchangeKeys(cctx, peer, a, b, group, horizon); err != nil {
+		if err := n.exchangeKeys(cctx, peer, a, b, group, horizon, mode != pullNewer); err != nil {
 			return len(diff), err
 		}
 	}
@@ -394,10 +400,10 @@ func (n *Node) syncRange(ctx context.Context, peer chord.Peer, a, b ring.ID, mod
 
 // exchangeKeys compares buckets of (a, b] with peer key by key, from the
 // peer's versions and this node's entries, and moves each differing key's
-// newer entry to the side that lacks it, unless the newer version is above
-// horizon (when horizon is not 0). Keys in sync cost their key and version
-// on the wire; no value moves for them.
-func (n *Node) exchangeKeys(ctx context.Context, peer chord.Peer, a, b ring.ID, buckets []int, horizon uint64) error {
+// newer entry to the side that lacks it (to the peer only if push is set),
+// unless the newer version is above horizon (when horizon is not 0). Keys
+// in sync cost their key and version on the wire; no value moves for them.
+func (n *Node) exchangeKeys(ctx context.Context, peer chord.Peer, a, b ring.ID, buckets []int, horizon uint64, push bool) error {
 	theirs := map[string]store.Version{}
 	err := n.peers.Versions(ctx, peer, a, b, buckets, func(batch []store.Entry) error {
 		for _, e := range batch {
@@ -410,7 +416,7 @@ func (n *Node) exchangeKeys(ctx context.Context, peer chord.Peer, a, b ring.ID, 
 	}
 	settled := func(v store.Version) bool { return horizon == 0 || v.HLC <= horizon }
 	var pull [][]byte
-	push := pushBatch{n: n, peer: peer}
+	pushed := pushBatch{n: n, peer: peer}
 	for _, bk := range buckets {
 		var pushErr error
 		err := n.local.BucketEntries(bk, a, b, func(e store.Entry) bool {
@@ -422,8 +428,8 @@ func (n *Node) exchangeKeys(ctx context.Context, peer chord.Peer, a, b ring.ID, 
 				if settled(v) {
 					pull = append(pull, e.Key)
 				}
-			case settled(e.Version):
-				pushErr = push.add(ctx, e)
+			case push && settled(e.Version):
+				pushErr = pushed.add(ctx, e)
 			}
 			return pushErr == nil
 		})
@@ -434,7 +440,7 @@ func (n *Node) exchangeKeys(ctx context.Context, peer chord.Peer, a, b ring.ID, 
 			return err
 		}
 	}
-	if err := push.flush(ctx); err != nil {
+	if err := pushed.flush(ctx); err != nil {
 		return err
 	}
 	for k, v := range theirs {
