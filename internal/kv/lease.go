@@ -331,8 +331,9 @@ func (n *Node) Leases() LeaseStatus {
 // all of them granted it. A lease that is new, or that covers more of the
 // ring or other grantors than the one still held, is first caught up: this
 // node takes every grantor's newer entries of the range (and sends none), so
-// that its store has every write acknowledged before the grants. Without a grant from every replica
-// the lease lapses when it expires, and quorum reads read two replicas again.
+// that its store has every write acknowledged before the grants. Without a
+// grant from every replica the lease lapses when it expires, and quorum
+// reads read two replicas again.
 // The daemon calls it every ReadLease/3.
 func (n *Node) RenewLease(ctx context.Context) error {
 	if n.cfg.ReadLease <= 0 {

@@ -126,8 +126,9 @@ func TestPowerCutKeepsSyncedWrites(t *testing.T) {
 	}
 }
 
-// applyFromWriters runs writers goroutines that each Apply each keys in
-// turn (w<writer>-<i>), every Apply waiting for its sync before the next.
+// applyFromWriters runs writers goroutines, each applying its own each keys
+// (w<writer>-<i>) one after another, so every Apply waits for its sync
+// before the writer's next.
 func applyFromWriters(t *testing.T, s *Store, writers, each int) {
 	t.Helper()
 	var wg sync.WaitGroup
