@@ -169,8 +169,8 @@ func (n *Node) checkGrants(coordinator string, entries []store.Entry) error {
 	}
 	now := n.now()
 	// A coordinator checks the grants of every other holder (two on a
-	// 3-node ring): each key is hashed once, for the first that is live,
-	// not once per grant.
+	// 3-node ring): each key is hashed when the first live grant is
+	// checked, not once per grant.
 	var idBuf [4]ring.ID // a single put's key stays on the stack
 	var ids []ring.ID
 	for holder, gr := range g.byHolder {
