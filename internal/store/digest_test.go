@@ -11,7 +11,8 @@ import (
 // big-endian, of SHA-256 over storage key || HLC || writer || tombstone.
 // Replicas of different builds compare digests made of these hashes, so a
 // change to the bytes hashed would make every bucket differ and every
-// replica re-send its data.
+// replica re-send its data. The golden values also pin the storage key's
+// layout, which the hash covers.
 func TestEntryHashIsStable(t *testing.T) {
 	reference := func(sk []byte, e *Entry) uint64 {
 		h := sha256.New()
@@ -33,11 +34,12 @@ func TestEntryHashIsStable(t *testing.T) {
 		name   string
 		keyLen int
 		tomb   bool
+		golden uint64 // what every build since the digest's first (2388285) computes
 	}{
-		{"short key", 3, false},
-		{"short key tombstone", 3, true},
-		{"key of 200 bytes", 200, false},
-		{"long key tombstone", 1000, true},
+		{"short key", 3, false, 0x5ea2a186e549b6e2},
+		{"short key tombstone", 3, true, 0xbc31428933d1f07a},
+		{"key of 200 bytes", 200, false, 0x3a326bbe4364f193},
+		{"long key tombstone", 1000, true, 0x19269a978f6b3f8e},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			key := bytes.Repeat([]byte{'k'}, tc.keyLen)
@@ -46,8 +48,12 @@ func TestEntryHashIsStable(t *testing.T) {
 				e.Value = []byte("value")
 			}
 			sk := storageKey(key)
-			if got, want := entryHash(sk, &e), reference(sk, &e); got != want {
+			got := entryHash(sk, &e)
+			if want := reference(sk, &e); got != want {
 				t.Fatalf("entryHash = %#x, want %#x", got, want)
+			}
+			if got != tc.golden {
+				t.Fatalf("entryHash = %#x, want the earlier builds' %#x", got, tc.golden)
 			}
 		})
 	}
