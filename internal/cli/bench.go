@@ -10,6 +10,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,7 @@ type benchFlags struct {
 	batch       int
 	routing     string
 	rate        float64
+	cpuProfile  string
 }
 
 func (f *benchFlags) register(cmd *cobra.Command) {
@@ -71,6 +73,7 @@ func (f *benchFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.valueSize, "value-size", 100, "bytes of random data per value")
 	fl.IntVar(&f.batch, "batch", 1, "keys per call: above 1, each caller sends MultiGet/MultiPut/MultiDelete batches of this many random keys (with --op mixed, each batch all gets or all puts), one RPC per owner with --routing client")
 	fl.Float64Var(&f.rate, "rate", 0, "operations per second across all callers (keys per second with --batch), spaced evenly; 0 calls back to back. Latency then counts from each call's scheduled start, so a backlog shows in it")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of this bench process over the measured run (not the preload) to this file, for go tool pprof; nodes serve theirs with serve --pprof")
 	fl.StringVar(&f.routing, "routing", routingClient, "client: send each request straight to its key's owner, learned from the ring; endpoint: send it to --endpoints round-robin")
 	f.kv.register(cmd)
 }
@@ -196,6 +199,16 @@ func runBench(cmd *cobra.Command, opts *clientOptions, f *benchFlags, cons pb.Co
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	var profile *os.File
+	if f.cpuProfile != "" {
+		// Created first, so that a bad path costs no preload.
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("bench: --cpuprofile: %w", err)
+		}
+		defer pf.Close() // for the returns before the profile is written
+		profile = pf
+	}
 	conns, err := dialBench(opts, f.connections)
 	if err != nil {
 		return err
@@ -227,7 +240,18 @@ func runBench(cmd *cobra.Command, opts *clientOptions, f *benchFlags, cons pb.Co
 	}
 	b.fallbacks.Store(0)
 	b.redirects.Store(0)
+	if profile != nil {
+		if err := pprof.StartCPUProfile(profile); err != nil {
+			return fmt.Errorf("bench: --cpuprofile %s: %w", f.cpuProfile, err)
+		}
+	}
 	res := b.measure(ctx, f.concurrency, f.duration, stderr)
+	if profile != nil {
+		pprof.StopCPUProfile()
+		if err := profile.Close(); err != nil {
+			return fmt.Errorf("bench: --cpuprofile %s: %w", f.cpuProfile, err)
+		}
+	}
 	res.redirects = b.redirects.Load()
 	if b.router != nil {
 		res.redirects += b.router.Stats().Redirects - base.Redirects

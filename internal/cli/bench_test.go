@@ -1,8 +1,12 @@
 package cli
 
 import (
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -259,4 +263,40 @@ func TestBenchBatchOnARing(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &rep); r.code != ExitOK || err != nil || rep.LatencyPer != "op" || rep.Batch != 1 {
 		t.Errorf("unbatched: exit %d, %v, batch %d latency_per %q", r.code, err, rep.Batch, rep.LatencyPer)
 	}
+}
+
+// TestBenchCPUProfile checks that --cpuprofile leaves a pprof profile (a
+// gzipped protobuf) of the measured run, and that a path it cannot create
+// fails the command before anything is dialled or preloaded.
+func TestBenchCPUProfile(t *testing.T) {
+	a := startServer(t)
+	waitServing(t, a)
+	t.Run("written", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "bench.pprof")
+		r := runCLI("bench", "--endpoints", a, "--op", "get", "--duration", "1s", "--keys", "100",
+			"--concurrency", "4", "--cpuprofile", path, "-o", "json")
+		if r.code != ExitOK {
+			t.Fatalf("exit %d: stdout %q stderr %q", r.code, r.stdout, r.stderr)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			t.Fatalf("%s is not a gzipped profile: %v", path, err)
+		}
+		body, err := io.ReadAll(zr)
+		if err != nil || len(body) == 0 {
+			t.Fatalf("%s: %d bytes after gunzip, err %v; want a profile", path, len(body), err)
+		}
+	})
+	t.Run("unwritable path", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "no-such-dir", "bench.pprof")
+		r := runCLI("bench", "--endpoints", a, "--op", "get", "--duration", "1s", "--keys", "100", "--cpuprofile", path)
+		if r.code != ExitFailure || !strings.Contains(r.stderr, "--cpuprofile") || strings.Contains(r.stderr, "preloading") || r.stdout != "" {
+			t.Fatalf("exit %d, stdout %q, stderr %q; want exit %d naming --cpuprofile, before any preload", r.code, r.stdout, r.stderr, ExitFailure)
+		}
+	})
 }
