@@ -37,9 +37,9 @@ import (
 // nodes finished before the grants are found by a catch-up with every
 // grantor (pullNewer: it takes their newer entries and sends none), which
 // O runs before it first reads alone; the grantors refuse, from their grant
-// on, everything that could be missed. Repair
-// traffic (read repair, anti-entropy, hand-off) is never refused: it moves
-// existing versions and acknowledges no client.
+// on, everything that could be missed. Repair traffic (read repair,
+// anti-entropy, hand-off) is never refused: it moves existing versions and
+// acknowledges no client.
 //
 // Time. A grantor counts its grant from when it receives the request; O
 // counts its lease from before it sent it, shortened by leaseDriftMargin, so
