@@ -294,6 +294,8 @@ func TestClientCommandErrors(t *testing.T) {
 		{"serve without data dir", []string{"serve"}, ExitUsage, "--data-dir"},
 		{"serve on wildcard without advertise", []string{"serve", "--addr", "0.0.0.0:0", "--data-dir", t.TempDir()}, ExitUsage, "--advertise"},
 		{"serve with a negative sync interval", []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--wal-min-sync-interval", "-1ms"}, ExitUsage, "--wal-min-sync-interval must be between 0 and 100ms, not -1ms"},
+		{"serve with a negative lease idle", []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--read-lease-idle", "-1s"}, ExitUsage, "--read-lease-idle must be 0 (renew always) or at least --read-lease (1s), not -1s"},
+		{"serve with a lease idle shorter than the lease", []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--read-lease", "2s", "--read-lease-idle", "500ms"}, ExitUsage, "--read-lease-idle must be 0 (renew always) or at least --read-lease (2s), not 500ms"},
 		{"serve with a sync interval in seconds", []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--wal-min-sync-interval", "250s"}, ExitUsage, "--wal-min-sync-interval must be between 0 and 100ms, not 4m10s"},
 		{"serve with a tiny cache", []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--cache-bytes", "1000"}, ExitUsage, "--cache-bytes must be at least 1048576"},
 		{"serve with no collector target", []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--gc-percent", "0"}, ExitUsage, "--gc-percent must be at least 1"},

@@ -114,6 +114,7 @@ func newServeCmd(client *clientOptions) *cobra.Command {
 	f.DurationVar(&o.cfg.WALMinSyncInterval, "wal-min-sync-interval", store.DefaultWALMinSyncInterval, "shortest time between two fsyncs of the write-ahead log; writes arriving meanwhile share the next one, which saves CPU under many concurrent writes at up to this much latency per write; a write is acknowledged only once synced either way; 0 syncs as soon as asked")
 	f.DurationVar(&o.cfg.AntiEntropyInterval, "anti-entropy-interval", k.AntiEntropyInterval, "how often to compare this node's range with its replicas and repair differences")
 	f.DurationVar(&o.cfg.ReadLease, "read-lease", k.ReadLease, "the owner of a range answers quorum reads alone while its replicas grant it a lease this long, which spares each quorum read its second replica read (about half of its CPU on a 3-node ring); after an owner crashes, writes to its range fail until its lease expires, and a restarted node refuses writes other nodes coordinate for this long; every node of a ring needs the same value; 0 turns leases off")
+	f.DurationVar(&o.cfg.ReadLeaseIdle, "read-lease-idle", k.ReadLeaseIdle, "an owner renews its read lease only while quorum reads of its range came within this long, so that an idle node asks its replicas nothing and its crash stalls no writes; the first read after a pause reads a quorum and takes the lease again; 0 renews it always")
 	f.DurationVar(&o.cfg.HandOffTimeout, "handoff-timeout", 5*time.Second, "on SIGTERM, how long to spend handing this node's range to its successors before leaving")
 	f.DurationVar(&o.cfg.TombstoneGrace, "tombstone-grace", k.TombstoneGrace, "how long deletes are remembered; must exceed the longest time a replica stays down")
 	f.DurationVar(&o.cfg.StabilizeInterval, "stabilize-interval", d.StabilizeInterval, "how often to stabilize")
@@ -151,6 +152,8 @@ func (o *serveOptions) checkKV() error {
 		return usageErrorf("--read-lease must be between 0 (off) and 1m, not %s", o.cfg.ReadLease)
 	case o.cfg.ReadLease > 0 && o.cfg.ReadLease < 30*time.Millisecond:
 		return usageErrorf("--read-lease must be 0 (off) or at least 30ms, not %s", o.cfg.ReadLease)
+	case o.cfg.ReadLeaseIdle < 0 || o.cfg.ReadLeaseIdle > 0 && o.cfg.ReadLeaseIdle < o.cfg.ReadLease:
+		return usageErrorf("--read-lease-idle must be 0 (renew always) or at least --read-lease (%s), not %s", o.cfg.ReadLease, o.cfg.ReadLeaseIdle)
 	case o.cfg.TombstoneGrace <= 0:
 		return usageErrorf("--tombstone-grace must be positive")
 	case o.cfg.HandOffTimeout <= 0:

@@ -57,6 +57,14 @@ import (
 // The price is availability: when O crashes, its successor cannot write to
 // O's range (its own grant to O refuses it) until the grants expire, up to
 // one ReadLease; reads stay available. See Config.ReadLease.
+//
+// Idle. O asks for grants only while quorum reads of its range come to it
+// (Config.ReadLeaseIdle): a range nobody reads costs no renewals, its
+// writes are checked against no grant, and its owner's crash stalls none
+// of them. The first read after a pause reads a quorum and wakes the
+// renewal, which takes the lease anew: the same path, catch-up included,
+// as a lease that lapsed under churn, so idling adds no case to the
+// argument above.
 
 // ErrLeased is a replica's refusal of a write to a range it leased to
 // another coordinator, or of a grant that overlaps another node's grant.
@@ -230,6 +238,42 @@ type leaseState struct {
 	mu    sync.Mutex
 	held  atomic.Pointer[heldLease]
 	epoch uint64 // bumped by invalidateLease, so a renewal in flight cannot revive a lease
+
+	// wantedAt is when a quorum read last wanted the lease (readsAlone),
+	// on n.now's clock, to within wantedGranularity; nil before the first.
+	wantedAt atomic.Pointer[time.Time]
+	// wake tells a quiescent renewLeases that a read wants the lease.
+	wake chan struct{}
+}
+
+// wantedGranularity is how stale leaseState.wantedAt may be, as a share of
+// ReadLease: reads refresh it only once it is this much older, so that
+// concurrent reads do not all write the same word.
+const wantedGranularity = 10
+
+// wantLease records that a quorum read of this node's range wants its
+// lease, and wakes a quiescent renewLeases.
+func (n *Node) wantLease(now time.Time) {
+	if last := n.lease.wantedAt.Load(); last != nil && now.Sub(*last) < n.cfg.ReadLease/wantedGranularity {
+		return
+	}
+	at := now // a copy: storing &now would put now on the heap on every call
+	n.lease.wantedAt.Store(&at)
+	select {
+	case n.lease.wake <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+}
+
+// leaseWanted reports whether this node renews its lease at now: a quorum
+// read wanted it within the last ReadLeaseIdle, or leases never go idle
+// (ReadLeaseIdle 0).
+func (n *Node) leaseWanted(now time.Time) bool {
+	if n.cfg.ReadLeaseIdle <= 0 {
+		return true
+	}
+	last := n.lease.wantedAt.Load()
+	return last != nil && now.Sub(*last) < n.cfg.ReadLeaseIdle
 }
 
 // readsAlone reports whether this node may answer a quorum read of keys,
@@ -243,7 +287,9 @@ func (n *Node) readsAlone(keys [][]byte, others []chord.Peer) bool {
 	if n.cfg.ReadLease <= 0 {
 		return false
 	}
-	l := n.heldAt(n.now())
+	now := n.now()
+	n.wantLease(now)
+	l := n.heldAt(now)
 	if l == nil {
 		return false
 	}
@@ -348,9 +394,13 @@ func (n *Node) Leases() LeaseStatus {
 // that its store has every write acknowledged before the grants. Without a
 // grant from every replica the lease lapses when it expires, and quorum
 // reads read two replicas again.
-// The daemon calls it every ReadLease/3.
+//
+// A lease no quorum read wanted within ReadLeaseIdle is not renewed:
+// RenewLease then asks nothing and returns nil, and the lease runs out by
+// itself (Config.ReadLeaseIdle). The daemon calls it every ReadLease/3
+// while the lease is wanted.
 func (n *Node) RenewLease(ctx context.Context) error {
-	if n.cfg.ReadLease <= 0 {
+	if n.cfg.ReadLease <= 0 || !n.leaseWanted(n.now()) {
 		return nil
 	}
 	nb := n.ring.Neighbors()
@@ -433,12 +483,29 @@ func (n *Node) RenewLease(ctx context.Context) error {
 	return nil
 }
 
-// renewLeases calls RenewLease every third of ReadLease until ctx ends.
+// renewLeases calls RenewLease every third of ReadLease, while the lease is
+// wanted, until ctx ends. While it is not, the loop sleeps until a read
+// wants it (wantLease), so that an idle node asks its replicas nothing.
 func (n *Node) renewLeases(ctx context.Context) {
-	t := time.NewTicker(n.cfg.ReadLease / 3)
+	period := n.cfg.ReadLease / 3
+	t := time.NewTicker(period)
 	defer t.Stop()
-	warned := false
+	warned, idle := false, false
 	for {
+		if !n.leaseWanted(n.now()) {
+			if !idle {
+				n.log.Debug("read lease idle: no quorum read wanted it lately; it runs out by itself", "read-lease-idle", n.cfg.ReadLeaseIdle)
+				idle = true
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-n.lease.wake:
+			}
+			t.Reset(period)
+			continue
+		}
+		idle = false
 		err := n.RenewLease(ctx)
 		switch {
 		case err == nil || ctx.Err() != nil:

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,7 +48,10 @@ const testLease = 3 * time.Second
 // replicas real Nodes that grant them, every node on clock.
 func newLeasedNodes(t *testing.T) (holder *Node, peers *fakePeers, others []chord.Peer, grantors []*Node, clock *manualClock) {
 	t.Helper()
-	holder, peers, others = newTestNodeWith(t, func(c *Config) { c.ReadLease = testLease })
+	// Renewed whether or not anything reads (ReadLeaseIdle 0): these tests
+	// call RenewLease to check the lease's rules; TestLease*Idle* check
+	// its idling.
+	holder, peers, others = newTestNodeWith(t, func(c *Config) { c.ReadLease, c.ReadLeaseIdle = testLease, 0 })
 	clock = &manualClock{now: time.Unix(1_000_000, 0)}
 	holder.now = clock.Now
 	peers.grantors = map[string]*Node{}
@@ -865,5 +869,109 @@ func BenchmarkCheckGrants(b *testing.B) {
 		if err := n.checkGrants("self:1", es); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Idle leases (Config.ReadLeaseIdle): an owner asks for no grant before a
+// quorum read wants its lease, renews it while reads come, and once none came
+// for ReadLeaseIdle asks nothing more and lets the lease run out; the next
+// read takes it again. Writes alone never want it.
+func TestLeaseIdlesWithoutReads(t *testing.T) {
+	holder, peers, _, grantors, clock := newLeasedNodes(t)
+	holder.cfg.ReadLeaseIdle = 2 * testLease
+	var asked atomic.Int64
+	peers.onGrant = func() { asked.Add(1) }
+	renew := func(step string, wantAsked int64, wantHeld bool) {
+		t.Helper()
+		before := asked.Load()
+		if err := holder.RenewLease(ctx); err != nil {
+			t.Fatalf("%s: RenewLease: %v", step, err)
+		}
+		if got := asked.Load() - before; got != wantAsked {
+			t.Errorf("%s: the renewal asked %d grantors, want %d", step, got, wantAsked)
+		}
+		if got := holder.LeaseHeld(); got != wantHeld {
+			t.Errorf("%s: lease held %v, want %v", step, got, wantHeld)
+		}
+	}
+	readAlone := func() bool {
+		t.Helper()
+		before := holder.Stats().LeaseReads
+		if e, err := holder.Get(ctx, []byte("k"), Quorum, false); err != nil || string(e.Value) != "v" {
+			t.Fatalf("quorum read: %q, %v", e.Value, err)
+		}
+		return holder.Stats().LeaseReads > before
+	}
+
+	if _, err := holder.Put(ctx, []byte("k"), []byte("v"), Quorum, false); err != nil {
+		t.Fatal(err)
+	}
+	renew("after a write, before any read", 0, false)
+	if readAlone() {
+		t.Fatal("the first read was answered alone without a lease")
+	}
+	renew("after the first read", 2, true)
+	if !readAlone() {
+		t.Fatal("a read under the new lease asked a replica")
+	}
+	// Renewals every third of a lease, no read since: the lease is renewed
+	// until ReadLeaseIdle has passed since the read, then runs out at the
+	// end of the last renewal's lease (ReadLease less the drift margin).
+	step := testLease / 3
+	lastRenewal := time.Duration(0)
+	for elapsed := step; elapsed <= 3*testLease; elapsed += step {
+		clock.Advance(step)
+		wanted := elapsed < holder.cfg.ReadLeaseIdle
+		if wanted {
+			lastRenewal = elapsed
+		}
+		held := elapsed < lastRenewal+testLease-testLease/leaseDriftMargin
+		renew(fmt.Sprintf("%s after the last read", elapsed), map[bool]int64{true: 2, false: 0}[wanted], held)
+	}
+	for i, g := range grantors {
+		if st := g.Leases(); st.Granted != 0 {
+			t.Errorf("grantor %d still grants %d leases after the holder went idle", i, st.Granted)
+		}
+	}
+	if readAlone() {
+		t.Fatal("a read after the lease ran out was answered alone")
+	}
+	renew("after a read again", 2, true)
+	if !readAlone() {
+		t.Fatal("a read under the lease taken again asked a replica")
+	}
+}
+
+// An idle holder's renewal loop (renewLeases) asks nothing until a read wants
+// the lease, and then takes it at once rather than at its next tick.
+func TestRenewLeasesSleepsUntilARead(t *testing.T) {
+	holder, peers, _, _, _ := newLeasedNodes(t)
+	holder.cfg.ReadLease = 60 * time.Millisecond // ticks every 20ms while wanted
+	holder.cfg.ReadLeaseIdle = time.Hour         // the manual clock stands still
+	var asked atomic.Int64
+	peers.onGrant = func() { asked.Add(1) }
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		holder.renewLeases(runCtx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	time.Sleep(100 * time.Millisecond) // five ticks, were it ticking
+	if n := asked.Load(); n != 0 {
+		t.Fatalf("an idle holder asked for %d grants", n)
+	}
+	if _, err := holder.Get(ctx, []byte("k"), Quorum, false); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("quorum read of a missing key: %v, want ErrNotFound", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !holder.LeaseHeld() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no lease 5s after a read wanted it (%d grants asked)", asked.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -75,6 +75,7 @@ func New(cfg Config, r Ring, local Local, peers Peers, clock *store.Clock) *Node
 		self: self,
 		now:  cfg.Now,
 	}
+	n.lease.wake = make(chan struct{}, 1)
 	if cfg.Restarted && cfg.ReadLease > 0 {
 		n.grants.forgottenUntil = n.now().Add(cfg.ReadLease)
 	}

@@ -56,6 +56,11 @@ type Config struct {
 	// leaves leases off. The daemon's --read-lease defaults to
 	// kv.DefaultConfig's (1s); see kv.Config.ReadLease for the trade-off.
 	ReadLease time.Duration
+	// ReadLeaseIdle lets a lease no quorum read wanted for this long lapse,
+	// until the next read; zero renews it always. The daemon's
+	// --read-lease-idle defaults to kv.DefaultConfig's (10s); see
+	// kv.Config.ReadLeaseIdle for the trade-off.
+	ReadLeaseIdle time.Duration
 	// TombstoneGrace is how long deletes are remembered; zero means
 	// kv.DefaultConfig's (24h).
 	TombstoneGrace time.Duration
@@ -150,7 +155,7 @@ func (c Config) check() error {
 		return errors.New("successors and durations must not be negative")
 	}
 	if c.Replicas < 0 || c.MaxKeyBytes < 0 || c.MaxValueBytes < 0 || c.CacheBytes < 0 || c.WALMinSyncInterval < 0 || c.AntiEntropyInterval < 0 ||
-		c.ReadLease < 0 || c.TombstoneGrace < 0 || c.HandOffTimeout < 0 {
+		c.ReadLease < 0 || c.ReadLeaseIdle < 0 || c.TombstoneGrace < 0 || c.HandOffTimeout < 0 {
 		return errors.New("replicas, size limits and durations must not be negative")
 	}
 	return nil

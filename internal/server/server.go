@@ -231,7 +231,7 @@ func kvConfig(cfg Config) kv.Config {
 	if cfg.TombstoneGrace > 0 {
 		k.TombstoneGrace = cfg.TombstoneGrace
 	}
-	k.ReadLease = cfg.ReadLease
+	k.ReadLease, k.ReadLeaseIdle = cfg.ReadLease, cfg.ReadLeaseIdle
 	return k
 }
 

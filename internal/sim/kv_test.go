@@ -57,16 +57,18 @@ func (h *history) allowed(e store.Entry, found bool) bool {
 
 func newKVCluster(t *testing.T, seed uint64, nodes int) *KVCluster {
 	t.Helper()
-	return newLeasedKVCluster(t, seed, nodes, 0)
+	return newLeasedKVCluster(t, seed, nodes, 0, 0)
 }
 
-// newLeasedKVCluster is newKVCluster with read leases of lease (0: off).
-func newLeasedKVCluster(t *testing.T, seed uint64, nodes int, lease time.Duration) *KVCluster {
+// newLeasedKVCluster is newKVCluster with read leases of lease (0: off),
+// renewed while a read wanted them within idle (kv.Config.ReadLeaseIdle; 0:
+// always).
+func newLeasedKVCluster(t *testing.T, seed uint64, nodes int, lease, idle time.Duration) *KVCluster {
 	t.Helper()
 	cfg := template()
 	kvcfg := kv.DefaultConfig()
 	kvcfg.Replicas = 3
-	kvcfg.ReadLease = lease
+	kvcfg.ReadLease, kvcfg.ReadLeaseIdle = lease, idle
 	c := NewKVCluster(seed, cfg, kvcfg)
 	if _, err := c.CreateKV(); err != nil {
 		t.Fatal(err)
@@ -338,19 +340,27 @@ func TestKVBatchAcrossOwnersAndOwnerCrash(t *testing.T) {
 // answer most reads alone; no read may return a value older than the last
 // acknowledged write of its key. Leases run on the simulation's virtual
 // time, ten repair rounds to a lease; a crashed owner's range refuses writes
-// until its grants run out, which the writers see as failed writes.
+// until its grants run out, which the writers see as failed writes. Leases
+// renewed always, idle after DefaultConfig's ReadLeaseIdle (ten leases,
+// which few owners here reach between reads), and idle after one lease, so
+// that owners let theirs lapse and take them again all through the churn.
 func TestKVChurnWithReadLeasesReadsNoStaleValue(t *testing.T) {
-	for _, lease := range []time.Duration{0, time.Second} {
-		t.Run(fmt.Sprintf("lease=%s", lease), func(t *testing.T) {
-			reads, alone, stale := churnWithReads(t, churnRun{seed: 33, lease: lease, steps: 2500, crashes: true})
+	for _, tt := range []struct{ lease, idle time.Duration }{
+		{0, 0},
+		{time.Second, 0},
+		{time.Second, kv.DefaultConfig().ReadLeaseIdle},
+		{time.Second, time.Second},
+	} {
+		t.Run(fmt.Sprintf("lease=%s,idle=%s", tt.lease, tt.idle), func(t *testing.T) {
+			reads, alone, stale := churnWithReads(t, churnRun{seed: 33, lease: tt.lease, leaseIdle: tt.idle, steps: 2500, crashes: true})
 			t.Logf("%d quorum reads checked, %d answered alone under a lease", reads, alone)
 			if stale != "" {
 				t.Fatal(stale)
 			}
-			if lease > 0 && alone < int64(reads)/4 {
+			if tt.lease > 0 && alone < int64(reads)/4 {
 				t.Errorf("only %d of %d quorum reads used a lease", alone, reads)
 			}
-			if lease == 0 && alone != 0 {
+			if tt.lease == 0 && alone != 0 {
 				t.Errorf("%d reads used a lease with leases off", alone)
 			}
 		})
@@ -359,18 +369,19 @@ func TestKVChurnWithReadLeasesReadsNoStaleValue(t *testing.T) {
 
 // churnRun is one run of churnWithReads.
 type churnRun struct {
-	seed    uint64
-	lease   time.Duration // kv.Config.ReadLease
-	steps   int
-	loss    float64 // message loss during the steps
-	crashes bool    // crash up to r-1 adjacent nodes among the steps
+	seed      uint64
+	lease     time.Duration // kv.Config.ReadLease
+	leaseIdle time.Duration // kv.Config.ReadLeaseIdle (0: renewed always)
+	steps     int
+	loss      float64 // message loss during the steps
+	crashes   bool    // crash up to r-1 adjacent nodes among the steps
 }
 
 // churnWithReads runs the churn of TestKVChurnWithReadLeasesReadsNoStaleValue
 // and returns the reads it checked, how many were answered under a lease,
 // and the first stale read, if any.
 func churnWithReads(t *testing.T, run churnRun) (reads int, alone int64, stale string) {
-	c := newLeasedKVCluster(t, run.seed, 24, run.lease)
+	c := newLeasedKVCluster(t, run.seed, 24, run.lease, run.leaseIdle)
 	for range 3 {
 		c.RepairRound(ctx)
 	}
@@ -479,8 +490,10 @@ var soakRounds atomic.Uint64
 // setting runs twice: without crashes, and with crashes of up to r-1
 // adjacent nodes made, as the replication guarantee is stated, after
 // repair (a crash of the two nodes holding the only copies of a write whose
-// third was lost would lose it, leases or not). Any older answer than the
-// last acknowledged write is a stale read.
+// third was lost would lose it, leases or not). A fifth run lets leases idle
+// after one lease (ReadLeaseIdle), so that owners take theirs again and
+// again under the loss. Any older answer than the last acknowledged write is
+// a stale read.
 //
 // A soak, not a CI test (`make soak-sim`): it takes 1-4 minutes, most of it
 // waiting out lost calls' deadlines. Round k of a process plays seed S+k
@@ -509,11 +522,15 @@ func TestKVLossyChurnWithReadLeasesReadsNoStaleValue(t *testing.T) {
 		first = n
 	}
 	seed := first + soakRounds.Add(1) - 1
+	idle := kv.DefaultConfig().ReadLeaseIdle
 	for _, run := range []churnRun{
-		{lease: 0}, {lease: time.Second}, {lease: 0, crashes: true}, {lease: time.Second, crashes: true},
+		{lease: 0}, {lease: time.Second, leaseIdle: idle},
+		{lease: 0, crashes: true}, {lease: time.Second, leaseIdle: idle, crashes: true},
+		// Leases idle after one lease: lapsed and taken again all through.
+		{lease: time.Second, leaseIdle: time.Second, crashes: true},
 	} {
 		run.seed, run.steps, run.loss = seed, 600, 0.05
-		t.Run(fmt.Sprintf("lease=%s,crashes=%v", run.lease, run.crashes), func(t *testing.T) {
+		t.Run(fmt.Sprintf("lease=%s,idle=%s,crashes=%v", run.lease, run.leaseIdle, run.crashes), func(t *testing.T) {
 			reads, alone, stale := churnWithReads(t, run)
 			t.Logf("seed %d: %d quorum reads checked, %d answered alone under a lease", seed, reads, alone)
 			if stale != "" {
@@ -527,7 +544,7 @@ func TestKVLossyChurnWithReadLeasesReadsNoStaleValue(t *testing.T) {
 // every node holds its lease.
 func leasedRing(t *testing.T, seed uint64) *KVCluster {
 	t.Helper()
-	c := newLeasedKVCluster(t, seed, 8, time.Second)
+	c := newLeasedKVCluster(t, seed, 8, time.Second, 0)
 	for range 3 {
 		c.RepairRound(ctx)
 	}
@@ -741,7 +758,7 @@ func TestKVMembershipChangeKeepsAWriteTheOwnerMissed(t *testing.T) {
 	for i, tt := range tests {
 		for _, lease := range []time.Duration{0, time.Second} {
 			t.Run(fmt.Sprintf("%s/lease=%s", tt.name, lease), func(t *testing.T) {
-				c := newLeasedKVCluster(t, uint64(47+i), 8, lease)
+				c := newLeasedKVCluster(t, uint64(47+i), 8, lease, 0)
 				for range 3 {
 					c.RepairRound(ctx)
 				}
