@@ -78,8 +78,10 @@ func (c *Cluster) putUntilAcknowledged(t *testing.T, s *kvState, round int, endp
 }
 
 // TestReadLease runs a 3-node ring with r = 3 and read leases on, as they
-// are by default (no --read-lease flag): every node comes to hold the lease
-// of its range; keys written and overwritten read
+// are by default (no --read-lease flag), renewed whether or not anything
+// reads (--read-lease-idle 0; TestReadLeaseIdles checks the default idling):
+// every node comes to hold the lease of its range; keys written and
+// overwritten read
 // back at quorum; after kill -9 of a node, writes to its range resume once
 // its lease has run out and read back from the survivors; and when it
 // restarts with the old values of its range in its store, no read through
@@ -90,7 +92,7 @@ func TestReadLease(t *testing.T) {
 	}
 	c := NewCluster(t, 3, 2)
 	metricsAddrs := freeAddrs(t, len(c.Nodes))
-	c.ExtraArgs = []string{"--replicas", "3", "--anti-entropy-interval", antiEntropy}
+	c.ExtraArgs = []string{"--replicas", "3", "--anti-entropy-interval", antiEntropy, "--read-lease-idle", "0"}
 	for i, n := range c.Nodes {
 		n.ExtraArgs = []string{"--metrics-addr", metricsAddrs[i]}
 		n.Start(t)
@@ -261,4 +263,85 @@ func TestReadLease(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reads of the dead owner's keys through its successor: %v", err)
 	}
+}
+
+// TestReadLeaseIdles runs a 3-node ring with r = 3 and default flags, so
+// that a lease no read wants lapses after --read-lease-idle's 10s: no node
+// holds a lease or grants one before anything reads, writes alone take none,
+// a client's quorum reads make every node take its lease, every lease has
+// run out and no node grants any soon after the reads stop, and after kill
+// -9 of an idle node, puts to its range are acknowledged from the survivors
+// and read back.
+func TestReadLeaseIdles(t *testing.T) {
+	if lease, set := serveArgsReadLease(); set && lease == 0 {
+		t.Skip("E2E_SERVE_ARGS turns read leases off")
+	}
+	c := NewCluster(t, 3, 2)
+	metricsAddrs := freeAddrs(t, len(c.Nodes))
+	c.ExtraArgs = []string{"--replicas", "3", "--anti-entropy-interval", antiEntropy}
+	for i, n := range c.Nodes {
+		n.ExtraArgs = []string{"--metrics-addr", metricsAddrs[i]}
+		n.Start(t)
+	}
+	all := c.Nodes
+	// leases checks that every node of nodes holds its lease and grants the
+	// two others theirs (want true), or holds and grants none (false), by
+	// its gauge and by `chordkv status`.
+	leases := func(want bool, nodes ...*Node) error {
+		var errs []error
+		for _, n := range nodes {
+			held, err := leaseHeld(metricsAddrs[slices.Index(all, n)])
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", n.Addr, err))
+				continue
+			}
+			st, err := c.Status(n.Addr)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			granted := 0
+			if want {
+				granted = len(nodes) - 1
+			}
+			if held != want || st.ReadLease.Held != want || st.LeasesGranted != granted {
+				errs = append(errs, fmt.Errorf("%s: gauge held %v, status shows read lease %+v and %d leases granted; want held %v and %d granted",
+					n.Addr, held, st.ReadLease, st.LeasesGranted, want, granted))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	c.Eventually(t, "3 processes converge", ringDeadline, func() error { return checkConverged(c, all) })
+	s := &kvState{values: map[string][]byte{}, deleted: map[string]bool{}}
+	eps := strings.Join(c.Addrs(), ",")
+	c.putUntilAcknowledged(t, s, 1, eps)
+	if err := leases(false, all...); err != nil {
+		t.Fatalf("after writes alone: %v", err)
+	}
+
+	sweeps := 0
+	took := c.Eventually(t, "reads make every node take its lease", ringDeadline, func() error {
+		sweeps++
+		if err := c.checkAll(s, c.Addrs()); err != nil {
+			if errors.Is(err, errWrongData) {
+				t.Fatalf("sweep %d: %v", sweeps, err)
+			}
+			return err
+		}
+		return leases(true, all...)
+	})
+	logTiming(t, fmt.Sprintf("every node leased after reads began (%d sweeps)", sweeps), took)
+
+	took = c.Eventually(t, "every lease runs out once the reads stop", ringDeadline, func() error {
+		return leases(false, all...)
+	})
+	logTiming(t, "every lease out after the reads stopped", took)
+
+	victim := all[1]
+	survivors := []*Node{all[0], all[2]}
+	victim.Kill(t)
+	longest := c.putUntilAcknowledged(t, s, 2, strings.Join(c.Addrs(survivors...), ","))
+	logTiming(t, "longest put after kill -9 of an idle node", longest)
+	took = c.eventuallyAllKeys(t, s, c.Addrs(survivors...))
+	logTiming(t, "every key readable from the survivors", took)
 }
