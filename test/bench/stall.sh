@@ -20,6 +20,9 @@
 #   SETTLE       seconds between the ring forming and the writes (default 4;
 #                leases are taken within a second or two)
 #   RETRY_LIMIT  seconds a key's put may be retried (default 30)
+#   READS        1 (default): read every key once before the kill, so that
+#                owners hold their leases as under a read load; 0: no reads,
+#                the idle ring, whose leases have lapsed (--read-lease-idle)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -32,6 +35,7 @@ KEYS=${KEYS:-40}
 SERVE_ARGS=${SERVE_ARGS:-}
 SETTLE=${SETTLE:-4}
 RETRY_LIMIT=${RETRY_LIMIT:-30}
+READS=${READS:-1}
 READY_WAIT=60
 STOP_GRACE=10
 
@@ -55,6 +59,15 @@ eps=$(IFS=,; echo "${survivors[*]}")
 for k in $(seq 1 "$KEYS"); do
 	"$BIN" put "stall-$k" before --endpoints "$eps" --timeout 3s >/dev/null || die "put stall-$k before the kill failed"
 done
+if [ "$READS" = 1 ]; then
+	# Quorum reads reach each key's owner, which then takes its lease: the
+	# stall of a ring serving reads, the longest there is.
+	all=$(for i in $(seq 0 $((NODES - 1))); do addr "$i"; done | paste -sd,)
+	for k in $(seq 1 "$KEYS"); do
+		"$BIN" get "stall-$k" --endpoints "$all" --timeout 3s >/dev/null || die "get stall-$k before the kill failed"
+	done
+	sleep 1
+fi
 
 log "kill -9 of $(addr "$victim"); overwriting $KEYS keys through the $((NODES - 1)) others"
 kill -KILL "${pids[victim]}"
@@ -77,4 +90,4 @@ cat "$tmp"/took-* >"$tmp/took"
 grep -q never "$tmp/took" && die "some keys were not acknowledged within ${RETRY_LIMIT}s: $(grep never "$tmp/took" | tr '\n' ' ')"
 longest=$(sort -k2 -n -r "$tmp/took" | head -3 | awk '{printf "%s%.2f s", (NR > 1 ? ", " : ""), $2 / 1000}')
 over=$(awk '$2 > 500' "$tmp/took" | wc -l)
-echo "serve args '${SERVE_ARGS}': longest waits from the kill to an acknowledged put: $longest; $over of $KEYS keys waited over 0.5 s"
+echo "serve args '${SERVE_ARGS}', reads $READS: longest waits from the kill to an acknowledged put: $longest; $over of $KEYS keys waited over 0.5 s"
