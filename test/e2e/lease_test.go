@@ -77,6 +77,19 @@ func (c *Cluster) putUntilAcknowledged(t *testing.T, s *kvState, round int, endp
 	return longest
 }
 
+// killAndRewrite kills victim with SIGKILL, then writes round of every key
+// through survivors (putUntilAcknowledged, so puts to the victim's range
+// wait out any lease it held) and waits until every key reads back from
+// them. It logs the longest put and the wait.
+func (c *Cluster) killAndRewrite(t *testing.T, s *kvState, round int, victim *Node, survivors ...*Node) {
+	t.Helper()
+	victim.Kill(t)
+	longest := c.putUntilAcknowledged(t, s, round, strings.Join(c.Addrs(survivors...), ","))
+	logTiming(t, "longest put after kill -9 of "+victim.Addr, longest)
+	took := c.eventuallyAllKeys(t, s, c.Addrs(survivors...))
+	logTiming(t, "every key readable from the survivors", took)
+}
+
 // TestReadLease runs a 3-node ring with r = 3 and read leases on, as they
 // are by default (no --read-lease flag), renewed whether or not anything
 // reads (--read-lease-idle 0; TestReadLeaseIdles checks the default idling):
@@ -152,12 +165,7 @@ func TestReadLease(t *testing.T) {
 	}
 
 	victim := all[1]
-	survivors := []*Node{all[0], all[2]}
-	victim.Kill(t)
-	longest := c.putUntilAcknowledged(t, s, 3, strings.Join(c.Addrs(survivors...), ","))
-	logTiming(t, "longest put to wait out the killed owner's lease", longest)
-	took = c.eventuallyAllKeys(t, s, c.Addrs(survivors...))
-	logTiming(t, "every key readable from the survivors", took)
+	c.killAndRewrite(t, s, 3, victim, all[0], all[2])
 
 	// The restarted node's store holds round 2 of its range; round 3 must
 	// be all any read through it returns, from the first answer on.
@@ -319,6 +327,19 @@ func TestReadLeaseIdles(t *testing.T) {
 		t.Fatalf("after writes alone: %v", err)
 	}
 
+	// A node takes its lease only when a read of its own range comes, and
+	// a small range may hold none of the written keys: each sweep also reads
+	// a key, never written, that each node owns.
+	o := newRingOracle(c.Addrs(), c.Successors)
+	var probes []string
+	for _, n := range all {
+		for i := 0; ; i++ {
+			if k := fmt.Sprintf("probe-%d", i); o.owner(k) == n.Addr {
+				probes = append(probes, k)
+				break
+			}
+		}
+	}
 	sweeps := 0
 	took := c.Eventually(t, "reads make every node take its lease", ringDeadline, func() error {
 		sweeps++
@@ -327,6 +348,11 @@ func TestReadLeaseIdles(t *testing.T) {
 				t.Fatalf("sweep %d: %v", sweeps, err)
 			}
 			return err
+		}
+		for _, k := range probes {
+			if r := c.CLI("get", k, "--endpoints", eps, "--timeout", cliTimeout); r.Code != exitNotFound {
+				return fmt.Errorf("get %s, never written: %v", k, r)
+			}
 		}
 		return leases(true, all...)
 	})
@@ -337,11 +363,5 @@ func TestReadLeaseIdles(t *testing.T) {
 	})
 	logTiming(t, "every lease out after the reads stopped", took)
 
-	victim := all[1]
-	survivors := []*Node{all[0], all[2]}
-	victim.Kill(t)
-	longest := c.putUntilAcknowledged(t, s, 2, strings.Join(c.Addrs(survivors...), ","))
-	logTiming(t, "longest put after kill -9 of an idle node", longest)
-	took = c.eventuallyAllKeys(t, s, c.Addrs(survivors...))
-	logTiming(t, "every key readable from the survivors", took)
+	c.killAndRewrite(t, s, 2, all[1], all[0], all[2])
 }
