@@ -129,12 +129,14 @@ func TestJSONShapes(t *testing.T) {
 		{"put and del", writeResultJSON{Key: "k", Version: kvVersionJSON{HLC: 7, Node: "ab"}},
 			`{"key":"k","version":{"hlc":7,"node":"ab"}}`},
 		{"status", statusJSON{ID: "ab", Addr: "a:1", Predecessor: "", Successors: []string{}, Fingers: []string{}, Member: true, Ready: false},
-			`{"id":"ab","addr":"a:1","predecessor":"","successors":[],"fingers":[],"member":true,"ready":false,"synced":false,"stored_keys":0,"stored_tombstones":0,"stored_bytes":0,"read_lease":{"held":false,"from":"","to":"","grantors":null,"remaining_ms":0},"leases_granted":0}`},
-		{"status with a lease", newStatusJSON(&pb.StatusResponse{Id: "ab", Addr: "a:1", LeasesGranted: 2,
+			`{"id":"ab","addr":"a:1","predecessor":"","successors":[],"fingers":[],"member":true,"ready":false,"synced":false,"stored_keys":0,"stored_tombstones":0,"stored_bytes":0,"read_lease":{"held":false,"from":"","to":"","grantors":null,"remaining_ms":0,"renewing":false},"leases_granted":0}`},
+		{"status with a lease", newStatusJSON(&pb.StatusResponse{Id: "ab", Addr: "a:1", LeasesGranted: 2, ReadLeaseRenewing: true,
 			ReadLease: &pb.ReadLease{From: "aa", To: "ab", Grantors: []string{"b:2", "c:3"}, RemainingMs: 1500}}),
-			`{"id":"ab","addr":"a:1","predecessor":"","successors":[],"fingers":[],"member":false,"ready":false,"synced":false,"stored_keys":0,"stored_tombstones":0,"stored_bytes":0,"read_lease":{"held":true,"from":"aa","to":"ab","grantors":["b:2","c:3"],"remaining_ms":1500},"leases_granted":2}`},
+			`{"id":"ab","addr":"a:1","predecessor":"","successors":[],"fingers":[],"member":false,"ready":false,"synced":false,"stored_keys":0,"stored_tombstones":0,"stored_bytes":0,"read_lease":{"held":true,"from":"aa","to":"ab","grantors":["b:2","c:3"],"remaining_ms":1500,"renewing":true},"leases_granted":2}`},
 		{"status without a lease", newStatusJSON(&pb.StatusResponse{Id: "ab", Addr: "a:1"}),
-			`{"id":"ab","addr":"a:1","predecessor":"","successors":[],"fingers":[],"member":false,"ready":false,"synced":false,"stored_keys":0,"stored_tombstones":0,"stored_bytes":0,"read_lease":{"held":false,"from":"","to":"","grantors":[],"remaining_ms":0},"leases_granted":0}`},
+			`{"id":"ab","addr":"a:1","predecessor":"","successors":[],"fingers":[],"member":false,"ready":false,"synced":false,"stored_keys":0,"stored_tombstones":0,"stored_bytes":0,"read_lease":{"held":false,"from":"","to":"","grantors":[],"remaining_ms":0,"renewing":false},"leases_granted":0}`},
+		{"status renewing a lease not granted", newStatusJSON(&pb.StatusResponse{Id: "ab", Addr: "a:1", ReadLeaseRenewing: true}),
+			`{"id":"ab","addr":"a:1","predecessor":"","successors":[],"fingers":[],"member":false,"ready":false,"synced":false,"stored_keys":0,"stored_tombstones":0,"stored_bytes":0,"read_lease":{"held":false,"from":"","to":"","grantors":[],"remaining_ms":0,"renewing":true},"leases_granted":0}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -369,8 +371,11 @@ func TestLeaseText(t *testing.T) {
 		want  string
 	}{
 		{readLeaseJSON{}, "none"},
-		{readLeaseJSON{Held: true, From: "aa", To: "ab", Grantors: []string{"b:2", "c:3"}, RemainingMS: 1500},
+		{readLeaseJSON{Renewing: true}, "none; renewing, not granted yet"},
+		{readLeaseJSON{Held: true, From: "aa", To: "ab", Grantors: []string{"b:2", "c:3"}, RemainingMS: 1500, Renewing: true},
 			"(aa, ab] for 1.5s more, granted by b:2,c:3"},
+		{readLeaseJSON{Held: true, From: "aa", To: "ab", Grantors: []string{"b:2", "c:3"}, RemainingMS: 1500},
+			"(aa, ab] for 1.5s more, granted by b:2,c:3; idle, not renewed"},
 	}
 	for _, tt := range tests {
 		if got := leaseText(tt.lease); got != tt.want {

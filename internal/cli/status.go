@@ -33,14 +33,17 @@ type statusJSON struct {
 	LeasesGranted uint32        `json:"leases_granted"`
 }
 
-// readLeaseJSON is a held read lease; Held is false, and the rest empty,
-// while the node holds none.
+// readLeaseJSON is a held read lease; Held is false, and the range and
+// grantors empty, while the node holds none. Renewing says whether the node
+// renews it (serve --read-lease-idle): not held but renewing is a lease its
+// replicas have not granted (yet); held but not renewing, one running out.
 type readLeaseJSON struct {
 	Held        bool     `json:"held"`
 	From        string   `json:"from"`
 	To          string   `json:"to"`
 	Grantors    []string `json:"grantors"`
 	RemainingMS int64    `json:"remaining_ms"`
+	Renewing    bool     `json:"renewing"`
 }
 
 func newStatusJSON(s *pb.StatusResponse) statusJSON {
@@ -64,6 +67,7 @@ func newStatusJSON(s *pb.StatusResponse) statusJSON {
 			To:          s.GetReadLease().GetTo(),
 			Grantors:    nonNil(s.GetReadLease().GetGrantors()),
 			RemainingMS: s.GetReadLease().GetRemainingMs(),
+			Renewing:    s.GetReadLeaseRenewing(),
 		},
 		LeasesGranted: s.GetLeasesGranted(),
 	}
@@ -71,11 +75,18 @@ func newStatusJSON(s *pb.StatusResponse) statusJSON {
 
 // leaseText is the read lease as `chordkv status` prints it.
 func leaseText(l readLeaseJSON) string {
-	if !l.Held {
+	switch {
+	case !l.Held && l.Renewing:
+		return "none; renewing, not granted yet"
+	case !l.Held:
 		return "none"
 	}
-	return fmt.Sprintf("(%s, %s] for %s more, granted by %s", l.From, l.To,
+	text := fmt.Sprintf("(%s, %s] for %s more, granted by %s", l.From, l.To,
 		time.Duration(l.RemainingMS)*time.Millisecond, strings.Join(l.Grantors, ","))
+	if !l.Renewing {
+		text += "; idle, not renewed"
+	}
+	return text
 }
 
 func newStatusCmd(opts *clientOptions) *cobra.Command {

@@ -367,6 +367,11 @@ type LeaseStatus struct {
 	Remaining time.Duration
 	// Granted counts the unexpired leases this node grants other nodes.
 	Granted int
+	// Renewing is true while the node renews its lease: leases are on and
+	// a quorum read wanted it within ReadLeaseIdle. Not held but renewing
+	// is a lease its replicas have not granted (yet); neither is an idle
+	// node.
+	Renewing bool
 }
 
 // Leases reports the lease this node holds and how many it grants.
@@ -376,6 +381,7 @@ func (n *Node) Leases() LeaseStatus {
 	if l := n.heldAt(now); l != nil {
 		st = LeaseStatus{Held: true, From: l.from, To: l.to, Grantors: slices.Clone(l.grantors), Remaining: l.until.Sub(now)}
 	}
+	st.Renewing = n.cfg.ReadLease > 0 && n.leaseWanted(now)
 	n.grants.mu.RLock()
 	for _, g := range n.grants.byHolder {
 		if !now.After(g.until) {

@@ -359,6 +359,9 @@ func TestLeasesOff(t *testing.T) {
 	if peers.reads[others[0].Addr]+peers.reads[others[1].Addr] != 1 {
 		t.Errorf("quorum read with leases off read %d other replicas, want 1", peers.reads[others[0].Addr]+peers.reads[others[1].Addr])
 	}
+	if n.Leases().Renewing {
+		t.Error("status says renewing with leases off, after a quorum read")
+	}
 }
 
 // A holder leaving the ring releases its lease: it stops reading alone at
@@ -892,6 +895,9 @@ func TestLeaseIdlesWithoutReads(t *testing.T) {
 		}
 		if got := holder.LeaseHeld(); got != wantHeld {
 			t.Errorf("%s: lease held %v, want %v", step, got, wantHeld)
+		}
+		if got := holder.Leases().Renewing; got != (wantAsked > 0) {
+			t.Errorf("%s: status says renewing %v, want %v", step, got, wantAsked > 0)
 		}
 	}
 	readAlone := func() bool {

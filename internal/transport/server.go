@@ -172,6 +172,7 @@ func (s *Server) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse,
 	if s.leases != nil {
 		ls := s.leases()
 		resp.LeasesGranted = uint32(max(ls.Granted, 0))
+		resp.ReadLeaseRenewing = ls.Renewing
 		if ls.Held {
 			resp.ReadLease = &pb.ReadLease{
 				From:        ls.From.String(),

@@ -488,7 +488,8 @@ func TestAdminStatusReportsStoreAndLeases(t *testing.T) {
 		synced bool
 	}{
 		{"no lease, taking over", kv.LeaseStatus{Granted: 2}, nil, false},
-		{"held", kv.LeaseStatus{Held: true, From: from, To: to, Grantors: []string{"10.0.0.2:7000", "10.0.0.3:7000"}, Remaining: 1500 * time.Millisecond, Granted: 1},
+		{"no lease, renewing", kv.LeaseStatus{Renewing: true}, nil, true},
+		{"held", kv.LeaseStatus{Held: true, From: from, To: to, Grantors: []string{"10.0.0.2:7000", "10.0.0.3:7000"}, Remaining: 1500 * time.Millisecond, Granted: 1, Renewing: true},
 			&pb.ReadLease{From: from.String(), To: to.String(), Grantors: []string{"10.0.0.2:7000", "10.0.0.3:7000"}, RemainingMs: 1500}, true},
 	}
 	for _, tt := range tests {
@@ -512,6 +513,9 @@ func TestAdminStatusReportsStoreAndLeases(t *testing.T) {
 			}
 			if st.GetSynced() != tt.synced {
 				t.Errorf("synced = %v, want %v", st.GetSynced(), tt.synced)
+			}
+			if st.GetReadLeaseRenewing() != tt.leases.Renewing {
+				t.Errorf("read lease renewing = %v, want %v", st.GetReadLeaseRenewing(), tt.leases.Renewing)
 			}
 		})
 	}

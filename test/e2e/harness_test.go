@@ -520,6 +520,7 @@ type StatusView struct {
 		Held        bool     `json:"held"`
 		Grantors    []string `json:"grantors"`
 		RemainingMS int64    `json:"remaining_ms"`
+		Renewing    bool     `json:"renewing"`
 	} `json:"read_lease"`
 	LeasesGranted int `json:"leases_granted"`
 }

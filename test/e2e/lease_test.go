@@ -138,7 +138,7 @@ func TestReadLease(t *testing.T) {
 				continue
 			}
 			l := st.ReadLease
-			if !l.Held || len(l.Grantors) != 2 || slices.Contains(l.Grantors, n.Addr) || l.RemainingMS <= 0 || st.LeasesGranted != 2 {
+			if !l.Held || !l.Renewing || len(l.Grantors) != 2 || slices.Contains(l.Grantors, n.Addr) || l.RemainingMS <= 0 || st.LeasesGranted != 2 {
 				errs = append(errs, fmt.Errorf("%s: status shows read lease %+v and %d leases granted", n.Addr, l, st.LeasesGranted))
 			}
 		}
@@ -292,9 +292,9 @@ func TestReadLeaseIdles(t *testing.T) {
 		n.Start(t)
 	}
 	all := c.Nodes
-	// leases checks that every node of nodes holds its lease and grants the
-	// two others theirs (want true), or holds and grants none (false), by
-	// its gauge and by `chordkv status`.
+	// leases checks that every node of nodes holds and renews its lease and
+	// grants the two others theirs (want true), or holds, renews and grants
+	// none (false), by its gauge and by `chordkv status`.
 	leases := func(want bool, nodes ...*Node) error {
 		var errs []error
 		for _, n := range nodes {
@@ -312,8 +312,8 @@ func TestReadLeaseIdles(t *testing.T) {
 			if want {
 				granted = len(nodes) - 1
 			}
-			if held != want || st.ReadLease.Held != want || st.LeasesGranted != granted {
-				errs = append(errs, fmt.Errorf("%s: gauge held %v, status shows read lease %+v and %d leases granted; want held %v and %d granted",
+			if held != want || st.ReadLease.Held != want || st.ReadLease.Renewing != want || st.LeasesGranted != granted {
+				errs = append(errs, fmt.Errorf("%s: gauge held %v, status shows read lease %+v and %d leases granted; want held and renewing %v and %d granted",
 					n.Addr, held, st.ReadLease, st.LeasesGranted, want, granted))
 			}
 		}

@@ -611,9 +611,15 @@ type StatusResponse struct {
 	// or it has taken them over from their previous replicas after joining.
 	// Until then it reads through its successor, and its health is
 	// NOT_SERVING.
-	Synced        bool `protobuf:"varint,13,opt,name=synced,proto3" json:"synced,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Synced bool `protobuf:"varint,13,opt,name=synced,proto3" json:"synced,omitempty"`
+	// read_lease_renewing is true while the node renews its read lease: leases
+	// are on and a quorum read of its range came within serve
+	// --read-lease-idle. With read_lease absent, true means the lease is
+	// wanted but not granted (yet), false that the node is idle or has leases
+	// off.
+	ReadLeaseRenewing bool `protobuf:"varint,14,opt,name=read_lease_renewing,json=readLeaseRenewing,proto3" json:"read_lease_renewing,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -733,6 +739,13 @@ func (x *StatusResponse) GetLeasesGranted() uint32 {
 func (x *StatusResponse) GetSynced() bool {
 	if x != nil {
 		return x.Synced
+	}
+	return false
+}
+
+func (x *StatusResponse) GetReadLeaseRenewing() bool {
+	if x != nil {
+		return x.ReadLeaseRenewing
 	}
 	return false
 }
@@ -972,7 +985,7 @@ const file_chordkv_v1_chord_proto_rawDesc = "" +
 	"successors\x18\x03 \x03(\v2\x10.chordkv.v1.PeerR\n" +
 	"successors\"\x0f\n" +
 	"\rLeaveResponse\"\x0f\n" +
-	"\rStatusRequest\"\xa4\x03\n" +
+	"\rStatusRequest\"\xd4\x03\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12 \n" +
@@ -991,7 +1004,8 @@ const file_chordkv_v1_chord_proto_rawDesc = "" +
 	"\n" +
 	"read_lease\x18\v \x01(\v2\x15.chordkv.v1.ReadLeaseR\treadLease\x12%\n" +
 	"\x0eleases_granted\x18\f \x01(\rR\rleasesGranted\x12\x16\n" +
-	"\x06synced\x18\r \x01(\bR\x06synced\"n\n" +
+	"\x06synced\x18\r \x01(\bR\x06synced\x12.\n" +
+	"\x13read_lease_renewing\x18\x0e \x01(\bR\x11readLeaseRenewing\"n\n" +
 	"\tReadLease\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x1a\n" +
