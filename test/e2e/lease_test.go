@@ -90,6 +90,17 @@ func (c *Cluster) killAndRewrite(t *testing.T, s *kvState, round int, victim *No
 	logTiming(t, "every key readable from the survivors", took)
 }
 
+// keyOwnedBy returns the first of probe-0, probe-1, ... (a million at most)
+// that o places in addr's range.
+func keyOwnedBy(o ringOracle, addr string) (string, bool) {
+	for i := range 1_000_000 {
+		if k := fmt.Sprintf("probe-%d", i); o.owner(k) == addr {
+			return k, true
+		}
+	}
+	return "", false
+}
+
 // TestReadLease runs a 3-node ring with r = 3 and read leases on, as they
 // are by default (no --read-lease flag), renewed whether or not anything
 // reads (--read-lease-idle 0; TestReadLeaseIdles checks the default idling):
@@ -333,12 +344,11 @@ func TestReadLeaseIdles(t *testing.T) {
 	o := newRingOracle(c.Addrs(), c.Successors)
 	var probes []string
 	for _, n := range all {
-		for i := 0; ; i++ {
-			if k := fmt.Sprintf("probe-%d", i); o.owner(k) == n.Addr {
-				probes = append(probes, k)
-				break
-			}
+		k, ok := keyOwnedBy(o, n.Addr)
+		if !ok {
+			t.Fatalf("no key of a million falls in %s's range", n.Addr)
 		}
+		probes = append(probes, k)
 	}
 	sweeps := 0
 	took := c.Eventually(t, "reads make every node take its lease", ringDeadline, func() error {
