@@ -265,11 +265,14 @@ func (n *Node) wantLease(now time.Time) {
 	}
 }
 
-// leaseWanted reports whether this node renews its lease at now: a quorum
-// read wanted it within the last ReadLeaseIdle, or leases never go idle
-// (ReadLeaseIdle 0).
+// leaseWanted reports whether this node renews its lease at now: leases
+// are on, and a quorum read wanted it within the last ReadLeaseIdle or
+// leases never go idle (ReadLeaseIdle 0).
 func (n *Node) leaseWanted(now time.Time) bool {
-	if n.cfg.ReadLeaseIdle <= 0 {
+	switch {
+	case n.cfg.ReadLease <= 0:
+		return false
+	case n.cfg.ReadLeaseIdle <= 0:
 		return true
 	}
 	last := n.lease.wantedAt.Load()
@@ -381,7 +384,7 @@ func (n *Node) Leases() LeaseStatus {
 	if l := n.heldAt(now); l != nil {
 		st = LeaseStatus{Held: true, From: l.from, To: l.to, Grantors: slices.Clone(l.grantors), Remaining: l.until.Sub(now)}
 	}
-	st.Renewing = n.cfg.ReadLease > 0 && n.leaseWanted(now)
+	st.Renewing = n.leaseWanted(now)
 	n.grants.mu.RLock()
 	for _, g := range n.grants.byHolder {
 		if !now.After(g.until) {
@@ -406,7 +409,7 @@ func (n *Node) Leases() LeaseStatus {
 // itself (Config.ReadLeaseIdle). The daemon calls it every ReadLease/3
 // while the lease is wanted.
 func (n *Node) RenewLease(ctx context.Context) error {
-	if n.cfg.ReadLease <= 0 || !n.leaseWanted(n.now()) {
+	if !n.leaseWanted(n.now()) {
 		return nil
 	}
 	nb := n.ring.Neighbors()

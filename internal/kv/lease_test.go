@@ -582,6 +582,21 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// runRenewals runs holder's renewal loop (renewLeases) until the returned
+// stop is called; stop returns once the loop has.
+func runRenewals(holder *Node) (stop func()) {
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		holder.renewLeases(runCtx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
 // Replicas that refuse a lease for its length (their --read-lease is
 // shorter) are a misconfiguration, not churn: the holder says so at Warn,
 // once until a renewal succeeds, rather than at Debug on every renewal.
@@ -597,15 +612,9 @@ func TestRenewLeasesWarnsOnceAboutRefusedLength(t *testing.T) {
 	holder.cfg.ReadLease = 60 * time.Millisecond // renewals every 20ms
 	var logs lockedBuffer
 	holder.log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		holder.renewLeases(runCtx)
-	}()
+	stop := runRenewals(holder)
 	time.Sleep(200 * time.Millisecond) // about ten renewals
-	cancel()
-	<-done
+	stop()
 	out := logs.String()
 	if got := strings.Count(out, "level=WARN"); got != 1 || !strings.Contains(out, "same --read-lease") {
 		t.Errorf("%d warnings in:\n%s\nwant one naming --read-lease", got, out)
@@ -932,7 +941,11 @@ func TestLeaseIdlesWithoutReads(t *testing.T) {
 			lastRenewal = elapsed
 		}
 		held := elapsed < lastRenewal+testLease-testLease/leaseDriftMargin
-		renew(fmt.Sprintf("%s after the last read", elapsed), map[bool]int64{true: 2, false: 0}[wanted], held)
+		var asks int64 // one per grantor while wanted
+		if wanted {
+			asks = 2
+		}
+		renew(fmt.Sprintf("%s after the last read", elapsed), asks, held)
 	}
 	for i, g := range grantors {
 		if st := g.Leases(); st.Granted != 0 {
@@ -956,16 +969,7 @@ func TestRenewLeasesSleepsUntilARead(t *testing.T) {
 	holder.cfg.ReadLeaseIdle = time.Hour         // the manual clock stands still
 	var asked atomic.Int64
 	peers.onGrant = func() { asked.Add(1) }
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		holder.renewLeases(runCtx)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	defer runRenewals(holder)()
 	time.Sleep(100 * time.Millisecond) // five ticks, were it ticking
 	if n := asked.Load(); n != 0 {
 		t.Fatalf("an idle holder asked for %d grants", n)
