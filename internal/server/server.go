@@ -142,6 +142,7 @@ func newDaemon(cfg Config, bound net.Addr) (*daemon, error) {
 		return nil, err
 	}
 	grpcOpts = append(grpcOpts, sec.server...)
+	grpcOpts = append(grpcOpts, transport.ServerOptions()...)
 	if w := cfg.StreamWorkers; w >= 0 {
 		if w == 0 {
 			w = defaultStreamWorkers
